@@ -1,0 +1,93 @@
+"""Step 3, `evoscan blast`: all-vs-all blastn of the windows, best hit per window pair.
+
+The defaults are chosen to support a "no detectable similarity" claim: the sensitive blastn task
+with word size 7, e-value 10, no DUST or soft masking, both strands, and no cap on targets per
+query (blastn's default of 500 would silently hide hits of repeat-rich windows).
+"""
+
+from __future__ import annotations
+
+import shlex
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from . import tools
+from .errors import EvoscanError
+from .io import h5
+from .mask import write_fasta_upper
+from .windows import WindowSet
+
+DEFAULT_ARGS = "-task blastn -word_size 7 -evalue 10 -dust no -soft_masking false -strand both"
+OUTFMT = "6 qseqid sseqid pident length evalue bitscore"
+HIT_COLUMNS = ["window_a", "window_b", "evalue", "bitscore", "pident", "length"]
+RESERVED = {"-query", "-db", "-out", "-outfmt", "-num_threads"}
+
+
+def blastn_args(args: str, n_windows: int) -> list[str]:
+    """User blastn options, checked; `-max_target_seqs` defaults to every window."""
+    try:
+        words = shlex.split(args)
+    except ValueError as err:
+        raise EvoscanError(f"--blast-args cannot be parsed: {err}") from None
+    clash = RESERVED.intersection(words)
+    if clash:
+        raise EvoscanError(f"--blast-args must not set {', '.join(sorted(clash))}; evoscan sets it")
+    if "-max_target_seqs" not in words:
+        words += ["-max_target_seqs", str(max(n_windows, 1))]
+    return words
+
+
+def best_per_pair(hsps: pd.DataFrame) -> pd.DataFrame:
+    """One row per unordered window pair (a < b): min e-value, max bitscore, and the identity and
+    length of the top-scoring HSP. Self hits are dropped."""
+    a = np.minimum(hsps["query"], hsps["subject"])
+    b = np.maximum(hsps["query"], hsps["subject"])
+    hsps = hsps.assign(window_a=a, window_b=b)[a != b]
+    if hsps.empty:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in
+                             zip(HIT_COLUMNS, ["i8", "f8", "f4", "f4", "f4", "i8"])})
+    top = hsps.sort_values("bitscore", ascending=False).drop_duplicates(["window_a", "window_b"])
+    min_e = hsps.groupby(["window_a", "window_b"])["evalue"].min()
+    top = top.set_index(["window_a", "window_b"]).assign(evalue=min_e).reset_index()
+    return top[HIT_COLUMNS].sort_values(["window_a", "window_b"], ignore_index=True)
+
+
+def read_outfmt6(path: Path) -> pd.DataFrame:
+    if path.stat().st_size == 0:
+        return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
+            ["query", "subject", "pident", "length", "evalue", "bitscore"], ["i8", "i8", "f8", "i8", "f8", "f8"])})
+    hsps = pd.read_csv(path, sep="\t", header=None,
+                       names=["query", "subject", "pident", "length", "evalue", "bitscore"],
+                       dtype={"query": str, "subject": str})
+    for col in ("query", "subject"):  # ids are w<index>
+        hsps[col] = hsps[col].str.slice(1).astype(np.int64)
+    return hsps
+
+
+def run_blast(ws: WindowSet, args: str = DEFAULT_ARGS, threads: int = 1) -> tuple[pd.DataFrame, dict]:
+    """Best hit per window pair and provenance of the search."""
+    words = blastn_args(args, len(ws))
+    versions = {"blastn": tools.version("blastn")}
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        fasta = tmp / "windows.fa"
+        write_fasta_upper(ws, fasta)
+        tools.run(["makeblastdb", "-in", str(fasta), "-dbtype", "nucl", "-out", str(tmp / "db")])
+        tools.run(["blastn", "-query", str(fasta), "-db", str(tmp / "db"), "-outfmt", OUTFMT,
+                   "-num_threads", str(threads), "-out", str(tmp / "hits.tsv"), *words])
+        hits = best_per_pair(read_outfmt6(tmp / "hits.tsv"))
+    return hits, {"blastn_args": " ".join(words), "versions": versions}
+
+
+def write_blast(path, ws: WindowSet, hits: pd.DataFrame, info: dict, params: dict) -> None:
+    attrs = h5.provenance("blast", ws.digest, {**params, "blastn_args": info["blastn_args"]}, info["versions"])
+    h5.write_h5(path, {c: hits[c].to_numpy() for c in HIT_COLUMNS}, attrs)
+
+
+def read_blast(path, ws: WindowSet) -> tuple[pd.DataFrame, str]:
+    """Best hits of a blast file made from `ws`, and the blastn options that found them."""
+    with h5.open_checked(path, "blast", ws.digest) as f:
+        return pd.DataFrame({c: f[c][()] for c in HIT_COLUMNS}), h5.params_of(f)["blastn_args"]

@@ -1,0 +1,220 @@
+"""The `evoscan` command: one subcommand per pipeline step, plus `run` (all steps) and `demo`."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from rich.console import Console
+
+from . import __version__, blast, embed, mask, report, score
+from .backends import get_backend, names as backend_names
+from .errors import EvoscanError
+from .pipeline import RunConfig, demo_config, find_demo_data, run_pipeline
+from .windows import WindowParams, make_windows, read_windows, write_windows
+
+
+# ---- option groups shared by the step subcommands and `run` -----------------------------------
+
+def add_input_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("input (loci FASTA, or genome + GTF + genes)")
+    g.add_argument("--fasta", type=Path, help="loci FASTA, one record per gene (plain or gzipped)")
+    g.add_argument("--genome", type=Path, help="genome FASTA (plain or gzipped); needs --gtf and --genes")
+    g.add_argument("--gtf", type=Path, help="GTF; with --fasta it only annotates region classes")
+    g.add_argument("--genes", type=gene_list, help="comma-separated gene names, or a file with one per line")
+    g.add_argument("--ambiguous-as-n", action="store_true", help="read IUPAC ambiguity codes as N")
+    w = p.add_argument_group("windows")
+    w.add_argument("--window-size", type=int, default=WindowParams.size)
+    w.add_argument("--stride", type=int, default=WindowParams.stride)
+    w.add_argument("--promoter-upstream", type=int, default=WindowParams.promoter_upstream)
+    w.add_argument("--promoter-downstream", type=int, default=WindowParams.promoter_downstream)
+    w.add_argument("--max-n-frac", type=float, default=WindowParams.max_n_frac,
+                   help="drop windows with a larger fraction of N (default %(default)s)")
+
+
+def add_mask_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("repeat masking")
+    g.add_argument("--mask-sources", type=csv, default=list(mask.SOURCES),
+                   help="comma-separated, from " + ",".join(mask.SOURCES) + " (default all)")
+    g.add_argument("--rmsk", type=Path, help="RepeatMasker .out or BED of repeats (genome coordinates)")
+
+
+def add_blast_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("BLAST")
+    g.add_argument("--blast-args", default=blast.DEFAULT_ARGS, help="blastn options (default: %(default)s)")
+    g.add_argument("--threads", type=int, default=1, help="blastn threads (default %(default)s)")
+
+
+def add_backend_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("embedding backend")
+    g.add_argument("--backend", default="kmer", choices=backend_names())
+    g.add_argument("--k", type=int, default=6, help="kmer backend: k-mer length (default %(default)s)")
+    g.add_argument("--batch-size", type=int, default=1024, help="windows per backend call")
+
+
+def add_score_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("scoring and filters")
+    d = score.ScoreParams
+    g.add_argument("--top-k", type=int, default=d.top_k, help="neighbours per window (default %(default)s)")
+    g.add_argument("--max-repeat-frac", type=float, default=d.max_repeat_frac,
+                   help="candidate windows' repeat fraction at most this (default %(default)s)")
+    g.add_argument("--max-blast-evalue", type=float, default=d.max_blast_evalue,
+                   help="a BLAST hit at or below this e-value disqualifies a pair (default %(default)s)")
+    g.add_argument("--min-cosine", type=float, default=d.min_cosine, help="candidates need at least this cosine")
+    g.add_argument("--block-rows", type=int, default=0, help="query rows per similarity block (0: auto)")
+
+
+def gene_list(text: str) -> list[str]:
+    path = Path(text)
+    if path.is_file():
+        names = path.read_text().split()
+    else:
+        names = [g.strip() for g in text.split(",") if g.strip()]
+    if not names:
+        raise argparse.ArgumentTypeError("no gene names given")
+    return names
+
+
+def csv(text: str) -> list[str]:
+    return [x.strip() for x in text.split(",") if x.strip()]
+
+
+def window_params(a) -> WindowParams:
+    return WindowParams(a.window_size, a.stride, a.promoter_upstream, a.promoter_downstream, a.max_n_frac)
+
+
+def backend_options(a) -> dict:
+    return {"k": a.k, "batch_size": a.batch_size} if a.backend == "kmer" else {"batch_size": a.batch_size}
+
+
+def score_params(a) -> score.ScoreParams:
+    return score.ScoreParams(a.top_k, a.max_repeat_frac, a.max_blast_evalue, a.min_cosine, a.block_rows)
+
+
+# ---- subcommands -----------------------------------------------------------------------------
+
+def cmd_windows(a) -> None:
+    ws = make_windows(window_params(a), fasta=a.fasta, genome=a.genome, gtf=a.gtf, genes=a.genes,
+                      ambiguous_as_n=a.ambiguous_as_n)
+    write_windows(a.out, ws)
+    print(f"{len(ws)} windows of {ws.table['gene'].nunique()} genes -> {a.out}"
+          f" ({ws.n_dropped_n} dropped for N)", file=sys.stderr)
+
+
+def cmd_mask(a) -> None:
+    ws = read_windows(a.windows)
+    found, versions = mask.compute_masks(ws, a.mask_sources, a.rmsk)
+    mask.write_masks(a.out, ws, found, versions, {"sources": a.mask_sources, "rmsk": str(a.rmsk or "")})
+
+
+def cmd_blast(a) -> None:
+    ws = read_windows(a.windows)
+    hits, info = blast.run_blast(ws, a.blast_args, a.threads)
+    blast.write_blast(a.out, ws, hits, info, {"threads": a.threads})
+
+
+def cmd_embed(a) -> None:
+    ws = read_windows(a.windows)
+    embed.embed_windows(ws, get_backend(a.backend, **backend_options(a)), a.out)
+
+
+def cmd_score(a) -> None:
+    ws = read_windows(a.windows)
+    params = score_params(a)
+    emb, provenance = embed.read_embeddings(a.embeddings, ws)
+    repeat_frac = mask.read_repeat_frac(a.masks, ws)["repeat_frac"]
+    hits, blastn_args = blast.read_blast(a.blast, ws)
+    pairs, funnel = score.score_pairs(ws, emb, repeat_frac, hits, params)
+    score.write_scores(a.out, ws, pairs, funnel, params, provenance, blastn_args)
+
+
+def cmd_report(a) -> None:
+    ws = read_windows(a.windows)
+    pairs, meta = score.read_scores(a.scores, ws)
+    a.outdir.mkdir(parents=True, exist_ok=True)
+    report.write_report(a.outdir, ws, pairs)
+    report.summary(Console(), ws, pairs, meta)
+
+
+def run_config(a, outdir: Path) -> RunConfig:
+    return RunConfig(outdir=outdir, fasta=a.fasta, genome=a.genome, gtf=a.gtf, genes=a.genes,
+                     ambiguous_as_n=a.ambiguous_as_n, window=window_params(a),
+                     mask_sources=tuple(a.mask_sources), rmsk=a.rmsk, blast_args=a.blast_args,
+                     threads=a.threads, backend=a.backend, backend_options=backend_options(a),
+                     score=score_params(a))
+
+
+def cmd_run(a) -> None:
+    run_pipeline(run_config(a, a.outdir))
+
+
+def cmd_demo(a) -> None:
+    data = a.data or find_demo_data()
+    cfg = demo_config(data, a.outdir, a.threads)
+    Console(stderr=True).print(f"evoscan demo: 25 real GRCh38 loci from {data}, kmer backend -> {a.outdir}")
+    run_pipeline(cfg)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="evoscan", description="Find genomic windows a language model calls alike that no alignment can see.")
+    parser.add_argument("--version", action="version", version=f"evoscan {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def command(name, func, help_text):
+        p = sub.add_parser(name, help=help_text, description=help_text)
+        p.set_defaults(func=func)
+        return p
+
+    def io_options(p, inputs: list[str], out_default: str):
+        for name in inputs:
+            p.add_argument(f"--{name}", type=Path, required=True, help=f"evoscan {name} HDF5 file")
+        p.add_argument("-o", "--out", type=Path, default=Path(out_default), help="output (default %(default)s)")
+
+    p = command("windows", cmd_windows, "cut windows over genes and promoters")
+    add_input_options(p)
+    p.add_argument("-o", "--out", type=Path, default=Path("windows.h5"), help="output (default %(default)s)")
+    p = command("mask", cmd_mask, "repeat and low-complexity fraction per window")
+    io_options(p, ["windows"], "masks.h5")
+    add_mask_options(p)
+    p = command("blast", cmd_blast, "all-vs-all blastn of the windows, best hit per pair")
+    io_options(p, ["windows"], "blast.h5")
+    add_blast_options(p)
+    p = command("embed", cmd_embed, "embed every window with a backend (resumable)")
+    io_options(p, ["windows"], "embeddings.h5")
+    add_backend_options(p)
+    p = command("score", cmd_score, "cross-gene nearest neighbours, joined with repeats and BLAST")
+    io_options(p, ["windows", "masks", "blast", "embeddings"], "scores.h5")
+    add_score_options(p)
+    p = command("report", cmd_report, "candidates.tsv, pairs.tsv.gz, candidates.bedpe and a summary")
+    p.add_argument("--windows", type=Path, required=True)
+    p.add_argument("--scores", type=Path, required=True)
+    p.add_argument("--outdir", type=Path, default=Path("."))
+    p = command("run", cmd_run, "all steps in one process on this machine")
+    for add_options in (add_input_options, add_mask_options, add_blast_options, add_backend_options,
+                        add_score_options):
+        add_options(p)
+    p.add_argument("--outdir", type=Path, required=True)
+    p = command("demo", cmd_demo, "run on the 25 real GRCh38 loci (kmer backend) into results/demo")
+    p.add_argument("--data", type=Path, help="shared data folder (default: found beside the repository)")
+    p.add_argument("--outdir", type=Path, default=Path("results/demo"))
+    p.add_argument("--threads", type=int, default=2)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except EvoscanError as err:
+        print(f"evoscan {args.command}: error: {err}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("evoscan: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

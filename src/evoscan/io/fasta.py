@@ -1,0 +1,134 @@
+"""FASTA input: plain or gzipped, any line width, strictly validated, case kept."""
+
+from __future__ import annotations
+
+import gzip
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, TextIO
+
+import numpy as np
+from Bio.SeqIO.FastaIO import SimpleFastaParser
+
+from ..errors import EvoscanError
+
+IUPAC_AMBIGUOUS = "RYKMSWBDHVrykmswbdhv"
+_VALID = np.zeros(256, dtype=bool)
+_VALID[np.frombuffer(b"ACGTNacgtn", dtype=np.uint8)] = True
+_TO_N = str.maketrans(IUPAC_AMBIGUOUS, "N" * 10 + "n" * 10)
+
+
+@dataclass(frozen=True)
+class Record:
+    name: str
+    description: str
+    seq: str
+
+
+def open_text(path: str | Path) -> TextIO:
+    """Open a FASTA/GTF/BED file for reading as text, gunzipping when the file is gzipped."""
+    path = Path(path)
+    if not path.is_file():
+        raise EvoscanError(f"{path}: no such file")
+    with open(path, "rb") as fh:
+        magic = fh.read(2)
+    if magic == b"\x1f\x8b":
+        return gzip.open(path, "rt")
+    return open(path, "rt")
+
+
+def _first_line(handle: TextIO) -> str:
+    for line in handle:
+        if line.strip():
+            return line
+    return ""
+
+
+def check_letters(name: str, seq: str, path, ambiguous_as_n: bool) -> str:
+    """Return `seq` (ambiguity codes as N if asked) or raise naming the first bad letter."""
+    if ambiguous_as_n:
+        seq = seq.translate(_TO_N)
+    codes = np.frombuffer(seq.encode("ascii", "replace"), dtype=np.uint8)
+    bad = np.flatnonzero(~_VALID[codes])
+    if bad.size:
+        pos = int(bad[0])
+        letter = seq[pos]
+        hint = (
+            " (IUPAC ambiguity codes can be read as N with --ambiguous-as-n)"
+            if letter in IUPAC_AMBIGUOUS and not ambiguous_as_n
+            else ""
+        )
+        raise EvoscanError(
+            f"{path}: record {name!r} has {letter!r} at position {pos + 1}; "
+            f"only A, C, G, T and N are allowed in DNA sequences{hint}"
+        )
+    return seq
+
+
+def read_fasta(path: str | Path, ambiguous_as_n: bool = False) -> Iterator[Record]:
+    """Yield validated records; raise EvoscanError on anything that is not clean DNA FASTA."""
+    with open_text(path) as handle:
+        try:
+            first = _first_line(handle)
+        except (UnicodeDecodeError, EOFError, OSError):
+            raise EvoscanError(f"{path}: not a readable text FASTA file") from None
+        if not first:
+            raise EvoscanError(f"{path}: file is empty; expected DNA sequences in FASTA format")
+        if not first.startswith(">"):
+            raise EvoscanError(
+                f"{path}: not FASTA (first line does not start with '>'): {first.strip()[:40]!r}"
+            )
+        handle.seek(0)
+        seen: set[str] = set()
+        try:
+            for title, seq in SimpleFastaParser(handle):
+                name = title.split(maxsplit=1)[0] if title.strip() else ""
+                if not name:
+                    raise EvoscanError(f"{path}: a FASTA header has no name ('>' alone)")
+                if name in seen:
+                    raise EvoscanError(f"{path}: duplicate sequence id {name!r}; ids must be unique")
+                seen.add(name)
+                if not seq:
+                    raise EvoscanError(f"{path}: record {name!r} has no sequence")
+                yield Record(name, title, check_letters(name, seq, path, ambiguous_as_n))
+        except UnicodeDecodeError:
+            raise EvoscanError(f"{path}: not a readable text FASTA file") from None
+
+
+_REGION = re.compile(r"^(?P<chrom>[^:\s]+):(?P<start>[\d,]+)-(?P<end>[\d,]+)$")
+
+
+@dataclass(frozen=True)
+class LocusHeader:
+    """What a loci FASTA header says about where the sequence lies (0-based, half-open)."""
+
+    chrom: str
+    start: int
+    strand: str
+    tss: int | None  # 0-based position of the first transcribed base, if the header names one
+
+
+def parse_locus_header(record: Record) -> LocusHeader:
+    """Read `chrN:start-end` (1-based inclusive), `gene_strand=` and `tss=`/`lrg_t1_tss=` tokens.
+
+    A header without coordinates places the sequence on its own name from position 0, + strand.
+    """
+    chrom, start, strand, tss = record.name, 0, "+", None
+    for token in record.description.split()[1:]:
+        match = _REGION.match(token)
+        if match:
+            chrom = match["chrom"]
+            start = int(match["start"].replace(",", "")) - 1
+            end = int(match["end"].replace(",", ""))
+            if end - start != len(record.seq):
+                raise EvoscanError(
+                    f"record {record.name!r}: header says {token} ({end - start} bp) "
+                    f"but the sequence has {len(record.seq)} bp"
+                )
+        key, _, value = token.partition("=")
+        if key in ("gene_strand", "strand") and value in ("+", "-"):
+            strand = value
+        elif key in ("tss", "lrg_t1_tss") and value.isdigit():
+            tss = int(value) - 1
+    return LocusHeader(chrom, start, strand, tss)

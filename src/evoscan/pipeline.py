@@ -1,0 +1,135 @@
+"""`evoscan run` and `evoscan demo`: every step in one process, with progress bars and a summary."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+from . import blast, embed, mask, report, score
+from .backends import get_backend
+from .errors import EvoscanError
+from .windows import WindowParams, make_windows, write_windows
+
+FILES = {"windows": "windows.h5", "masks": "masks.h5", "blast": "blast.h5",
+         "embeddings": "embeddings.h5", "scores": "scores.h5"}
+
+
+@dataclass
+class RunConfig:
+    outdir: Path
+    fasta: Path | None = None
+    genome: Path | None = None
+    gtf: Path | None = None
+    genes: list[str] | None = None
+    ambiguous_as_n: bool = False
+    window: WindowParams = field(default_factory=WindowParams)
+    mask_sources: tuple[str, ...] = mask.SOURCES
+    rmsk: Path | None = None
+    blast_args: str = blast.DEFAULT_ARGS
+    threads: int = 1
+    backend: str = "kmer"
+    backend_options: dict = field(default_factory=dict)
+    score: score.ScoreParams = field(default_factory=score.ScoreParams)
+
+
+@contextlib.contextmanager
+def cleanup_on_error(outdir: Path) -> Iterator[None]:
+    """On failure, remove what this run created, so a failed run leaves nothing half-made behind."""
+    existed = outdir.exists()
+    before = set(outdir.iterdir()) if existed else set()
+    outdir.mkdir(parents=True, exist_ok=True)
+    try:
+        yield
+    except BaseException:
+        for path in set(outdir.iterdir()) - before:
+            path.unlink(missing_ok=True)
+        if not existed and not any(outdir.iterdir()):
+            outdir.rmdir()
+        raise
+
+
+def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
+    """Run windows -> mask -> blast -> embed -> score -> report into cfg.outdir; return the run's facts."""
+    console = console or Console()
+    out = {k: cfg.outdir / v for k, v in FILES.items()}
+    timings: dict[str, float] = {}
+    backend = get_backend(cfg.backend, **cfg.backend_options)  # fail fast on a bad backend choice
+    columns = (SpinnerColumn(), TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
+               TimeElapsedColumn())
+    with cleanup_on_error(cfg.outdir), Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+        def step(name: str, total: int | None = None):
+            return bar.add_task(name, total=total)
+
+        t = time.perf_counter()
+        task = step("windows")
+        ws = make_windows(cfg.window, fasta=cfg.fasta, genome=cfg.genome, gtf=cfg.gtf, genes=cfg.genes,
+                          ambiguous_as_n=cfg.ambiguous_as_n)
+        write_windows(out["windows"], ws)
+        bar.update(task, total=len(ws), completed=len(ws))
+        timings["windows"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        task = step("mask")
+        found, versions = mask.compute_masks(ws, cfg.mask_sources, cfg.rmsk)
+        mask.write_masks(out["masks"], ws, found, versions,
+                         {"sources": list(cfg.mask_sources), "rmsk": str(cfg.rmsk or "")})
+        bar.update(task, total=1, completed=1)
+        timings["mask"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        task = step("blast")
+        hits, info = blast.run_blast(ws, cfg.blast_args, cfg.threads)
+        blast.write_blast(out["blast"], ws, hits, info, {"threads": cfg.threads})
+        bar.update(task, total=1, completed=1)
+        timings["blast"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        task = step("embed", len(ws))
+        embed.embed_windows(ws, backend, out["embeddings"], lambda n: bar.advance(task, n))
+        timings["embed"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        task = step("score", len(ws))
+        emb, provenance = embed.read_embeddings(out["embeddings"], ws)
+        repeat_frac = mask.read_repeat_frac(out["masks"], ws)["repeat_frac"]
+        pairs, funnel = score.score_pairs(ws, emb, repeat_frac, hits, cfg.score, lambda n: bar.advance(task, n))
+        score.write_scores(out["scores"], ws, pairs, funnel, cfg.score, provenance, info["blastn_args"])
+        timings["score"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        files = report.write_report(cfg.outdir, ws, pairs)
+        timings["report"] = time.perf_counter() - t
+    meta = {"funnel": funnel, "backend": provenance, "blastn_args": info["blastn_args"],
+            "params": {"top_k": cfg.score.top_k, "max_repeat_frac": cfg.score.max_repeat_frac,
+                       "max_blast_evalue": cfg.score.max_blast_evalue}}
+    report.summary(console, ws, pairs, meta)
+    console.print(f"[dim]steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + "[/dim]")
+    console.print(f"Results in {cfg.outdir}/: " + ", ".join(p.name for p in files.values())
+                  + ", and the HDF5 intermediates")
+    return {"windows": ws, "pairs": pairs, "funnel": funnel, "timings": timings, "files": files}
+
+
+def find_demo_data(start: Path | None = None) -> Path:
+    """The shared real-data folder: $EVOSCAN_DATA, else shared/data beside or above the working directory."""
+    if os.environ.get("EVOSCAN_DATA"):
+        return Path(os.environ["EVOSCAN_DATA"])
+    here = (start or Path.cwd()).resolve()
+    for base in (here, *here.parents):
+        for candidate in (base / "shared" / "data", base.parent / "shared" / "data"):
+            if (candidate / "loci" / "grch38_loci.softmasked.fa").exists():
+                return candidate
+    raise EvoscanError("demo data not found: set EVOSCAN_DATA to the folder holding loci/ and annotation/ "
+                       "(shared/data beside the repository)")
+
+
+def demo_config(data: Path, outdir: Path, threads: int) -> RunConfig:
+    """The 25 real GRCh38 loci, soft-masked, annotated with the LRG-derived GTF, kmer backend."""
+    return RunConfig(outdir=outdir, fasta=data / "loci" / "grch38_loci.softmasked.fa",
+                     gtf=data / "annotation" / "lrg_derived_grch38.gtf", threads=threads)

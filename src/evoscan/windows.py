@@ -1,0 +1,256 @@
+"""Step 1, `evoscan windows`: cut fixed-size windows over gene bodies and promoters.
+
+Windows are tiled 5'->3' in gene orientation and their sequence is stored in gene orientation
+(reverse-complemented for genes on the minus strand), case kept; coordinates are genomic,
+0-based half-open, on the forward strand. Only full windows are cut.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Iterable
+
+import numpy as np
+import pandas as pd
+
+from .errors import EvoscanError
+from .io import h5
+from .io.fasta import LocusHeader, Record, parse_locus_header, read_fasta
+from .io.gtf import GeneModel, gene_models, read_gtf
+
+COLUMNS = ["id", "gene", "chrom", "start", "end", "strand", "region",
+           "gc", "cpg_oe", "n_frac", "softmask_frac"]
+_COMPLEMENT = str.maketrans("ACGTNacgtn", "TGCANtgcan")
+
+
+@dataclass(frozen=True)
+class WindowParams:
+    size: int = 512
+    stride: int = 256
+    promoter_upstream: int = 2000
+    promoter_downstream: int = 500
+    max_n_frac: float = 0.1
+
+    def __post_init__(self):
+        if self.size < 16 or self.stride < 1:
+            raise EvoscanError("window size must be >= 16 and stride >= 1")
+        if not 0 <= self.max_n_frac <= 1:
+            raise EvoscanError("--max-n-frac must lie between 0 and 1")
+
+
+@dataclass
+class WindowSet:
+    table: pd.DataFrame  # one row per window, columns COLUMNS
+    seqs: np.ndarray  # bytes, gene orientation, case kept
+    params: WindowParams
+    n_dropped_n: int = 0
+    source: str = ""
+
+    def __len__(self) -> int:
+        return len(self.table)
+
+    @property
+    def digest(self) -> str:
+        return window_digest(self.table, self.seqs)
+
+
+def window_digest(table: pd.DataFrame, seqs: np.ndarray) -> str:
+    """Identity of a window set: every step's output records it, every consumer checks it."""
+    h = hashlib.sha256()
+    for col in ("id", "chrom", "start", "end", "strand"):
+        h.update("\x1f".join(map(str, table[col].tolist())).encode())
+        h.update(b"\x1e")
+    h.update(b"".join(seqs.tolist()))
+    return h.hexdigest()[:32]
+
+
+def reverse_complement(seq: str) -> str:
+    return seq.translate(_COMPLEMENT)[::-1]
+
+
+def tile_starts(length: int, size: int, stride: int) -> np.ndarray:
+    """Offsets of all full windows over a sequence of `length`, first window at 0."""
+    if length < size:
+        return np.empty(0, dtype=np.int64)
+    return np.arange(0, length - size + 1, stride, dtype=np.int64)
+
+
+def sequence_stats(seqs: np.ndarray) -> dict[str, np.ndarray]:
+    """GC, CpG observed/expected, N and soft-mask fractions of equal-length sequences."""
+    raw = np.frombuffer(b"".join(seqs.tolist()), dtype=np.uint8).reshape(len(seqs), -1)
+    upper = raw & 0xDF  # ASCII upper case
+    is_c, is_g, is_n = upper == ord("C"), upper == ord("G"), upper == ord("N")
+    called = np.maximum(raw.shape[1] - is_n.sum(1), 1)
+    c, g = is_c.sum(1), is_g.sum(1)
+    cpg = (is_c[:, :-1] & is_g[:, 1:]).sum(1)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cpg_oe = np.where(c * g > 0, cpg * called / (c * g), 0.0)
+    return {
+        "gc": ((c + g) / called).astype(np.float32),
+        "cpg_oe": cpg_oe.astype(np.float32),
+        "n_frac": (is_n.sum(1) / raw.shape[1]).astype(np.float32),
+        "softmask_frac": ((raw >= ord("a")).sum(1) / raw.shape[1]).astype(np.float32),
+    }
+
+
+def promoter_interval(tss: int, strand: str, params: WindowParams) -> tuple[int, int]:
+    """TSS - upstream .. TSS + downstream in gene orientation, as a forward-strand interval."""
+    if strand == "+":
+        return tss - params.promoter_upstream, tss + params.promoter_downstream
+    return tss - params.promoter_downstream + 1, tss + params.promoter_upstream + 1
+
+
+def classify_regions(centers: np.ndarray, strand: str, params: WindowParams,
+                     model: GeneModel | None = None, tss: int | None = None) -> np.ndarray:
+    """Region class of each window centre: promoter > exon > 5'UTR > 3'UTR > intron > flank.
+
+    Without a gene model only the promoter is known (from a TSS), everything else is 'unannotated'.
+    """
+    regions = np.full(len(centers), "unannotated" if model is None else "flank", dtype=object)
+    if model is not None:
+        tss = model.tss
+        inside = (centers >= model.start) & (centers < model.end)
+        regions[inside] = "intron"
+        ranks = {"exon": 3, "5'UTR": 2, "3'UTR": 1}
+        best = np.zeros(len(centers), dtype=np.int8)
+        names = {0: None, 3: "exon", 2: "5'UTR", 1: "3'UTR"}
+        for tx in model.transcripts:
+            in_exon = ((centers[:, None] >= tx.exons[:, 0]) & (centers[:, None] < tx.exons[:, 1])).any(1)
+            if tx.coding is None:
+                rank = np.where(in_exon, ranks["exon"], 0)
+            else:
+                lo, hi = tx.coding
+                before, after = centers < lo, centers >= hi
+                upstream, downstream = (before, after) if strand == "+" else (after, before)
+                rank = np.select([upstream, downstream], [ranks["5'UTR"], ranks["3'UTR"]], ranks["exon"])
+                rank = np.where(in_exon, rank, 0)
+            best = np.maximum(best, rank)
+        for rank, name in names.items():
+            if name:
+                regions[best == rank] = name
+    if tss is not None:
+        lo, hi = promoter_interval(tss, strand, params)
+        regions[(centers >= lo) & (centers < hi)] = "promoter"
+    return regions
+
+
+def _cut(gene: str, chrom: str, offset: int, seq: str, strand: str, params: WindowParams,
+         model: GeneModel | None, tss: int | None) -> tuple[pd.DataFrame, list[bytes]]:
+    """Windows over `seq` (forward strand, starting at genome position `offset`)."""
+    starts = tile_starts(len(seq), params.size, params.stride)
+    if strand == "-":  # tile from the gene's 5' end, which is the sequence's right end
+        starts = (len(seq) - params.size - starts)
+    seqs = [seq[s:s + params.size] for s in starts]
+    if strand == "-":
+        seqs = [reverse_complement(s) for s in seqs]
+    genome_starts = offset + starts
+    table = pd.DataFrame({
+        "id": [f"{gene}_w{i + 1}" for i in range(len(starts))],
+        "gene": gene, "chrom": chrom,
+        "start": genome_starts, "end": genome_starts + params.size, "strand": strand,
+        "region": classify_regions(genome_starts + params.size // 2, strand, params, model, tss),
+    })
+    return table, [s.encode("ascii") for s in seqs]
+
+
+def _assemble(parts: list[tuple[pd.DataFrame, list[bytes]]], params: WindowParams, source: str,
+              longest: int) -> WindowSet:
+    parts = [p for p in parts if len(p[0])]
+    if not parts:
+        raise EvoscanError(
+            f"window size {params.size} is longer than every sequence (longest: {longest} bp); "
+            "use a smaller --window-size"
+        )
+    table = pd.concat([p[0] for p in parts], ignore_index=True)
+    seqs = np.array([s for p in parts for s in p[1]], dtype=f"S{params.size}")
+    for name, values in sequence_stats(seqs).items():
+        table[name] = values
+    keep = table["n_frac"].to_numpy() <= params.max_n_frac
+    if not keep.any():
+        raise EvoscanError(f"every window has more than {params.max_n_frac:.0%} N; nothing to scan")
+    return WindowSet(table[keep].reset_index(drop=True)[COLUMNS], seqs[keep], params,
+                     n_dropped_n=int((~keep).sum()), source=source)
+
+
+def windows_from_loci(records: Iterable[Record], params: WindowParams,
+                      models: dict[str, GeneModel] | None = None, source: str = "") -> WindowSet:
+    """Windows over whole loci (one FASTA record per gene, named by the gene)."""
+    parts, longest = [], 0
+    for record in records:
+        header: LocusHeader = parse_locus_header(record)
+        model = models.get(record.name) if models else None
+        strand = model.strand if model else header.strand
+        longest = max(longest, len(record.seq))
+        parts.append(_cut(record.name, header.chrom, header.start, record.seq, strand, params,
+                          model, header.tss))
+    return _assemble(parts, params, source, longest)
+
+
+def windows_from_genome(records: Iterable[Record], models: dict[str, GeneModel], params: WindowParams,
+                        source: str = "") -> WindowSet:
+    """Windows over each gene body plus its promoter, cut from a genome streamed one chromosome at a time."""
+    by_chrom: dict[str, list[GeneModel]] = {}
+    for model in models.values():
+        by_chrom.setdefault(model.chrom, []).append(model)
+    parts, longest, found = [], 0, set()
+    for record in records:
+        for model in by_chrom.get(record.name, []):
+            lo, hi = promoter_interval(model.tss, model.strand, params)
+            start, end = max(0, min(model.start, lo)), min(len(record.seq), max(model.end, hi))
+            longest = max(longest, end - start)
+            parts.append(_cut(model.name, record.name, start, record.seq[start:end], model.strand,
+                              params, model, model.tss))
+        found.add(record.name)
+        if found >= by_chrom.keys():
+            break
+    missing = sorted(set(by_chrom) - found)
+    if missing:
+        raise EvoscanError(f"{source}: chromosome(s) {', '.join(missing)} named in the GTF are not in the genome FASTA")
+    order = {name: i for i, name in enumerate(models)}  # the user's gene order, not the genome's
+    parts.sort(key=lambda p: order[p[0]["gene"].iloc[0]] if len(p[0]) else 0)
+    return _assemble(parts, params, source, longest)
+
+
+def make_windows(params: WindowParams, fasta=None, genome=None, gtf=None, genes: list[str] | None = None,
+                 ambiguous_as_n: bool = False) -> WindowSet:
+    """Windows from a loci FASTA (optionally annotated by a GTF) or from a genome + GTF + gene list."""
+    if (fasta is None) == (genome is None):
+        raise EvoscanError("give either --fasta (loci) or --genome with --gtf and --genes")
+    if genome is not None:
+        if gtf is None or not genes:
+            raise EvoscanError("--genome needs --gtf and --genes (comma-separated gene names)")
+        models = gene_models(read_gtf(gtf), genes, gtf)
+        return windows_from_genome(read_fasta(genome, ambiguous_as_n), models, params, source=str(genome))
+    records = list(read_fasta(fasta, ambiguous_as_n))
+    models = None
+    if gtf is not None:
+        wanted = genes or [r.name for r in records]
+        models = gene_models(read_gtf(gtf), wanted, gtf)
+        records = [r for r in records if r.name in models]
+    return windows_from_loci(records, params, models, source=str(fasta))
+
+
+# ---- HDF5 I/O --------------------------------------------------------------------------------
+
+def write_windows(path, ws: WindowSet) -> None:
+    data = {col: ws.table[col].to_numpy() for col in COLUMNS}
+    data["seq"] = ws.seqs
+    attrs = h5.provenance("windows", ws.digest, asdict(ws.params))
+    attrs.update(n_dropped_n=ws.n_dropped_n, source=ws.source, n_windows=len(ws))
+    h5.write_h5(path, data, attrs)
+
+
+def read_windows(path) -> WindowSet:
+    with h5.open_checked(path, "windows") as f:
+        table = pd.DataFrame({
+            col: h5.read_strings(f[col]) if f[col].dtype.kind == "O" else f[col][()]
+            for col in COLUMNS
+        })
+        seqs = f["seq"][()]
+        params = WindowParams(**h5.params_of(f))
+        ws = WindowSet(table, seqs, params, int(f.attrs["n_dropped_n"]), str(f.attrs["source"]))
+        if ws.digest != f.attrs["window_digest"]:
+            raise EvoscanError(f"{path}: window table does not match its recorded digest; the file is corrupt")
+        return ws
