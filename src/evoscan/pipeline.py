@@ -63,7 +63,9 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
     backend = get_backend(cfg.backend, **cfg.backend_options)  # fail fast on a bad backend choice
     columns = (SpinnerColumn(), TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
-    with cleanup_on_error(cfg.outdir), Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+    progress_console = Console(stderr=True)
+    with cleanup_on_error(cfg.outdir), Progress(*columns, console=progress_console,
+                                                disable=not progress_console.is_terminal) as bar:
         def step(name: str, total: int | None = None):
             return bar.add_task(name, total=total)
 

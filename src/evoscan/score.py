@@ -15,7 +15,6 @@ from typing import Callable
 
 import numpy as np
 import pandas as pd
-import torch
 
 from .errors import EvoscanError
 from .io import h5
@@ -63,13 +62,15 @@ def overlapping_pairs(chrom: np.ndarray, start: np.ndarray, end: np.ndarray) -> 
     return order[first], order[first + 1 + offset]
 
 
-def blocked_topk(emb: torch.Tensor, gene: np.ndarray, k: int, exclude: tuple[np.ndarray, np.ndarray],
+def blocked_topk(emb: "torch.Tensor", gene: np.ndarray, k: int, exclude: tuple[np.ndarray, np.ndarray],
                  block_rows: int = 0, progress: Callable[[int], None] | None = None
                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For every row, its k most cosine-similar rows of other genes (excluded pairs skipped).
 
     `emb` must be L2-normalised. Returns (row, neighbour, cosine) of all finite entries.
     """
+    import torch  # imported here: only scoring needs it, and it is slow to import
+
     n = emb.shape[0]
     k = min(k, n)
     order = np.argsort(pd.factorize(gene)[0], kind="stable")  # genes contiguous
@@ -142,6 +143,8 @@ def score_pairs(ws: WindowSet, emb: np.ndarray, repeat_frac: np.ndarray, hits: p
     ov_i, ov_j = overlapping_pairs(ws.table["chrom"].to_numpy(), ws.table["start"].to_numpy(),
                                    ws.table["end"].to_numpy())
     cross = gene[ov_i] != gene[ov_j]
+    import torch
+
     tensor = torch.nn.functional.normalize(torch.from_numpy(np.ascontiguousarray(emb, np.float32)), dim=1)
     rows, cols, vals = blocked_topk(tensor, gene, params.top_k, (ov_i[cross], ov_j[cross]),
                                     params.block_rows, progress)

@@ -1,0 +1,60 @@
+"""Shared fixtures: the real GRCh38 data beside the repository, random DNA, and the real CLI."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from evoscan.pipeline import find_demo_data
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="session")
+def data_dir() -> Path:
+    return find_demo_data(REPO)
+
+
+@pytest.fixture(scope="session")
+def loci_fasta(data_dir) -> Path:
+    return data_dir / "loci" / "grch38_loci.softmasked.fa"
+
+
+@pytest.fixture(scope="session")
+def gtf(data_dir) -> Path:
+    return data_dir / "annotation" / "lrg_derived_grch38.gtf"
+
+
+def random_dna(rng: np.random.Generator, n: int, gc: float = 0.5) -> str:
+    p = [(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2]
+    return "".join(rng.choice(list("ACGT"), size=n, p=p))
+
+
+def write_fasta(path: Path, records: dict[str, str], width: int = 60) -> Path:
+    with open(path, "w") as out:
+        for name, seq in records.items():
+            out.write(f">{name}\n")
+            for i in range(0, len(seq), width):
+                out.write(seq[i:i + width] + "\n")
+    return path
+
+
+def subset_fasta(source: Path, names: list[str], dest: Path) -> Path:
+    """A FASTA with some records of a real one, headers unchanged."""
+    from evoscan.io.fasta import read_fasta
+
+    with open(dest, "w") as out:
+        for rec in read_fasta(source):
+            if rec.name in names:
+                out.write(f">{rec.description}\n{rec.seq}\n")
+    return dest
+
+
+def evoscan(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    """Run the installed CLI as a user would."""
+    return subprocess.run([sys.executable, "-m", "evoscan.cli", *map(str, args)],
+                          capture_output=True, text=True, cwd=cwd)

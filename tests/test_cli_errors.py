@@ -1,0 +1,110 @@
+"""Bad input through the real CLI: a one-line error naming the problem, non-zero exit, nothing left behind."""
+
+import numpy as np
+import pytest
+
+from conftest import evoscan, random_dna, write_fasta
+from test_windows import GTF
+
+
+def assert_refused(proc, message):
+    assert proc.returncode != 0
+    err = proc.stderr.strip()
+    assert "Traceback" not in err
+    assert len(err.splitlines()) == 1, err
+    assert message in err, err
+
+
+@pytest.fixture(scope="module")
+def two_sets(tmp_path_factory):
+    """Windows, masks, blast and embeddings for two different window sets."""
+    rng = np.random.default_rng(3)
+    tmp = tmp_path_factory.mktemp("sets")
+    for name in ("one", "two"):
+        fa = write_fasta(tmp / f"{name}.fa", {f"{name}{i}": random_dna(rng, 1200) for i in range(3)})
+        for args in (["windows", "--fasta", fa, "--window-size", "256"],
+                     ["mask", "--windows", tmp / f"{name}.windows.h5"],
+                     ["blast", "--windows", tmp / f"{name}.windows.h5"],
+                     ["embed", "--windows", tmp / f"{name}.windows.h5", "--k", "4"]):
+            step = args[0]
+            out = tmp / f"{name}.{'windows' if step == 'windows' else {'mask': 'masks', 'blast': 'blast', 'embed': 'embeddings'}[step]}.h5"
+            proc = evoscan(*args, "-o", out)
+            assert proc.returncode == 0, proc.stderr
+    return tmp
+
+
+@pytest.mark.parametrize("content,message", [
+    ("", "file is empty"),
+    ("id\tvalue\n1\t2\n", "not FASTA"),
+    (">a\nACGTACGT\n>a\nACGTACGT\n", "duplicate sequence id 'a'"),
+    (">a\nACGTACGTQACGT\n", "has 'Q' at position 9"),
+])
+def test_bad_fasta(tmp_path, content, message):
+    fa = tmp_path / "in.fa"
+    fa.write_text(content)
+    out = tmp_path / "w.h5"
+    assert_refused(evoscan("windows", "--fasta", fa, "-o", out), message)
+    assert list(tmp_path.iterdir()) == [fa]
+
+
+def test_gene_not_in_gtf(tmp_path):
+    (tmp_path / "a.gtf").write_text(GTF)
+    genome = write_fasta(tmp_path / "g.fa", {"chrT": "ACGT" * 2000})
+    proc = evoscan("windows", "--genome", genome, "--gtf", tmp_path / "a.gtf", "--genes", "GENE1,VIMM",
+                   "-o", tmp_path / "w.h5")
+    assert_refused(proc, "gene(s) not found (by gene_name or gene_id): VIMM")
+    assert not (tmp_path / "w.h5").exists()
+
+
+def test_window_longer_than_every_sequence(tmp_path):
+    fa = write_fasta(tmp_path / "s.fa", {"a": "ACGT" * 50})
+    assert_refused(evoscan("windows", "--fasta", fa, "-o", tmp_path / "w.h5"),
+                   "window size 512 is longer than every sequence (longest: 200 bp)")
+    assert not (tmp_path / "w.h5").exists()
+
+
+def test_mismatched_intermediates_are_refused(two_sets, tmp_path):
+    s = two_sets
+    out = tmp_path / "scores.h5"
+    proc = evoscan("score", "--windows", s / "one.windows.h5", "--masks", s / "two.masks.h5",
+                   "--blast", s / "one.blast.h5", "--embeddings", s / "one.embeddings.h5", "-o", out)
+    assert_refused(proc, "two.masks.h5 was made from a different window set")
+    assert not out.exists()
+
+
+def test_wrong_kind_of_file_is_refused(two_sets, tmp_path):
+    s = two_sets
+    proc = evoscan("score", "--windows", s / "one.windows.h5", "--masks", s / "one.masks.h5",
+                   "--blast", s / "one.masks.h5", "--embeddings", s / "one.embeddings.h5",
+                   "-o", tmp_path / "scores.h5")
+    assert_refused(proc, "expected an evoscan blast file (evoscan.blast/1), found schema 'evoscan.masks/1'")
+    not_h5 = tmp_path / "x.h5"
+    not_h5.write_text("hello")
+    assert_refused(evoscan("mask", "--windows", not_h5, "-o", tmp_path / "m.h5"), "not an HDF5 file")
+
+
+def test_matching_intermediates_score_and_report(two_sets, tmp_path):
+    s = two_sets
+    proc = evoscan("score", "--windows", s / "one.windows.h5", "--masks", s / "one.masks.h5",
+                   "--blast", s / "one.blast.h5", "--embeddings", s / "one.embeddings.h5",
+                   "-o", tmp_path / "scores.h5")
+    assert proc.returncode == 0, proc.stderr
+    proc = evoscan("report", "--windows", s / "one.windows.h5", "--scores", tmp_path / "scores.h5",
+                   "--outdir", tmp_path)
+    assert proc.returncode == 0, proc.stderr
+    assert "Filter funnel" in proc.stdout
+    assert (tmp_path / "candidates.tsv").exists() and (tmp_path / "pairs.tsv.gz").exists()
+
+
+def test_failed_run_leaves_no_output_directory(tmp_path):
+    fa = tmp_path / "in.fa"
+    fa.write_text(">a\nACGT\n>a\nACGT\n")
+    outdir = tmp_path / "results"
+    assert_refused(evoscan("run", "--fasta", fa, "--outdir", outdir), "duplicate sequence id")
+    assert not outdir.exists()
+
+
+def test_missing_output_directory(tmp_path):
+    fa = write_fasta(tmp_path / "s.fa", {"a": "ACGT" * 300})
+    assert_refused(evoscan("windows", "--fasta", fa, "-o", tmp_path / "nope" / "w.h5"),
+                   "output directory")
