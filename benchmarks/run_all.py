@@ -1,0 +1,10 @@
+"""Run every CPU benchmark and print one JSON line each (figures go to docs/benchmarks.md)."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+for script in ("bench_score.py", "bench_blast.py"):
+    print(f"# {script}", flush=True)
+    subprocess.run([sys.executable, str(HERE / script)], check=True)
