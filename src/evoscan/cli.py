@@ -49,8 +49,17 @@ def add_blast_options(p: argparse.ArgumentParser) -> None:
 def add_backend_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("embedding backend")
     g.add_argument("--backend", default="kmer", choices=backend_names())
-    g.add_argument("--k", type=int, default=6, help="kmer backend: k-mer length (default %(default)s)")
-    g.add_argument("--batch-size", type=int, default=1024, help="windows per backend call")
+    g.add_argument("--batch-size", type=int, help="windows per backend call (kmer 1024, evo2 8, hf 16)")
+    g.add_argument("--k", type=int, default=6, help="kmer: k-mer length (default %(default)s)")
+    g.add_argument("--model", help="evo2: model name (default evo2_7b); hf: model directory")
+    g.add_argument("--layer", help="evo2: blocks.N or blocks.N.mlp.l3 (default per model); hf: hidden-state index")
+    g.add_argument("--pooling", default="mean", choices=["mean", "last", "rc_mean"],
+                   help="evo2/hf: mean over real tokens, last token, or mean of both strands")
+    g.add_argument("--weights", type=Path, help="evo2: merged checkpoint .pt (default $HF_HOME/<model>.pt)")
+    g.add_argument("--model-config", type=Path, help="evo2: architecture YAML of a custom checkpoint")
+    g.add_argument("--allow-download", action="store_true", help="evo2: fetch missing weights from the hub")
+    g.add_argument("--full-forward", action="store_true",
+                   help="evo2: run every block and the logits instead of stopping at --layer")
 
 
 def add_score_options(p: argparse.ArgumentParser) -> None:
@@ -85,7 +94,17 @@ def window_params(a) -> WindowParams:
 
 
 def backend_options(a) -> dict:
-    return {"k": a.k, "batch_size": a.batch_size} if a.backend == "kmer" else {"batch_size": a.batch_size}
+    """The options of the chosen backend only, so each backend sees what it understands."""
+    opts = {"batch_size": a.batch_size} if a.batch_size else {}
+    if a.backend == "kmer":
+        return {**opts, "k": a.k}
+    if a.backend == "evo2":
+        return {**opts, "model": a.model or "evo2_7b", "layer": a.layer, "pooling": a.pooling,
+                "weights": a.weights, "config": a.model_config, "allow_download": a.allow_download,
+                "full_forward": a.full_forward}
+    if not a.model:
+        raise EvoscanError("--backend hf needs --model DIR (a local Hugging Face model directory)")
+    return {**opts, "model": a.model, "layer": a.layer, "pooling": a.pooling}
 
 
 def score_params(a) -> score.ScoreParams:
@@ -116,7 +135,8 @@ def cmd_blast(a) -> None:
 
 def cmd_embed(a) -> None:
     ws = read_windows(a.windows)
-    embed.embed_windows(ws, get_backend(a.backend, **backend_options(a)), a.out)
+    backend = get_backend(a.backend, **backend_options(a))
+    embed.embed_windows(ws, backend, a.out)
 
 
 def cmd_score(a) -> None:

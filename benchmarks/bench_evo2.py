@@ -1,0 +1,97 @@
+"""Evo 2 extraction throughput: windows/s and model FLOP utilisation for 512-bp windows.
+
+Builds the real architecture of a model (default evo2_7b) with random weights through evoscan's
+evo2 backend (`weights="random"`: no download), then times `backend.embed` over batch sizes, with
+the forward pass stopped at the embedding layer (evoscan's default) and with the full forward
+(every block, final norm and logits, as `Evo2.forward` does). FLOPs per window are counted as
+2 x parameters x tokens (matmuls; the FFT convolutions and attention add a little on top).
+
+On a GPU node:   python benchmarks/bench_evo2.py --model evo2_7b --batch-sizes 1,2,4,8,16,32,64
+Smoke test here: python benchmarks/bench_evo2.py --tiny   (CPU, the tiny test model of tests/)
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from evoscan.backends import get_backend
+
+H100_BF16_DENSE_TFLOPS = 989.0  # H100 SXM spec sheet
+
+
+def random_windows(n: int, length: int, seed: int = 0) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return ["".join(rng.choice(list("ACGT"), size=length)) for _ in range(n)]
+
+
+def time_embed(backend, seqs: list[str], repeats: int) -> float:
+    backend.embed(seqs)  # warm-up (kernels, allocator)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    t = time.perf_counter()
+    for _ in range(repeats):
+        backend.embed(seqs)
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+    return (time.perf_counter() - t) / repeats
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="evo2_7b")
+    ap.add_argument("--layer", default=None, help="default: the backend's default for the model")
+    ap.add_argument("--batch-sizes", default="1,2,4,8,16,32")
+    ap.add_argument("--length", type=int, default=512)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--peak-tflops", type=float, default=H100_BF16_DENSE_TFLOPS)
+    ap.add_argument("--tiny", action="store_true", help="CPU smoke test with the tiny model of tests/evo2_cpu.py")
+    a = ap.parse_args()
+
+    options = {"model": a.model, "weights": "random", "layer": a.layer}
+    if a.tiny:  # CPU: the test shims and the tiny config
+        sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
+        import evo2_cpu
+        import yaml
+
+        evo2_cpu.install()
+        config = Path(tempfile.mkdtemp()) / "tiny.yml"
+        config.write_text(yaml.safe_dump(evo2_cpu.tiny_config()))
+        options.update(config=config, layer=a.layer or "blocks.22.mlp.l3")
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
+    results = []
+    for full in (False, True):
+        backend = get_backend("evo2", **options, full_forward=full)
+        params = sum(p.numel() for p in backend.evo2.model.parameters())
+        flops_per_window = 2 * params * a.length
+        for bs in (int(x) for x in a.batch_sizes.split(",")):
+            backend.batch_size = bs
+            seqs = random_windows(bs, a.length)
+            seconds = time_embed(backend, seqs, a.repeats)
+            rate = bs / seconds
+            results.append({
+                "device": device, "model": a.model if not a.tiny else "tiny", "layer": backend.layer,
+                "forward": "full" if full else "stop_at_layer", "batch": bs, "windows_per_s": round(rate, 2),
+                "model_tflops": round(rate * flops_per_window / 1e12, 2),
+                "mfu": round(rate * flops_per_window / (a.peak_tflops * 1e12), 3),
+                "params": params, "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)
+                if torch.cuda.is_available() else None,
+            })
+            print(json.dumps(results[-1]), flush=True)
+        del backend
+        if torch.cuda.is_available():
+            torch.cuda.empty_cache()
+    stop = {r["batch"]: r["windows_per_s"] for r in results if r["forward"] == "stop_at_layer"}
+    full = {r["batch"]: r["windows_per_s"] for r in results if r["forward"] == "full"}
+    print(json.dumps({"speedup_stop_at_layer": {b: round(stop[b] / full[b], 3) for b in stop}}))
+
+
+if __name__ == "__main__":
+    main()

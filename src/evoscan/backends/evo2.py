@@ -1,0 +1,292 @@
+"""The `evo2` backend: pooled hidden states of an Evo 2 layer, through the `evo2` package.
+
+- Weights: `--weights PATH.pt` (a merged checkpoint), else `$HF_HOME/<model>.pt` where the evo2
+  package keeps merged downloads; a download happens only with `allow_download`. `--weights
+  random` builds the real architecture with random weights (bf16, no checkpoint): a dry run for
+  set-up checks and benchmarks, whose vectors mean nothing.
+- Layers: `blocks.N` is the residual stream after block N; `blocks.N.mlp.l3` is the MLP branch of
+  block N before it is added to the stream (the layer the Evo 2 authors embed from). The default
+  is the MLP branch at 7/8 depth: `blocks.28.mlp.l3` for the 32-block 7B models (as in the
+  authors' embedding example), blocks.22 (1B, 25 blocks), 21 (20B, 24), 44 (40B, 50).
+- Sequences are upper-cased before tokenising (the tokenizer is byte-level: soft-masked `a` is a
+  different token from `A`); N stays N, a token the model knows; windows with many N are dropped
+  upstream by `evoscan windows`.
+- Pooling: `mean` over real tokens, `last` token, or `rc_mean` (mean pooling of the forward and
+  reverse-complement passes, averaged: strand-symmetric like the kmer backend). Output float32.
+- The forward pass stops after the requested layer (no later blocks, no final norm, no logits)
+  unless `full_forward` is asked for; Evo 2 is causal, so right padding never changes the
+  states of real tokens.
+- One GPU per process: unless CUDA_VISIBLE_DEVICES is set, only the first GPU is made visible
+  (Vortex would otherwise spread the layers over every visible GPU).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+import importlib.util
+import logging
+import os
+import re
+import sys
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EvoscanError
+from . import register
+from .pooling import POOLINGS, embed_pooled, pool
+_LAYER = re.compile(r"^blocks\.(\d+)(\..+)?$")
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    config: str  # YAML inside the evo2 package
+    needs_fp8: bool  # Transformer Engine FP8: GPUs of compute capability >= 8.9 (H100, L40S, RTX 4090)
+
+
+MODELS = {
+    "evo2_1b_base": ModelSpec("configs/evo2-1b-8k.yml", True),
+    "evo2_7b": ModelSpec("configs/evo2-7b-1m.yml", False),
+    "evo2_7b_base": ModelSpec("configs/evo2-7b-8k.yml", False),
+    "evo2_7b_262k": ModelSpec("configs/evo2-7b-262k.yml", False),
+    "evo2_20b": ModelSpec("configs/evo2-20b-1m.yml", True),
+    "evo2_40b": ModelSpec("configs/evo2-40b-1m.yml", True),
+    "evo2_40b_base": ModelSpec("configs/evo2-40b-8k.yml", True),
+}
+
+
+def _evo2_dir() -> Path:
+    spec = importlib.util.find_spec("evo2")  # locates the package without importing it (needs CUDA)
+    if spec is None or not spec.submodule_search_locations:
+        raise EvoscanError("the evo2 package is not installed; install it (pip install evo2, after torch) "
+                           "or use the evoscan GPU container")
+    return Path(list(spec.submodule_search_locations)[0])
+
+
+def read_config(model: str, config: str | Path | None = None) -> dict:
+    """The model's architecture: a user config YAML, or the one the evo2 package ships for `model`."""
+    import yaml
+
+    if config is not None:
+        path = Path(config)
+        if not path.is_file():
+            raise EvoscanError(f"{path}: no such model config")
+    else:
+        if model not in MODELS:
+            raise EvoscanError(f"unknown Evo 2 model {model!r}; choose from {', '.join(MODELS)}")
+        path = _evo2_dir() / MODELS[model].config
+    return yaml.safe_load(path.read_text())
+
+
+def default_layer(num_blocks: int) -> str:
+    return f"blocks.{round(num_blocks * 7 / 8)}.mlp.l3"
+
+
+def check_layer(layer: str, model: str, num_blocks: int) -> int:
+    """The block index of `layer`, or an error that says which layers the model has."""
+    match = _LAYER.match(layer)
+    if not match or int(match[1]) >= num_blocks:
+        raise EvoscanError(
+            f"layer {layer!r} does not exist in {model} ({num_blocks} blocks: blocks.0 .. blocks.{num_blocks - 1}); "
+            f"use blocks.N (residual stream) or blocks.N.mlp.l3 (MLP branch), e.g. {default_layer(num_blocks)}"
+        )
+    return int(match[1])
+
+
+def weights_digest(path: Path) -> str:
+    """SHA-256 of the size and the first and last 16 MiB: identifies a multi-GB checkpoint in a second."""
+    h = hashlib.sha256(str(path.stat().st_size).encode())
+    with open(path, "rb") as fh:
+        h.update(fh.read(16 * 2**20))
+        fh.seek(max(0, path.stat().st_size - 16 * 2**20))
+        h.update(fh.read())
+    return h.hexdigest()[:32]
+
+
+def find_weights(model: str, weights: str | Path | None) -> Path | str | None:
+    """The local checkpoint to load, "random", or None when only a download could provide it."""
+    if str(weights) == "random":
+        return "random"
+    if weights is not None:
+        path = Path(weights)
+        if not path.is_file():
+            raise EvoscanError(f"{path}: no such weights file; give the merged {model}.pt checkpoint")
+        return path
+    from huggingface_hub import constants
+
+    merged = Path(os.path.dirname(constants.HF_HUB_CACHE)) / f"{model}.pt"  # where evo2 keeps merged files
+    return merged if merged.is_file() else None
+
+
+def stabilise_random_weights(model) -> None:
+    """Random weights that behave like trained ones where it matters: Vortex draws log-poles from a
+    standard normal, and a positive log-pole grows as exp(t) along the sequence (inf, then NaN);
+    the zero-initialised skip terms D get small values so every path carries signal."""
+    import torch
+
+    with torch.no_grad():
+        for name, p in model.named_parameters():
+            if name.endswith("log_poles"):
+                p.copy_(-p.abs() - 0.05)
+            elif name.endswith("filter.D") and not p.any():
+                p.normal_(0, 0.02)
+
+
+@contextlib.contextmanager
+def _quiet_import():
+    """Import evo2/Vortex without their side effects on the user: INFO logging to the root logger,
+    tqdm bars, prints on stdout, an activations_debug.log in the working directory."""
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.WARNING, format="%(name)s: %(message)s")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp), contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+class Evo2Backend:
+    name = "evo2"
+
+    def __init__(self, model: str = "evo2_7b", layer: str | None = None, pooling: str = "mean",
+                 weights: str | Path | None = None, config: str | Path | None = None,
+                 allow_download: bool = False, batch_size: int = 8, full_forward: bool = False):
+        if pooling not in POOLINGS:
+            raise EvoscanError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
+        arch = read_config(model, config)
+        self.model_name, self.pooling, self.batch_size = model, pooling, batch_size
+        self.full_forward, self.config = full_forward, config
+        self.dim, num_blocks = int(arch["hidden_size"]), int(arch["num_layers"])
+        self.layer = layer or default_layer(num_blocks)
+        self.block = check_layer(self.layer, model if config is None else str(config), num_blocks)
+        if config is None and MODELS[model].needs_fp8 and importlib.util.find_spec("transformer_engine") is None:
+            raise EvoscanError(f"{model} needs FP8 through Transformer Engine (a GPU of compute capability >= 8.9 "
+                               "such as H100 or L40S); install transformer_engine, or use a 7B model")
+        self.weights = find_weights(model, weights)
+        if config is not None and self.weights is None:
+            raise EvoscanError("--config needs --weights (the checkpoint made with that config)")
+        if self.weights is None and not allow_download:
+            raise EvoscanError(
+                f"no weights for {model}: pass --weights /path/{model}.pt, or put the merged checkpoint at "
+                f"$HF_HOME/{model}.pt, or add --allow-download to fetch arcinstitute/{model} from the Hugging Face hub"
+            )
+        os.environ.setdefault("CUDA_VISIBLE_DEVICES", "0")  # one GPU per task
+        self._digest = weights_digest(self.weights) if isinstance(self.weights, Path) else ""
+        self.evo2 = self._load(arch)
+        self._module = self._submodule(self.layer)
+
+    def _load(self, arch: dict):
+        with _quiet_import():
+            try:
+                import evo2
+                from vortex.model.model import StripedHyena
+                from vortex.model.tokenizer import CharLevelTokenizer
+                from vortex.model.utils import dotdict, load_checkpoint
+            except ImportError as err:
+                raise EvoscanError(f"cannot import evo2 ({err}); it needs a CUDA GPU with flash-attn installed, "
+                                   "as in the evoscan GPU container") from None
+            try:
+                if self.config is None and self.weights != "random":
+                    return evo2.Evo2(self.model_name, local_path=str(self.weights) if self.weights else None)
+                # A custom checkpoint: the same steps as Evo2(..., local_path=...), with the user's config.
+                if self.weights == "random":  # a dry run: real architecture, bf16 projections, no checkpoint
+                    arch = {**arch, "use_fp8_input_projections": False}
+                model = StripedHyena(dotdict(arch))
+                if self.weights == "random":
+                    model.to_bfloat16_except_pr_lc(to_float32=True)
+                    stabilise_random_weights(model)
+                else:
+                    load_checkpoint(model, str(self.weights))
+                wrapper = object.__new__(evo2.Evo2)
+                wrapper.model, wrapper.tokenizer = model, CharLevelTokenizer(512)
+                return wrapper
+            except ImportError as err:  # evo2's own FP8 check
+                raise EvoscanError(f"{self.model_name}: {str(err).splitlines()[0]}") from None
+
+    def _submodule(self, name: str):
+        try:
+            return self.evo2.model.get_submodule(name)
+        except AttributeError:
+            raise EvoscanError(f"layer {name!r} is not a module of {self.model_name}; "
+                               f"use blocks.N or blocks.N.mlp.l3") from None
+
+    # ---- forward ---------------------------------------------------------------------------
+
+    def hidden_states(self, input_ids):
+        """Hidden states `[B, L, D]` at the chosen layer, stopping the forward pass there."""
+        import torch
+
+        if self.full_forward:
+            _, states = self.evo2(input_ids, return_embeddings=True, layer_names=[self.layer])
+            return states[self.layer]
+        model, captured = self.evo2.model, {}
+
+        def hook(_module, _inputs, output):
+            captured["x"] = output[0] if isinstance(output, tuple) else output
+
+        handle = self._module.register_forward_hook(hook)
+        try:
+            with torch.inference_mode():
+                x = model.embedding_layer(input_ids)
+                for idx in range(self.block + 1):  # blocks after the layer, norm and logits are skipped
+                    x = model.cross_device_transfer(x, idx)
+                    x, _ = model.blocks[idx](x, inference_params=None, padding_mask=None)
+        finally:
+            handle.remove()
+        return captured["x"]
+
+    def _pooled(self, seqs: list[str]) -> np.ndarray:
+        """Pool one batch: right-padded token ids, real tokens only, fp32."""
+        import torch
+
+        tokenizer = self.evo2.tokenizer
+        lengths = torch.tensor([len(s) for s in seqs])
+        ids = torch.full((len(seqs), int(lengths.max())), tokenizer.pad_id, dtype=torch.long)
+        for i, s in enumerate(seqs):
+            ids[i, :len(s)] = torch.tensor(tokenizer.tokenize(s), dtype=torch.long)
+        device = next(self.evo2.model.parameters()).device
+        states = self.hidden_states(ids.to(device)).float()
+        real = torch.arange(states.shape[1], device=states.device)[None, :] < lengths.to(states.device)[:, None]
+        return pool(states, real, self.pooling)
+
+    def embed(self, seqs: list[str]) -> np.ndarray:
+        """Embeddings of `seqs`, batched by length; halves the batch when the GPU runs out of memory."""
+        import torch
+
+        order = np.argsort([len(s) for s in seqs], kind="stable")
+        out = np.empty((len(seqs), self.dim), dtype=np.float32)
+        start, batch = 0, max(1, self.batch_size)
+        while start < len(seqs):
+            idx = order[start:start + batch]
+            try:
+                out[idx] = embed_pooled(self._pooled, [seqs[i] for i in idx], self.pooling)
+            except torch.cuda.OutOfMemoryError:
+                if batch == 1:
+                    raise EvoscanError("the GPU runs out of memory for a single window; use shorter windows "
+                                       "or a GPU with more memory") from None
+                torch.cuda.empty_cache()
+                batch //= 2
+                self.batch_size = batch  # later calls start at the size that fits
+                continue
+            start += len(idx)
+        return out
+
+    def provenance(self) -> dict:
+        versions = {}
+        for package in ("evo2", "vtx", "torch"):
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                versions[package] = importlib.metadata.version(package)
+        return {
+            "backend": self.name, "model": self.model_name, "layer": self.layer, "pooling": self.pooling,
+            "weights": str(self.weights or f"hub:arcinstitute/{self.model_name}"),
+            "weights_digest": self._digest,
+            "config": str(self.config or MODELS[self.model_name].config), "uppercase": True,
+            "stop_at_layer": not self.full_forward, "versions": versions,
+        }
+
+
+@register("evo2")
+def make(**options) -> Evo2Backend:
+    return Evo2Backend(**options)

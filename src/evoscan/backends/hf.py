@@ -1,0 +1,93 @@
+"""The `hf` backend: any Hugging Face DNA language model stored in a local directory.
+
+Loaded with transformers' AutoTokenizer / AutoModel from the directory only (never the hub), on
+the GPU when there is one. `layer` indexes the model's hidden states (0 = embeddings, -1 = last,
+the default). Pooling as for evo2: `mean` over real tokens (special tokens and padding excluded),
+the `last` real token, or `rc_mean` (both strands). Sequences are upper-cased; output float32.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import importlib.metadata
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import EvoscanError
+from . import register
+from .pooling import POOLINGS, embed_pooled, pool
+
+
+def directory_digest(path: Path) -> str:
+    """Identity of a model directory: names and sizes of its files, and its config."""
+    h = hashlib.sha256()
+    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+        h.update(f"{f.relative_to(path)}:{f.stat().st_size}".encode())
+        if f.name == "config.json":
+            h.update(f.read_bytes())
+    return h.hexdigest()[:32]
+
+
+class HFBackend:
+    name = "hf"
+
+    def __init__(self, model: str | Path, layer: str | int | None = None, pooling: str = "mean",
+                 batch_size: int = 16):
+        if pooling not in POOLINGS:
+            raise EvoscanError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
+        self.path = Path(model)
+        if not (self.path / "config.json").is_file():
+            raise EvoscanError(f"{self.path}: not a Hugging Face model directory (no config.json); "
+                               "give a local directory saved with save_pretrained")
+        try:
+            self.layer = int(layer) if layer is not None else -1
+        except ValueError:
+            raise EvoscanError(f"--layer for the hf backend is a hidden-state index (e.g. -1), not {layer!r}") from None
+        self.pooling, self.batch_size = pooling, batch_size
+        try:
+            import torch
+            from transformers import AutoModel, AutoTokenizer
+        except ImportError:
+            raise EvoscanError("the hf backend needs transformers: pip install transformers") from None
+        try:
+            self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+            self.model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
+        except (OSError, ValueError) as err:
+            raise EvoscanError(f"{self.path}: cannot load the model ({str(err).splitlines()[0]})") from None
+        self.device = "cuda" if torch.cuda.is_available() else "cpu"
+        self.model.to(self.device)
+        n_states = self.model.config.num_hidden_layers + 1
+        if not -n_states <= self.layer < n_states:
+            raise EvoscanError(f"layer {self.layer} does not exist: the model has hidden states 0..{n_states - 1} "
+                               "(0 = embeddings, -1 = last)")
+        self.dim = int(self.model.config.hidden_size)
+        self._digest = directory_digest(self.path)
+
+    def _pooled(self, seqs: list[str]) -> np.ndarray:
+        import torch
+
+        enc = self.tokenizer(seqs, padding=True, return_tensors="pt", return_special_tokens_mask=True)
+        special = enc.pop("special_tokens_mask")
+        real = (enc["attention_mask"].bool() & ~special.bool()).to(self.device)
+        with torch.inference_mode():
+            out = self.model(**{k: v.to(self.device) for k, v in enc.items()}, output_hidden_states=True)
+        return pool(out.hidden_states[self.layer].float(), real, self.pooling)
+
+    def embed(self, seqs: list[str]) -> np.ndarray:
+        return embed_pooled(self._pooled, seqs, self.pooling)
+
+    def provenance(self) -> dict:
+        versions = {}
+        for package in ("transformers", "torch"):
+            with contextlib.suppress(importlib.metadata.PackageNotFoundError):
+                versions[package] = importlib.metadata.version(package)
+        return {"backend": self.name, "model": str(self.path), "model_digest": self._digest,
+                "architecture": self.model.config.model_type, "layer": self.layer,
+                "pooling": self.pooling, "uppercase": True, "versions": versions}
+
+
+@register("hf")
+def make(**options) -> HFBackend:
+    return HFBackend(**options)
