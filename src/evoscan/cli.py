@@ -12,7 +12,8 @@ from . import __version__, blast, embed, mask, report, score
 from .backends import get_backend, names as backend_names
 from .errors import EvoscanError
 from .pipeline import RunConfig, demo_config, find_demo_data, run_pipeline
-from .windows import WindowParams, make_windows, read_windows, write_windows
+from .io import h5
+from .windows import WindowParams, chunk_range, make_windows, read_windows, write_windows
 
 
 # ---- option groups shared by the step subcommands and `run` -----------------------------------
@@ -129,14 +130,26 @@ def cmd_mask(a) -> None:
 
 def cmd_blast(a) -> None:
     ws = read_windows(a.windows)
-    hits, info = blast.run_blast(ws, a.blast_args, a.threads)
+    hits, info = blast.run_blast(ws, a.blast_args, a.threads, chunk_range(a.chunk, len(ws)))
     blast.write_blast(a.out, ws, hits, info, {"threads": a.threads})
 
 
 def cmd_embed(a) -> None:
     ws = read_windows(a.windows)
+    rows = chunk_range(a.chunk, len(ws))
     backend = get_backend(a.backend, **backend_options(a))
-    embed.embed_windows(ws, backend, a.out)
+    embed.embed_windows(ws, backend, a.out, rows=rows)
+
+
+def cmd_merge(a) -> None:
+    ws = read_windows(a.windows)
+    kinds = {h5.schema_kind(p) for p in a.parts}
+    if kinds == {"blast"}:
+        blast.merge_blast(a.parts, ws, a.out)
+    elif kinds == {"embeddings"}:
+        embed.merge_embeddings(a.parts, ws, a.out)
+    else:
+        raise EvoscanError("merge takes chunk files of one kind: all blast or all embeddings files")
 
 
 def cmd_score(a) -> None:
@@ -201,9 +214,14 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("blast", cmd_blast, "all-vs-all blastn of the windows, best hit per pair")
     io_options(p, ["windows"], "blast.h5")
     add_blast_options(p)
+    p.add_argument("--chunk", help="search only query chunk I/N (for scatter; join with merge)")
     p = command("embed", cmd_embed, "embed every window with a backend (resumable)")
     io_options(p, ["windows"], "embeddings.h5")
     add_backend_options(p)
+    p.add_argument("--chunk", help="embed only chunk I/N of the windows (for scatter; join with merge)")
+    p = command("merge", cmd_merge, "join blast or embeddings chunk files")
+    io_options(p, ["windows"], "merged.h5")
+    p.add_argument("parts", nargs="+", type=Path, help="chunk files from blast --chunk or embed --chunk")
     p = command("score", cmd_score, "cross-gene nearest neighbours, joined with repeats and BLAST")
     io_options(p, ["windows", "masks", "blast", "embeddings"], "scores.h5")
     add_score_options(p)

@@ -2,7 +2,8 @@
 
 Rows go to `<out>.partial` as they are computed, with the number of finished rows recorded after
 each batch; a killed run started again with the same inputs continues from there, and the
-finished file is renamed into place, so `<out>` only ever exists complete.
+finished file is renamed into place, so `<out>` only ever exists complete. A run may cover one
+chunk of the windows (`--chunk I/N`, for scattering over GPUs); `merge_embeddings` joins chunks.
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ import numpy as np
 from .backends import Backend
 from .errors import EvoscanError
 from .io import h5
-from .windows import WindowSet
+from .windows import WindowSet, check_tiling
 
 
 def _open_partial(partial: Path, n: int, dim: int, attrs: dict, batch: int) -> h5py.File:
@@ -43,35 +44,64 @@ def _open_partial(partial: Path, n: int, dim: int, attrs: dict, batch: int) -> h
     return f
 
 
-def embed_windows(ws: WindowSet, backend: Backend, out_path, progress: Callable[[int], None] | None = None) -> None:
-    """Embed every window of `ws` with `backend` into `out_path` (resumable)."""
+def embed_windows(ws: WindowSet, backend: Backend, out_path, progress: Callable[[int], None] | None = None,
+                  rows: tuple[int, int] | None = None) -> None:
+    """Embed windows `rows` (default all) of `ws` with `backend` into `out_path` (resumable)."""
     out_path = Path(out_path)
     if not out_path.parent.exists():
         raise EvoscanError(f"output directory {out_path.parent} does not exist; create it first")
     partial = out_path.with_name(out_path.name + ".partial")
+    lo, hi = rows or (0, len(ws))
     attrs = h5.provenance("embeddings", ws.digest, backend.provenance())
-    attrs.update(backend=backend.name, dim=backend.dim)
-    n = len(ws)
-    with _open_partial(partial, n, backend.dim, attrs, backend.batch_size) as f:
+    attrs.update(backend=backend.name, dim=backend.dim, rows_start=lo, rows_end=hi, n_windows=len(ws))
+    with _open_partial(partial, hi - lo, backend.dim, attrs, backend.batch_size) as f:
         done = int(f.attrs["n_done"])
         if progress and done:
             progress(done)
-        for start in range(done, n, backend.batch_size):
-            end = min(n, start + backend.batch_size)
+        for start in range(lo + done, hi, backend.batch_size):
+            end = min(hi, start + backend.batch_size)
             vectors = backend.embed([s.decode("ascii") for s in ws.seqs[start:end]])
             if vectors.shape != (end - start, backend.dim) or not np.isfinite(vectors).all():
                 raise EvoscanError(f"backend {backend.name} returned bad embeddings for windows {start}..{end}")
-            f["embeddings"][start:end] = vectors
-            f.attrs["n_done"] = end
+            f["embeddings"][start - lo:end - lo] = vectors
+            f.attrs["n_done"] = end - lo
             f.flush()
             if progress:
                 progress(end - start)
     os.replace(partial, out_path)
 
 
+def _read_part(path, ws: WindowSet) -> tuple[h5py.File, int, int]:
+    f = h5.open_checked(path, "embeddings", ws.digest)
+    lo, hi = int(f.attrs.get("rows_start", 0)), int(f.attrs.get("rows_end", len(ws)))
+    if int(f.attrs.get("n_done", -1)) != hi - lo:
+        f.close()
+        raise EvoscanError(f"{path} is incomplete; rerun `evoscan embed` to finish it")
+    return f, lo, hi
+
+
 def read_embeddings(path, ws: WindowSet) -> tuple[np.ndarray, dict]:
     """The `[N, D]` matrix of an embeddings file made from `ws`, and its backend provenance."""
-    with h5.open_checked(path, "embeddings", ws.digest) as f:
-        if int(f.attrs.get("n_done", -1)) != len(ws):
-            raise EvoscanError(f"{path} is incomplete; rerun `evoscan embed` to finish it")
+    f, lo, hi = _read_part(path, ws)
+    with f:
+        if (lo, hi) != (0, len(ws)):
+            raise EvoscanError(f"{path} holds windows {lo}..{hi} of {len(ws)} only; "
+                               "join the chunks with `evoscan merge` first")
         return f["embeddings"][()], json.loads(f.attrs["params"])
+
+
+def merge_embeddings(parts: list, ws: WindowSet, out_path) -> None:
+    """Join chunk files (any order) into one embeddings file; they must tile the windows exactly,
+    come from the same backend settings, and not overlap."""
+    pieces = []
+    for path in parts:
+        f, lo, hi = _read_part(path, ws)
+        with f:
+            pieces.append((lo, hi, f.attrs["params"], f["embeddings"][()], dict(f.attrs), path))
+    pieces.sort(key=lambda p: p[0])
+    if len({p[2] for p in pieces}) != 1:
+        raise EvoscanError("embedding chunks come from different backend settings; re-embed them alike")
+    check_tiling([(p[0], p[1]) for p in pieces], len(ws), "embedding")
+    attrs = {k: v for k, v in pieces[0][4].items() if k not in ("rows_start", "rows_end", "n_done")}
+    attrs.update(rows_start=0, rows_end=len(ws), n_done=len(ws))
+    h5.write_h5(out_path, {"embeddings": np.concatenate([p[3] for p in pieces])}, attrs)

@@ -66,6 +66,25 @@ def window_digest(table: pd.DataFrame, seqs: np.ndarray) -> str:
     return h.hexdigest()[:32]
 
 
+def chunk_range(spec: str | None, n: int) -> tuple[int, int]:
+    """Rows [start, end) of chunk `I/N` (1-based) of n windows, near-equal sizes; all rows for None."""
+    if spec is None:
+        return 0, n
+    try:
+        i, parts = (int(x) for x in spec.split("/"))
+    except ValueError:
+        i, parts = 0, 0
+    if not 1 <= i <= parts:
+        raise EvoscanError(f"--chunk must look like I/N with 1 <= I <= N (got {spec!r})")
+    return n * (i - 1) // parts, n * i // parts
+
+
+def check_tiling(edges: list[tuple[int, int]], n: int, what: str) -> None:
+    """Chunks (sorted by start) must cover rows 0..n exactly once."""
+    if not edges or edges[0][0] != 0 or edges[-1][1] != n or any(a[1] != b[0] for a, b in zip(edges, edges[1:])):
+        raise EvoscanError(f"{what} chunks cover windows {edges}, not 0..{n} exactly once")
+
+
 def reverse_complement(seq: str) -> str:
     return seq.translate(_COMPLEMENT)[::-1]
 

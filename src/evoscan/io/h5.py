@@ -94,6 +94,19 @@ def open_checked(path, kind: str, window_digest: str | None = None) -> h5py.File
     return f
 
 
+def schema_kind(path) -> str:
+    """The kind (windows, masks, ...) of an evoscan HDF5 file, from its schema attribute."""
+    try:
+        with h5py.File(path, "r") as f:
+            schema = str(f.attrs.get("schema", ""))
+    except OSError:
+        raise EvoscanError(f"{path}: not an HDF5 file") from None
+    for kind, name in SCHEMAS.items():
+        if schema == name:
+            return kind
+    raise EvoscanError(f"{path}: not an evoscan file (schema {schema!r})")
+
+
 def kind_step(kind: str) -> str:
     return {"masks": "mask", "embeddings": "embed", "scores": "score"}.get(kind, kind)
 
