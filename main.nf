@@ -1,0 +1,51 @@
+#!/usr/bin/env nextflow
+/*
+    evoscan: genomic windows that a DNA language model calls alike while no alignment can see
+    any similarity, with the checks that make such a call believable. Steps are `evoscan`
+    subcommands (bin/evoscan; the package is installed in the containers).
+
+    nextflow run . -profile test,docker
+    nextflow run . -profile slurm,singularity,gpu --input samplesheet.csv --backend evo2 --outdir results
+*/
+include { EVOSCAN } from './workflows/evoscan'
+
+// One row per gene set: sample, fasta (loci) | genome + genes, gtf. Relative paths are read from
+// the samplesheet's own folder, so a samplesheet travels with its data.
+def locate(Path sheet, String name) {
+    return name.startsWith('/') || name.contains('://') ? file(name, checkIfExists: true) : file(sheet.parent.resolve(name).toString(), checkIfExists: true)
+}
+
+workflow {
+    main:
+    if (!params.input) {
+        error("evoscan: give --input samplesheet.csv (columns sample,fasta,genome,gtf,genes), or use -profile test")
+    }
+    sheet = file(params.input as String, checkIfExists: true)
+    ch_samples = channel.fromPath(params.input as String)
+        .splitCsv(header: true)
+        .map { row ->
+            def r = row as Map<String, String>
+            def meta = [id: r['sample'], genes: r['genes'] ?: '']
+            def gtf = r['gtf'] ? [locate(sheet, r['gtf'])] : []
+            tuple(meta, locate(sheet, r['fasta'] ?: r['genome']), gtf)
+        }
+    rmsk = params.rmsk ? [file(params.rmsk as String, checkIfExists: true)] : []
+    EVOSCAN(ch_samples, rmsk, params.blast_chunks as Integer, params.embed_chunks as Integer)
+
+    publish:
+    candidates = EVOSCAN.out.candidates
+    pairs = EVOSCAN.out.pairs
+    scores = EVOSCAN.out.scores
+}
+
+output {
+    candidates {
+        path { meta, _tsv -> "${meta.id}" }
+    }
+    pairs {
+        path { meta, _tsv -> "${meta.id}" }
+    }
+    scores {
+        path { meta, _h5 -> "${meta.id}" }
+    }
+}

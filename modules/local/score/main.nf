@@ -1,0 +1,22 @@
+process EVOSCAN_SCORE {
+    tag "${meta.id}"
+    label 'process_medium'
+
+    input:
+    tuple val(meta), path(windows), path(masks), path(blast), path(embeddings)
+
+    output:
+    tuple val(meta), path("${meta.id}.scores.h5"), emit: scores
+    tuple val("${task.process}"), val("evoscan"), eval("evoscan --version | cut -d\" \" -f2"), topic: versions
+
+    script:
+    def args = task.ext.args ?: ''
+    """
+    evoscan score --windows ${windows} --masks ${masks} --blast ${blast} --embeddings ${embeddings} ${args} -o ${meta.id}.scores.h5
+    """
+
+    stub:
+    """
+    touch ${meta.id}.scores.h5
+    """
+}

@@ -1,0 +1,23 @@
+//
+// Embedding scattered over chunks of windows (one GPU task per chunk for evo2/hf), then merged.
+// Each chunk is its own task, so -resume reuses every finished chunk.
+//
+include { EVOSCAN_EMBED } from '../../../modules/local/embed'
+include { EVOSCAN_MERGE } from '../../../modules/local/merge'
+
+workflow SCATTER_EMBED {
+    take:
+    ch_windows // channel: [ val(meta), path(windows) ]
+    chunks     // integer: number of chunks
+
+    main:
+    ch_chunks = ch_windows.flatMap { meta, windows -> (1..chunks).collect { i -> [meta, windows, i, chunks] } }
+    EVOSCAN_EMBED(ch_chunks)
+    ch_parts = EVOSCAN_EMBED.out.embeddings.groupTuple(size: chunks)
+        .join(ch_windows)
+        .map { meta, parts, windows -> [meta, windows, parts, 'embeddings'] }
+    EVOSCAN_MERGE(ch_parts)
+
+    emit:
+    embeddings = EVOSCAN_MERGE.out.merged // channel: [ val(meta), path(embeddings.h5) ]
+}
