@@ -29,6 +29,19 @@ def gtf(data_dir) -> Path:
     return data_dir / "annotation" / "lrg_derived_grch38.gtf"
 
 
+@pytest.fixture(scope="session")
+def demo_run(data_dir, tmp_path_factory):
+    """`evoscan run` on the 25 real loci as the demo does it (kmer backend), once per test session."""
+    from rich.console import Console
+
+    from evoscan.pipeline import demo_config, run_pipeline
+
+    outdir = tmp_path_factory.mktemp("demo") / "results"
+    console = Console(record=True, width=120)
+    result = run_pipeline(demo_config(data_dir, outdir, threads=2), console)
+    return {**result, "stdout": console.export_text(), "outdir": outdir}
+
+
 def random_dna(rng: np.random.Generator, n: int, gc: float = 0.5) -> str:
     p = [(1 - gc) / 2, gc / 2, gc / 2, (1 - gc) / 2]
     return "".join(rng.choice(list("ACGT"), size=n, p=p))

@@ -5,12 +5,10 @@ import gzip
 import numpy as np
 import pandas as pd
 import pytest
-from rich.console import Console
 
 from conftest import evoscan, subset_fasta
 from evoscan.blast import read_blast
 from evoscan.mask import read_repeat_frac
-from evoscan.pipeline import RunConfig, demo_config, run_pipeline
 from evoscan.windows import read_windows
 
 pytestmark = pytest.mark.slow
@@ -23,13 +21,8 @@ SHARED = ("chr14", 23410737, 23413277)
 
 
 @pytest.fixture(scope="module")
-def demo(data_dir, tmp_path_factory):
-    outdir = tmp_path_factory.mktemp("demo") / "results"
-    console = Console(record=True, width=120)
-    result = run_pipeline(demo_config(data_dir, outdir, threads=2), console)
-    result["stdout"] = console.export_text()
-    result["outdir"] = outdir
-    return result
+def demo(demo_run):
+    return demo_run
 
 
 def test_all_25_loci_windowed_with_regions(demo):

@@ -1,0 +1,146 @@
+"""The Nextflow pipeline, checked without a Nextflow runtime: Nextflow's language server (strict),
+the module command lines against the real CLI, the parameter schemas, and the module commands
+run in workflow order on the real loci giving the same candidates as `evoscan run`."""
+
+import csv
+import json
+import shlex
+import subprocess
+import sys
+
+import jsonschema
+import pytest
+
+from conftest import REPO
+from evoscan.cli import build_parser
+
+TEST_META = {"id": "grch38_loci", "genes": ""}
+
+
+def nextflow_tools(renders=(), configs=("conf/test.config",)) -> dict:
+    request = json.dumps({"params_configs": list(configs), "renders": list(renders)})
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "nextflow_tools.py"), str(REPO)],
+                          input=request, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return json.loads(proc.stdout)
+
+
+def renders_for(data_dir, workdir):
+    """Every module in the order the workflow wires them, with the test profile's inputs."""
+    fasta = data_dir / "loci" / "grch38_loci.softmasked.fa"
+    gtf = data_dir / "annotation" / "lrg_derived_grch38.gtf"
+    meta, w = TEST_META, "grch38_loci.windows.h5"
+    return [
+        {"module": "windows", "bindings": {"meta": meta, "sequences": str(fasta), "gtf": str(gtf)}},
+        {"module": "mask", "bindings": {"meta": meta, "windows": w, "rmsk": []}},
+        {"module": "blast", "bindings": {"meta": meta, "windows": w, "chunk": 1, "chunks": 2}},
+        {"module": "blast", "bindings": {"meta": meta, "windows": w, "chunk": 2, "chunks": 2}},
+        {"module": "merge", "bindings": {"meta": meta, "windows": w, "kind": "blast",
+                                         "parts": "parts/grch38_loci.blast.1.h5 parts/grch38_loci.blast.2.h5"}},
+        {"module": "embed", "bindings": {"meta": meta, "windows": w, "chunk": 1, "chunks": 2}},
+        {"module": "embed", "bindings": {"meta": meta, "windows": w, "chunk": 2, "chunks": 2}},
+        {"module": "merge", "bindings": {"meta": meta, "windows": w, "kind": "embeddings",
+                                         "parts": "parts/grch38_loci.embeddings.1.h5 parts/grch38_loci.embeddings.2.h5"}},
+        {"module": "score", "bindings": {"meta": meta, "windows": w, "masks": "grch38_loci.masks.h5",
+                                         "blast": "grch38_loci.blast.h5", "embeddings": "grch38_loci.embeddings.h5"}},
+        {"module": "report", "bindings": {"meta": meta, "windows": w, "scores": "grch38_loci.scores.h5"}},
+    ]
+
+
+@pytest.fixture(scope="module")
+def rendered(data_dir, tmp_path_factory):
+    return nextflow_tools(renders_for(data_dir, tmp_path_factory.mktemp("nf")))
+
+
+def test_language_server_strict_finds_no_errors(rendered):
+    assert rendered["errors"] == []
+
+
+@pytest.mark.parametrize("old,new,message", [
+    ("'../modules/local/mask'", "'../modules/local/maks'", "Invalid include source"),
+    ("EVOSCAN_SCORE(ch_score)", "EVOSCAN_SCORE(ch_score, ch_windows)", "expects 1 argument"),
+    ("EVOSCAN_SCORE.out.scores", "EVOSCAN_SCORE.out.score", "score"),
+])
+def test_language_server_catches_a_broken_workflow(tmp_path, old, new, message):
+    """The check can fail: a bad include, a wrong argument count, an unknown output."""
+    import shutil
+
+    for name in ("main.nf", "nextflow.config", "modules", "subworkflows", "workflows", "conf", "assets"):
+        src = REPO / name
+        (shutil.copytree if src.is_dir() else shutil.copy)(src, tmp_path / name)
+    wf = tmp_path / "workflows" / "evoscan.nf"
+    assert old in wf.read_text()
+    wf.write_text(wf.read_text().replace(old, new, 1))
+    proc = subprocess.run([sys.executable, str(REPO / "tests" / "nextflow_tools.py"), str(tmp_path)],
+                          input="{}", capture_output=True, text=True, timeout=300)
+    errors = json.loads(proc.stdout)["errors"]
+    assert errors and any(message in e for e in errors), errors
+
+
+def test_every_module_command_parses_against_the_real_cli(rendered):
+    parser = build_parser()
+    steps = set()
+    for script in rendered["commands"]:
+        for line in script.splitlines():
+            words = shlex.split(line.split(" > ")[0])
+            if words and words[0] == "evoscan":
+                args = parser.parse_args(words[1:])  # argparse exits on anything it does not know
+                steps.add(args.command)
+    assert steps == {"windows", "mask", "blast", "merge", "embed", "score", "report"}
+
+
+def test_schema_names_exactly_the_config_params(rendered):
+    schema = json.loads((REPO / "nextflow_schema.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    names = {p for group in schema["$defs"].values() for p in group["properties"]}
+    assert names == set(rendered["params"])
+    defaults = {p: spec.get("default") for g in schema["$defs"].values() for p, spec in g["properties"].items()}
+    for name, value in rendered["params"].items():  # defaults agree (test profile overrides aside)
+        if name not in ("input", "blast_chunks", "embed_chunks") and defaults[name] is not None:
+            assert str(defaults[name]) == str(value), name
+    # the parameters themselves validate against the schema
+    values = {k: (float(v) if k in ("max_n_frac", "max_repeat_frac") else v)
+              for k, v in rendered["params"].items() if v is not None}
+    jsonschema.validate(values, schema)
+
+
+def test_test_samplesheet_validates(data_dir):
+    schema = json.loads((REPO / "assets" / "schema_input.json").read_text())
+    jsonschema.Draft202012Validator.check_schema(schema)
+    sheet = REPO / "assets" / "samplesheet_test.csv"
+    rows = [{k: v for k, v in row.items() if v} for row in csv.DictReader(sheet.open())]
+    jsonschema.validate(rows, schema)
+    for row in rows:  # relative paths resolve from the samplesheet's folder to the real data
+        assert (sheet.parent / row["fasta"]).resolve() == (data_dir / "loci" / "grch38_loci.softmasked.fa").resolve()
+    bad = [{"sample": "x", "fasta": "a.fa", "genome": "g.fa", "gtf": "a.gtf", "genes": "VIM"}]
+    with pytest.raises(jsonschema.ValidationError):
+        jsonschema.validate(bad, schema)
+
+
+@pytest.mark.slow
+def test_module_commands_in_workflow_order_equal_evoscan_run(rendered, demo_run, tmp_path):
+    """Run each rendered module script in its own task folder, staged like Nextflow stages inputs,
+    and compare candidates.tsv with the one `evoscan run` wrote for the same inputs."""
+    env_bin = str(REPO / "bin")
+    import os
+
+    env = {**os.environ, "PATH": f"{env_bin}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+    produced = {}
+    for i, script in enumerate(rendered["commands"]):
+        task = tmp_path / f"task{i}"
+        (task / "parts").mkdir(parents=True)
+        for name, path in produced.items():  # stage every earlier output, chunks under parts/ too
+            (task / name).symlink_to(path)
+            (task / "parts" / name).symlink_to(path)
+        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=task, env=env,
+                              capture_output=True, text=True)
+        assert proc.returncode == 0, f"{script}\n{proc.stderr}"
+        for out in task.iterdir():
+            if out.is_file() and not out.is_symlink():
+                produced[out.name] = out
+        if (task / "grch38_loci").is_dir():
+            produced["report"] = task / "grch38_loci"
+    nf = (produced["report"] / "candidates.tsv").read_text()
+    run = (demo_run["outdir"] / "candidates.tsv").read_text()
+    assert nf == run and nf.count("\n") > 100
+    assert "Filter funnel" in (produced["report"] / "summary.txt").read_text()
