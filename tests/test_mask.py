@@ -1,7 +1,5 @@
-import os
 
 import numpy as np
-import pandas as pd
 import pytest
 
 from conftest import random_dna, write_fasta

@@ -112,7 +112,7 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
             "params": {"top_k": cfg.score.top_k, "max_repeat_frac": cfg.score.max_repeat_frac,
                        "max_blast_evalue": cfg.score.max_blast_evalue}}
     report.summary(console, ws, pairs, meta)
-    console.print(f"[dim]steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + "[/dim]")
+    console.print("[dim]steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + "[/dim]")
     console.print(f"Results in {cfg.outdir}/: " + ", ".join(p.name for p in files.values())
                   + ", and the HDF5 intermediates")
     return {"windows": ws, "pairs": pairs, "funnel": funnel, "timings": timings, "files": files}

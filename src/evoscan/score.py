@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 import pandas as pd
@@ -19,6 +19,9 @@ import pandas as pd
 from .errors import EvoscanError
 from .io import h5
 from .windows import WindowSet
+
+if TYPE_CHECKING:
+    import torch
 
 FUNNEL = [
     ("window_pairs", "window pairs"),
