@@ -22,13 +22,12 @@ def two_sets(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sets")
     for name in ("one", "two"):
         fa = write_fasta(tmp / f"{name}.fa", {f"{name}{i}": random_dna(rng, 1200) for i in range(3)})
-        for args in (["windows", "--fasta", fa, "--window-size", "256"],
-                     ["mask", "--windows", tmp / f"{name}.windows.h5"],
-                     ["blast", "--windows", tmp / f"{name}.windows.h5"],
-                     ["embed", "--windows", tmp / f"{name}.windows.h5", "--k", "4"]):
-            step = args[0]
-            out = tmp / f"{name}.{'windows' if step == 'windows' else {'mask': 'masks', 'blast': 'blast', 'embed': 'embeddings'}[step]}.h5"
-            proc = evoscan(*args, "-o", out)
+        windows = tmp / f"{name}.windows.h5"
+        for kind, args in (("windows", ["windows", "--fasta", fa, "--window-size", "256"]),
+                           ("masks", ["mask", "--windows", windows]),
+                           ("blast", ["blast", "--windows", windows]),
+                           ("embeddings", ["embed", "--windows", windows, "--k", "4"])):
+            proc = evoscan(*args, "-o", tmp / f"{name}.{kind}.h5")
             assert proc.returncode == 0, proc.stderr
     return tmp
 
