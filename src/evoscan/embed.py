@@ -93,15 +93,23 @@ def read_embeddings(path, ws: WindowSet) -> tuple[np.ndarray, dict]:
 def merge_embeddings(parts: list, ws: WindowSet, out_path) -> None:
     """Join chunk files (any order) into one embeddings file; they must tile the windows exactly,
     come from the same backend settings, and not overlap."""
-    pieces = []
+    pieces = []  # (start, end, path, attrs): only metadata in memory, rows are streamed below
     for path in parts:
         f, lo, hi = _read_part(path, ws)
         with f:
-            pieces.append((lo, hi, f.attrs["params"], f["embeddings"][()], dict(f.attrs), path))
+            pieces.append((lo, hi, path, dict(f.attrs)))
     pieces.sort(key=lambda p: p[0])
-    if len({p[2] for p in pieces}) != 1:
+    if len({p[3]["params"] for p in pieces}) != 1:
         raise EvoscanError("embedding chunks come from different backend settings; re-embed them alike")
     check_tiling([(p[0], p[1]) for p in pieces], len(ws), "embedding")
-    attrs = {k: v for k, v in pieces[0][4].items() if k not in ("rows_start", "rows_end", "n_done")}
-    attrs.update(rows_start=0, rows_end=len(ws), n_done=len(ws))
-    h5.write_h5(out_path, {"embeddings": np.concatenate([p[3] for p in pieces])}, attrs)
+    attrs = {**pieces[0][3], "rows_start": 0, "rows_end": len(ws), "n_done": len(ws)}
+    dim = int(attrs["dim"])
+    with h5.atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
+        out.attrs.update(attrs)
+        merged = out.create_dataset("embeddings", shape=(len(ws), dim), dtype=np.float32,
+                                    chunks=(max(1, min(4096, len(ws))), dim))
+        for lo, hi, path, _ in pieces:
+            with h5py.File(path, "r") as f:
+                for start in range(lo, hi, 65536):  # bounded memory whatever the chunk size
+                    end = min(hi, start + 65536)
+                    merged[start:end] = f["embeddings"][start - lo:end - lo]

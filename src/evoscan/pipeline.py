@@ -108,9 +108,7 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
         t = time.perf_counter()
         files = report.write_report(cfg.outdir, ws, pairs)
         timings["report"] = time.perf_counter() - t
-    meta = {"funnel": funnel, "backend": provenance, "blastn_args": info["blastn_args"],
-            "params": {"top_k": cfg.score.top_k, "max_repeat_frac": cfg.score.max_repeat_frac,
-                       "max_blast_evalue": cfg.score.max_blast_evalue}}
+    _, meta = score.read_scores(out["scores"], ws)  # the summary `evoscan report` would print
     report.summary(console, ws, pairs, meta)
     console.print("[dim]steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + "[/dim]")
     console.print(f"Results in {cfg.outdir}/: " + ", ".join(p.name for p in files.values())
