@@ -61,10 +61,13 @@ def test_myh6_myh7_shared_segment_and_paralogy_are_blast_hits(demo):
 
 def test_candidates_are_repeat_free_and_blast_free(demo):
     pairs = demo["pairs"]
-    cand = pairs[pairs.candidate]
-    assert len(cand) > 0
+    cand = pairs[pairs.repeat_free & ~pairs.blast_hit]  # past the repeat and BLAST filters
+    assert len(cand) > 1000
     assert (cand.repeat_frac_a <= 0.1).all() and (cand.repeat_frac_b <= 0.1).all()
     assert cand.blast_evalue.isna().all()
+    final = pairs[pairs.candidate]  # candidates passed those and the statistics
+    assert set(final.index) <= set(cand.index)
+    assert (final.qvalue <= 0.05).all() and not final.sw_homology.any()
     # repeat-rich windows (RepeatMasker-derived soft-masking) appear among neighbours but never as candidates
     ws = demo["windows"]
     rich = np.flatnonzero(ws.table.softmask_frac.to_numpy() > 0.5)
@@ -94,7 +97,9 @@ def test_tsv_outputs(demo):
         pairs = pd.read_csv(fh, sep="\t")
     assert set(REQUIRED) <= set(pairs.columns) and len(pairs) == demo["funnel"]["scored"]
     assert (pairs.gene_a != pairs.gene_b).all()
-    assert pairs.cosine.is_monotonic_decreasing
+    for _, group in pairs.groupby("candidate"):  # candidates first, each part by corrected score
+        assert group.score.is_monotonic_decreasing
+    assert pairs.candidate.is_monotonic_decreasing
     bedpe = pd.read_csv(outdir / "candidates.bedpe", sep="\t", header=None)
     assert len(bedpe) == len(cand) and bedpe.shape[1] == 8
 
@@ -117,6 +122,10 @@ def test_step_by_step_cli_equals_run(loci_fasta, gtf, tmp_path):
         assert proc.returncode == 0, proc.stderr
     proc = evoscan("run", "--fasta", fa, "--gtf", gtf, "--threads", "2", "--outdir", tmp_path / "run")
     assert proc.returncode == 0, proc.stderr
-    by_steps = (tmp_path / "steps" / "candidates.tsv").read_text()
-    by_run = (tmp_path / "run" / "candidates.tsv").read_text()
-    assert by_steps == by_run and by_run.count("\n") > 1
+    for name in ("candidates.tsv", "pairs.tsv.gz"):  # every scored pair, p- and q-values included
+        by_steps = gzip.open(tmp_path / "steps" / name, "rt").read() if name.endswith(".gz") else (
+            tmp_path / "steps" / name).read_text()
+        by_run = gzip.open(tmp_path / "run" / name, "rt").read() if name.endswith(".gz") else (
+            tmp_path / "run" / name).read_text()
+        assert by_steps == by_run and by_run.count("\n") >= 1
+    assert by_run.count("\n") > 500

@@ -55,10 +55,17 @@ def test_blocked_topk_equals_brute_force(block_rows):
 
 
 def make_ws(gene, chrom, start, size=512):
+    rng = np.random.default_rng(len(gene))
     table = pd.DataFrame({"id": [f"w{i}" for i in range(len(gene))], "gene": gene, "chrom": chrom,
                           "start": start, "end": start + size, "strand": "+", "region": "intron",
-                          "gc": 0.5, "cpg_oe": 0.2, "n_frac": 0.0, "softmask_frac": 0.0})
-    return WindowSet(table, np.array([b"A" * size] * len(gene)), WindowParams(size=size))
+                          "gc": rng.uniform(0.4, 0.6, len(gene)), "cpg_oe": 0.2, "n_frac": 0.0,
+                          "softmask_frac": 0.0})
+    seqs = np.array(["".join(rng.choice(list("ACGT"), size)).encode() for _ in gene])
+    return WindowSet(table, seqs, WindowParams(size=size))
+
+
+# The filter logic alone: no correction, every pair counted significant.
+FILTERS_ONLY = dict(correction="none", max_qvalue=1.0, background=2, sw_shuffles=5)
 
 
 def test_filters_and_funnel():
@@ -68,16 +75,16 @@ def test_filters_and_funnel():
     repeat = np.array([0.0, 0.05, 0.5, 0.0], dtype=np.float32)
     hits = pd.DataFrame({"window_a": [0], "window_b": [1], "evalue": [1e-3], "bitscore": [40.0],
                          "pident": [90.0], "length": [50]})
-    pairs, funnel = score_pairs(ws, emb, repeat, hits, ScoreParams(top_k=1))
+    pairs, funnel, _ = score_pairs(ws, emb, repeat, hits, ScoreParams(top_k=1, **FILTERS_ONLY))
     by_pair = pairs.set_index(["window_a", "window_b"])
     assert set(by_pair.index) == {(0, 1), (2, 3)}
     assert not by_pair.loc[(0, 1), "candidate"] and by_pair.loc[(0, 1), "blast_hit"]
     assert not by_pair.loc[(2, 3), "candidate"] and not by_pair.loc[(2, 3), "repeat_free"]
     assert funnel == {"window_pairs": 6, "cross_gene": 6, "scored": 2, "repeat_free": 1,
-                      "no_blast_hit": 0, "candidates": 0}
+                      "no_blast_hit": 0, "significant": 0, "no_sw_homology": 0, "candidates": 0}
     # relaxing the filters lets both through
-    pairs, funnel = score_pairs(ws, emb, repeat, hits, ScoreParams(top_k=1, max_repeat_frac=0.6,
-                                                                     max_blast_evalue=1e-6))
+    pairs, funnel, _ = score_pairs(ws, emb, repeat, hits, ScoreParams(top_k=1, max_repeat_frac=0.6,
+                                                                        max_blast_evalue=1e-6, **FILTERS_ONLY))
     assert pairs["candidate"].all() and funnel["candidates"] == 2
     assert np.isnan(pairs.set_index(["window_a", "window_b"]).loc[(2, 3), "blast_evalue"])
 
@@ -86,8 +93,9 @@ def test_same_gene_and_overlapping_windows_are_never_paired():
     emb = np.ones((4, 3), dtype=np.float32)  # everything identical: only exclusions decide
     ws = make_ws(np.array(["A", "A", "B", "C"]), np.array(["c1", "c1", "c1", "c2"]),
                  np.array([0, 600, 300, 0]))
-    pairs, funnel = score_pairs(ws, emb, np.zeros(4, np.float32), pd.DataFrame(
-        columns=["window_a", "window_b", "evalue", "bitscore", "pident", "length"]), ScoreParams(top_k=3))
+    pairs, funnel, _ = score_pairs(ws, emb, np.zeros(4, np.float32), pd.DataFrame(
+        columns=["window_a", "window_b", "evalue", "bitscore", "pident", "length"]),
+        ScoreParams(top_k=3, **FILTERS_ONLY))
     got = set(zip(pairs.window_a, pairs.window_b))
     # (0,1) same gene; (0,2) and (1,2) overlap on c1
     assert got == {(0, 3), (1, 3), (2, 3)}

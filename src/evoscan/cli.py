@@ -8,7 +8,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from . import __version__, blast, embed, mask, report, score
+from . import __version__, blast, embed, mask, report, score, trust
 from .backends import get_backend, names as backend_names
 from .errors import EvoscanError
 from .pipeline import RunConfig, demo_config, find_demo_data, run_pipeline
@@ -61,6 +61,9 @@ def add_backend_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--allow-download", action="store_true", help="evo2: fetch missing weights from the hub")
     g.add_argument("--full-forward", action="store_true",
                    help="evo2: run every block and the logits instead of stopping at --layer")
+    g.add_argument("--shuffles", type=int, default=8,
+                   help="dinucleotide shuffles per window embedded for the null model (0: none; default %(default)s)")
+    g.add_argument("--shuffle-seed", type=int, default=1)
 
 
 def add_score_options(p: argparse.ArgumentParser) -> None:
@@ -73,6 +76,17 @@ def add_score_options(p: argparse.ArgumentParser) -> None:
                    help="a BLAST hit at or below this e-value disqualifies a pair (default %(default)s)")
     g.add_argument("--min-cosine", type=float, default=d.min_cosine, help="candidates need at least this cosine")
     g.add_argument("--block-rows", type=int, default=0, help="query rows per similarity block (0: auto)")
+    g.add_argument("--correction", default=d.correction, choices=list(trust.CORRECTIONS),
+                   help="anisotropy correction of the embeddings before similarity (default %(default)s)")
+    g.add_argument("--max-qvalue", type=float, default=d.max_qvalue,
+                   help="candidates need a BH q-value at most this (default %(default)s)")
+    g.add_argument("--background", type=int, default=d.background,
+                   help="composition-matched background windows per window (default %(default)s)")
+    g.add_argument("--sw-shuffles", type=int, default=d.sw_shuffles,
+                   help="shuffles behind each Smith-Waterman z-score and p-value (default %(default)s)")
+    g.add_argument("--min-sw-pvalue", type=float, default=d.min_sw_pvalue,
+                   help="a Smith-Waterman p-value below this marks a pair homologous (default %(default)s)")
+    g.add_argument("--families", type=Path, help="TSV of gene and family: flags pairs of one family")
 
 
 def gene_list(text: str) -> list[str]:
@@ -109,7 +123,8 @@ def backend_options(a) -> dict:
 
 
 def score_params(a) -> score.ScoreParams:
-    return score.ScoreParams(a.top_k, a.max_repeat_frac, a.max_blast_evalue, a.min_cosine, a.block_rows)
+    return score.ScoreParams(a.top_k, a.max_repeat_frac, a.max_blast_evalue, a.min_cosine, a.block_rows,
+                             a.correction, a.max_qvalue, a.background, a.sw_shuffles, a.min_sw_pvalue)
 
 
 # ---- subcommands -----------------------------------------------------------------------------
@@ -138,7 +153,7 @@ def cmd_embed(a) -> None:
     ws = read_windows(a.windows)
     rows = chunk_range(a.chunk, len(ws))
     backend = get_backend(a.backend, **backend_options(a))
-    embed.embed_windows(ws, backend, a.out, rows=rows)
+    embed.embed_windows(ws, backend, a.out, rows=rows, n_shuffles=a.shuffles, seed=a.shuffle_seed)
 
 
 def cmd_merge(a) -> None:
@@ -158,8 +173,10 @@ def cmd_score(a) -> None:
     emb, provenance = embed.read_embeddings(a.embeddings, ws)
     repeat_frac = mask.read_repeat_frac(a.masks, ws)["repeat_frac"]
     hits, blastn_args = blast.read_blast(a.blast, ws)
-    pairs, funnel = score.score_pairs(ws, emb, repeat_frac, hits, params)
-    score.write_scores(a.out, ws, pairs, funnel, params, provenance, blastn_args)
+    nulls = embed.read_null_embeddings(a.embeddings, ws)
+    families = score.read_families(a.families) if a.families else None
+    pairs, funnel, stats = score.score_pairs(ws, emb, repeat_frac, hits, params, nulls=nulls, families=families)
+    score.write_scores(a.out, ws, pairs, funnel, params, provenance, blastn_args, stats)
 
 
 def cmd_report(a) -> None:
@@ -175,6 +192,7 @@ def run_config(a, outdir: Path) -> RunConfig:
                      ambiguous_as_n=a.ambiguous_as_n, window=window_params(a),
                      mask_sources=tuple(a.mask_sources), rmsk=a.rmsk, blast_args=a.blast_args,
                      threads=a.threads, backend=a.backend, backend_options=backend_options(a),
+                     shuffles=a.shuffles, shuffle_seed=a.shuffle_seed, families=a.families,
                      score=score_params(a))
 
 

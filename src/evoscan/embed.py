@@ -19,10 +19,11 @@ import numpy as np
 from .backends import Backend
 from .errors import EvoscanError
 from .io import h5
+from .nulls import shuffles
 from .windows import WindowSet, check_tiling
 
 
-def _open_partial(partial: Path, n: int, dim: int, attrs: dict, batch: int) -> h5py.File:
+def _open_partial(partial: Path, n: int, dim: int, attrs: dict, batch: int, n_shuffles: int) -> h5py.File:
     """Reopen a partial file made by the same backend from the same windows, or start a new one."""
     if partial.exists():
         try:
@@ -40,30 +41,48 @@ def _open_partial(partial: Path, n: int, dim: int, attrs: dict, batch: int) -> h
     for key, value in attrs.items():
         f.attrs[key] = value
     f.attrs["n_done"] = 0
-    f.create_dataset("embeddings", shape=(n, dim), dtype=np.float32, chunks=(max(1, min(batch, n)), dim))
+    rows = max(1, min(batch, n))
+    f.create_dataset("embeddings", shape=(n, dim), dtype=np.float32, chunks=(rows, dim))
+    if n_shuffles:  # float16: null vectors need ranks and spreads, not full precision
+        f.create_dataset("null_embeddings", shape=(n, n_shuffles, dim), dtype=np.float16,
+                         chunks=(rows, n_shuffles, dim))
     return f
 
 
+def _embed_all(backend: Backend, seqs: list[str]) -> np.ndarray:
+    """Embed any number of sequences in the backend's batches."""
+    return np.concatenate([backend.embed(seqs[i:i + backend.batch_size])
+                           for i in range(0, len(seqs), backend.batch_size)])
+
+
 def embed_windows(ws: WindowSet, backend: Backend, out_path, progress: Callable[[int], None] | None = None,
-                  rows: tuple[int, int] | None = None) -> None:
-    """Embed windows `rows` (default all) of `ws` with `backend` into `out_path` (resumable)."""
+                  rows: tuple[int, int] | None = None, n_shuffles: int = 0, seed: int = 1) -> None:
+    """Embed windows `rows` (default all) of `ws` with `backend` into `out_path` (resumable), and
+    `n_shuffles` dinucleotide shuffles of each window for the null model."""
     out_path = Path(out_path)
     if not out_path.parent.exists():
         raise EvoscanError(f"output directory {out_path.parent} does not exist; create it first")
+    if n_shuffles < 0:
+        raise EvoscanError("--shuffles must be 0 or more")
     partial = out_path.with_name(out_path.name + ".partial")
     lo, hi = rows or (0, len(ws))
-    attrs = h5.provenance("embeddings", ws.digest, backend.provenance())
+    params = {**backend.provenance(), "shuffles": n_shuffles, "shuffle_seed": seed}
+    attrs = h5.provenance("embeddings", ws.digest, params)
     attrs.update(backend=backend.name, dim=backend.dim, rows_start=lo, rows_end=hi, n_windows=len(ws))
-    with _open_partial(partial, hi - lo, backend.dim, attrs, backend.batch_size) as f:
+    with _open_partial(partial, hi - lo, backend.dim, attrs, backend.batch_size, n_shuffles) as f:
         done = int(f.attrs["n_done"])
         if progress and done:
             progress(done)
         for start in range(lo + done, hi, backend.batch_size):
             end = min(hi, start + backend.batch_size)
-            vectors = backend.embed([s.decode("ascii") for s in ws.seqs[start:end]])
+            seqs = [s.decode("ascii") for s in ws.seqs[start:end]]
+            vectors = backend.embed(seqs)
             if vectors.shape != (end - start, backend.dim) or not np.isfinite(vectors).all():
                 raise EvoscanError(f"backend {backend.name} returned bad embeddings for windows {start}..{end}")
             f["embeddings"][start - lo:end - lo] = vectors
+            if n_shuffles:
+                null = _embed_all(backend, shuffles(seqs, range(start, end), n_shuffles, seed))
+                f["null_embeddings"][start - lo:end - lo] = null.reshape(end - start, n_shuffles, -1)
             f.attrs["n_done"] = end - lo
             f.flush()
             if progress:
@@ -90,6 +109,15 @@ def read_embeddings(path, ws: WindowSet) -> tuple[np.ndarray, dict]:
         return f["embeddings"][()], json.loads(f.attrs["params"])
 
 
+def read_null_embeddings(path, ws: WindowSet) -> np.ndarray | None:
+    """`[N, shuffles, D]` embeddings of the windows' dinucleotide shuffles, or None if none were made."""
+    f, lo, hi = _read_part(path, ws)
+    with f:
+        if "null_embeddings" not in f:
+            return None
+        return f["null_embeddings"][()].astype(np.float32)
+
+
 def merge_embeddings(parts: list, ws: WindowSet, out_path) -> None:
     """Join chunk files (any order) into one embeddings file; they must tile the windows exactly,
     come from the same backend settings, and not overlap."""
@@ -103,13 +131,15 @@ def merge_embeddings(parts: list, ws: WindowSet, out_path) -> None:
         raise EvoscanError("embedding chunks come from different backend settings; re-embed them alike")
     check_tiling([(p[0], p[1]) for p in pieces], len(ws), "embedding")
     attrs = {**pieces[0][3], "rows_start": 0, "rows_end": len(ws), "n_done": len(ws)}
-    dim = int(attrs["dim"])
     with h5.atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
         out.attrs.update(attrs)
-        merged = out.create_dataset("embeddings", shape=(len(ws), dim), dtype=np.float32,
-                                    chunks=(max(1, min(4096, len(ws))), dim))
+        with h5py.File(pieces[0][2], "r") as first:
+            shapes = {name: (first[name].shape[1:], first[name].dtype) for name in first}
+        for name, (shape, dtype) in shapes.items():
+            out.create_dataset(name, shape=(len(ws), *shape), dtype=dtype, chunks=(min(1024, len(ws)), *shape))
         for lo, hi, path, _ in pieces:
             with h5py.File(path, "r") as f:
-                for start in range(lo, hi, 65536):  # bounded memory whatever the chunk size
-                    end = min(hi, start + 65536)
-                    merged[start:end] = f["embeddings"][start - lo:end - lo]
+                for name in shapes:
+                    for start in range(lo, hi, 1024):  # bounded memory whatever the chunk size
+                        end = min(hi, start + 1024)
+                        out[name][start:end] = f[name][start - lo:end - lo]

@@ -36,6 +36,9 @@ class RunConfig:
     threads: int = 1
     backend: str = "kmer"
     backend_options: dict = field(default_factory=dict)
+    shuffles: int = 8
+    shuffle_seed: int = 1
+    families: Path | None = None
     score: score.ScoreParams = field(default_factory=score.ScoreParams)
 
 
@@ -94,15 +97,19 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
 
         t = time.perf_counter()
         task = step("embed", len(ws))
-        embed.embed_windows(ws, backend, out["embeddings"], lambda n: bar.advance(task, n))
+        embed.embed_windows(ws, backend, out["embeddings"], lambda n: bar.advance(task, n),
+                            n_shuffles=cfg.shuffles, seed=cfg.shuffle_seed)
         timings["embed"] = time.perf_counter() - t
 
         t = time.perf_counter()
         task = step("score", len(ws))
         emb, provenance = embed.read_embeddings(out["embeddings"], ws)
         repeat_frac = mask.read_repeat_frac(out["masks"], ws)["repeat_frac"]
-        pairs, funnel = score.score_pairs(ws, emb, repeat_frac, hits, cfg.score, lambda n: bar.advance(task, n))
-        score.write_scores(out["scores"], ws, pairs, funnel, cfg.score, provenance, info["blastn_args"])
+        nulls = embed.read_null_embeddings(out["embeddings"], ws)
+        families = score.read_families(cfg.families) if cfg.families else None
+        pairs, funnel, stats = score.score_pairs(ws, emb, repeat_frac, hits, cfg.score,
+                                                 lambda n: bar.advance(task, n), nulls, families)
+        score.write_scores(out["scores"], ws, pairs, funnel, cfg.score, provenance, info["blastn_args"], stats)
         timings["score"] = time.perf_counter() - t
 
         t = time.perf_counter()

@@ -13,9 +13,11 @@ from .io.h5 import atomic_path
 from .score import FUNNEL
 from .windows import WindowSet
 
+PAIR_VALUES = ["score", "cosine", "csls", "kmer_cosine", "composition_residual", "pvalue_shuffle",
+               "pvalue_background", "pvalue", "qvalue", "repeat_frac_a", "repeat_frac_b", "blast_evalue",
+               "blast_bitscore", "blast_pident", "sw_score", "sw_zscore", "sw_pvalue", "same_family"]
 TSV_COLUMNS = ["window_a", "window_b", "gene_a", "gene_b", "chrom_a", "start_a", "end_a",
-               "chrom_b", "start_b", "end_b", "region_a", "region_b", "cosine",
-               "repeat_frac_a", "repeat_frac_b", "blast_evalue", "blast_bitscore", "blast_pident",
+               "chrom_b", "start_b", "end_b", "region_a", "region_b", *PAIR_VALUES,
                "gc_a", "gc_b", "cpg_oe_a", "cpg_oe_b", "candidate"]
 
 
@@ -28,8 +30,7 @@ def pair_table(ws: WindowSet, pairs: pd.DataFrame) -> pd.DataFrame:
         for col in ("id", "gene", "chrom", "start", "end", "region", "gc", "cpg_oe"):
             name = "window" if col == "id" else col
             out[f"{name}_{side}"] = table[col].to_numpy()[idx]
-    for col in ("cosine", "repeat_frac_a", "repeat_frac_b", "blast_evalue", "blast_bitscore",
-                "blast_pident", "candidate"):
+    for col in (*PAIR_VALUES, "candidate"):
         out[col] = pairs[col].to_numpy()
     return pd.DataFrame(out)[TSV_COLUMNS]
 
@@ -72,16 +73,24 @@ def summary(console: Console, ws: WindowSet, pairs: pd.DataFrame, meta: dict, to
     for key, label in FUNNEL:
         funnel.add_row(label, f"{meta['funnel'][key]:,}")
     console.print(funnel)
-    p = meta["params"]
+    p, stats = meta["params"], meta.get("stats", {})
     console.print(f"[dim]{len(ws):,} windows of {ws.table['gene'].nunique()} genes; "
-                  f"backend {meta['backend'].get('backend')}; top-k {p['top_k']}; "
+                  f"backend {meta['backend'].get('backend')}; {p['correction']} correction; top-k {p['top_k']}; "
                   f"repeat fraction <= {p['max_repeat_frac']}; no BLAST hit at e-value <= "
-                  f"{p['max_blast_evalue']} ({meta['blastn_args']})[/dim]")
+                  f"{p['max_blast_evalue']} ({meta['blastn_args']}); q <= {p['max_qvalue']} over "
+                  f"{stats.get('pvalue_tests', 0):,} cross-gene pairs against "
+                  f"{meta['backend'].get('shuffles', 0)} dinucleotide shuffles per window "
+                  f"({stats.get('null_embeddings', 0):,} null embeddings) and {p['background']} "
+                  f"composition-matched windows; Smith-Waterman p >= {p['min_sw_pvalue']} "
+                  f"({stats.get('sw_alignments', 0):,} alignments). Composition (6-mer cosine) explains "
+                  f"R2 = {stats.get('composition_r2', 0):.2f} of the score over scored pairs.[/dim]")
     table = pair_table(ws, pairs[pairs["candidate"]].head(top))
     best = Table(title=f"Top {min(top, len(table))} candidates", title_justify="left")
-    for col in ("window_a", "region_a", "window_b", "region_b", "cosine", "gc_a", "gc_b"):
-        best.add_column(col, justify="right" if col in ("cosine", "gc_a", "gc_b") else "left")
+    numeric = ("score", "cosine", "kmer_cosine", "qvalue", "sw_zscore")
+    for col in ("window_a", "region_a", "window_b", "region_b", *numeric, "same_family"):
+        best.add_column(col, justify="right" if col in numeric else "left")
     for row in table.itertuples():
-        best.add_row(row.window_a, row.region_a, row.window_b, row.region_b,
-                     f"{row.cosine:.4f}", f"{row.gc_a:.2f}", f"{row.gc_b:.2f}")
+        best.add_row(row.window_a, row.region_a, row.window_b, row.region_b, f"{row.score:.3f}",
+                     f"{row.cosine:.3f}", f"{row.kmer_cosine:.3f}", f"{row.qvalue:.2g}",
+                     f"{row.sw_zscore:.1f}", "yes" if row.same_family else "")
     console.print(best)
