@@ -30,7 +30,8 @@ workflow {
             tuple(meta, locate(sheet, r['fasta'] ?: r['genome']), gtf)
         }
     rmsk = params.rmsk ? [file(params.rmsk as String, checkIfExists: true)] : []
-    EVOSCAN(ch_samples, rmsk, params.blast_chunks as Integer, params.embed_chunks as Integer)
+    families = params.families ? [file(params.families as String, checkIfExists: true)] : []
+    EVOSCAN(ch_samples, rmsk, params.blast_chunks as Integer, params.embed_chunks as Integer, families)
 
     publish:
     candidates = EVOSCAN.out.candidates

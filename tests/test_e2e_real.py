@@ -1,6 +1,7 @@
 """End to end on the 25 real GRCh38 loci (shared/data), kmer backend, real BLAST and masking tools."""
 
 import gzip
+import re
 
 import numpy as np
 import pandas as pd
@@ -84,8 +85,10 @@ def test_funnel_narrows_and_is_printed(demo):
     funnel = list(demo["funnel"].values())
     assert all(x >= y for x, y in zip(funnel, funnel[1:]))
     out = demo["stdout"]
-    for label in ("window pairs", "cross-gene", "repeat-free", "no BLAST hit", "candidates", "Top 10 candidates"):
+    for label in ("window pairs", "cross-gene", "repeat-free", "no BLAST hit", "beats both nulls",
+                  "no Smith-Waterman homology", "candidates", "Composition (6-mer cosine) explains"):
         assert label in out
+    assert re.search(r"Top \d+ candidates", out)
 
 
 def test_tsv_outputs(demo):

@@ -42,7 +42,8 @@ def renders_for(data_dir, workdir):
         {"module": "merge", "bindings": {"meta": meta, "windows": w, "kind": "embeddings",
                                          "parts": "parts/grch38_loci.embeddings.1.h5 parts/grch38_loci.embeddings.2.h5"}},
         {"module": "score", "bindings": {"meta": meta, "windows": w, "masks": "grch38_loci.masks.h5",
-                                         "blast": "grch38_loci.blast.h5", "embeddings": "grch38_loci.embeddings.h5"}},
+                                         "blast": "grch38_loci.blast.h5", "embeddings": "grch38_loci.embeddings.h5",
+                                         "families": []}},
         {"module": "report", "bindings": {"meta": meta, "windows": w, "scores": "grch38_loci.scores.h5"}},
     ]
 
@@ -99,7 +100,7 @@ def test_schema_names_exactly_the_config_params(rendered):
         if name not in ("input", "blast_chunks", "embed_chunks") and defaults[name] is not None:
             assert str(defaults[name]) == str(value), name
     # the parameters themselves validate against the schema
-    values = {k: (float(v) if k in ("max_n_frac", "max_repeat_frac") else v)
+    values = {k: (float(v) if k in ("max_n_frac", "max_repeat_frac", "max_qvalue", "min_sw_pvalue") else v)
               for k, v in rendered["params"].items() if v is not None}
     jsonschema.validate(values, schema)
 

@@ -15,6 +15,7 @@ workflow EVOSCAN {
     rmsk         // list: [ path(RepeatMasker .out or repeat BED) ] or []
     blast_chunks // integer: BLAST query chunks
     embed_chunks // integer: embedding chunks (one GPU task each with evo2/hf)
+    families     // list: [ path(gene -> family TSV) ] or []
 
     main:
     EVOSCAN_WINDOWS(ch_samples)
@@ -28,6 +29,7 @@ workflow EVOSCAN {
         .join(EVOSCAN_MASK.out.masks)
         .join(SCATTER_BLAST.out.blast)
         .join(SCATTER_EMBED.out.embeddings)
+        .map { meta, windows, masks, blast, embeddings -> [meta, windows, masks, blast, embeddings, families] }
     EVOSCAN_SCORE(ch_score)
     EVOSCAN_REPORT(ch_windows.join(EVOSCAN_SCORE.out.scores))
 

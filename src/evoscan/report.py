@@ -13,9 +13,9 @@ from .io.h5 import atomic_path
 from .score import FUNNEL
 from .windows import WindowSet
 
-PAIR_VALUES = ["score", "cosine", "csls", "kmer_cosine", "composition_residual", "pvalue_shuffle",
-               "pvalue_background", "pvalue", "qvalue", "repeat_frac_a", "repeat_frac_b", "blast_evalue",
-               "blast_bitscore", "blast_pident", "sw_score", "sw_zscore", "sw_pvalue", "same_family"]
+PAIR_VALUES = ["cosine", "repeat_frac_a", "repeat_frac_b", "blast_evalue", "blast_bitscore", "blast_pident",
+               "score", "csls", "kmer_cosine", "composition_residual", "pvalue_shuffle", "pvalue_background",
+               "pvalue", "qvalue", "sw_score", "sw_zscore", "sw_pvalue", "same_family"]
 TSV_COLUMNS = ["window_a", "window_b", "gene_a", "gene_b", "chrom_a", "start_a", "end_a",
                "chrom_b", "start_b", "end_b", "region_a", "region_b", *PAIR_VALUES,
                "gc_a", "gc_b", "cpg_oe_a", "cpg_oe_b", "candidate"]

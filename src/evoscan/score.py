@@ -188,14 +188,9 @@ def score_pairs(ws: WindowSet, emb: np.ndarray, repeat_frac: np.ndarray, hits: p
     pairs["kmer_cosine"] = trust.pair_dots(kmer, kmer, a, b)
     pairs["composition_residual"], r2 = trust.composition_fit(pairs["score"].to_numpy(), pairs["kmer_cosine"].to_numpy())
 
-    observed = pairs["score"].to_numpy()
-    pairs["pvalue_shuffle"] = (trust.shuffle_pvalues(corrected, null_corrected[0], a, b, observed)
-                               if null_corrected else np.nan)
-    features = ws.table[["gc", "cpg_oe"]].to_numpy(np.float64)
-    background = trust.matched_background(np.column_stack([features, repeat_frac]), gene, params.background)
-    pairs["pvalue_background"] = trust.background_pvalues(corrected, background, gene, a, b, observed,
-                                                          params.background)
-    pairs["pvalue"] = pairs[["pvalue_shuffle", "pvalue_background"]].max(axis=1, skipna=True).fillna(1.0)
+    background = trust.matched_background(composition_features(ws, repeat_frac), gene, params.background)
+    pairs["pvalue_shuffle"], pairs["pvalue_background"], pairs["pvalue"] = trust.null_pvalues(
+        corrected, null_corrected[0] if null_corrected else None, background, gene, a, b, params.background)
     pairs["qvalue"] = bh_qvalues(pairs["pvalue"].to_numpy(), n_cross)
 
     pairs["repeat_frac_a"], pairs["repeat_frac_b"] = repeat_frac[a], repeat_frac[b]
@@ -228,6 +223,12 @@ def _smith_waterman(ws: WindowSet, pairs: pd.DataFrame, which: pd.Series, params
         results[p] = sw_significance(ws.seqs[a].decode(), ws.seqs[b].decode(), params.sw_shuffles,
                                      seed=params.seed * 1_000_003 + a * 7919 + b)
     return pairs.assign(sw_score=results[:, 0], sw_zscore=results[:, 1], sw_pvalue=results[:, 2])
+
+
+def composition_features(ws: WindowSet, repeat_frac: np.ndarray) -> np.ndarray:
+    """What background windows are matched on: GC, CpG observed/expected, repeat fraction."""
+    return np.column_stack([ws.table["gc"].to_numpy(np.float64), ws.table["cpg_oe"].to_numpy(np.float64),
+                            repeat_frac.astype(np.float64)])
 
 
 def read_families(path) -> dict[str, str]:

@@ -27,11 +27,15 @@ CORRECTIONS = ("none", "center", "standardize")
 
 
 def correct(emb: np.ndarray, how: str, *others: np.ndarray) -> list[np.ndarray]:
-    """`emb` and `others` (same last dimension) transformed by statistics of `emb`, rows L2-normalised."""
+    """`emb` and `others` (same last dimension) centred / scaled by the statistics of all of them
+    together, rows L2-normalised. Pooling matters: statistics of the real windows alone would
+    pull real-real similarities below real-null ones (each real vector is in its own mean) and
+    bias the null test."""
     if how not in CORRECTIONS:
         raise EvoscanError(f"unknown correction {how!r}; choose from {', '.join(CORRECTIONS)}")
-    mean = emb.mean(0) if how != "none" else 0.0
-    scale = emb.std(0) + 1e-6 if how == "standardize" else 1.0
+    pooled = np.concatenate([np.asarray(x, np.float32).reshape(-1, emb.shape[-1]) for x in (emb, *others)])
+    mean = pooled.mean(0) if how != "none" else 0.0
+    scale = pooled.std(0) + 1e-6 if how == "standardize" else 1.0
     out = []
     for x in (emb, *others):
         y = (np.asarray(x, np.float32) - mean) / scale
@@ -104,3 +108,14 @@ def composition_fit(score: np.ndarray, kmer_cosine: np.ndarray) -> tuple[np.ndar
     residual = score - (slope * kmer_cosine + intercept)
     total = ((score - score.mean()) ** 2).sum()
     return residual, float(1 - (residual ** 2).sum() / total) if total > 0 else 0.0
+
+
+def null_pvalues(emb: np.ndarray, nulls: np.ndarray | None, background: np.ndarray, gene: np.ndarray,
+                 a: np.ndarray, b: np.ndarray, n_background: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(p_shuffle, p_background, p) of pairs (a, b) in corrected space; p is the larger of the two
+    (a pair must beat both nulls); without shuffles p_shuffle is NaN and p = p_background."""
+    observed = pair_dots(emb, emb, a, b)
+    p_shuffle = shuffle_pvalues(emb, nulls, a, b, observed) if nulls is not None else np.full(len(a), np.nan)
+    p_background = background_pvalues(emb, background, gene, a, b, observed, n_background)
+    p = np.fmax(p_shuffle, p_background)
+    return p_shuffle, p_background, np.where(np.isnan(p), 1.0, p)

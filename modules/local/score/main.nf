@@ -3,7 +3,7 @@ process EVOSCAN_SCORE {
     label 'process_medium'
 
     input:
-    tuple val(meta), path(windows), path(masks), path(blast), path(embeddings)
+    tuple val(meta), path(windows), path(masks), path(blast), path(embeddings), path(families)
 
     output:
     tuple val(meta), path("${meta.id}.scores.h5"), emit: scores
@@ -11,8 +11,9 @@ process EVOSCAN_SCORE {
 
     script:
     def args = task.ext.args ?: ''
+    def family_table = families ? "--families ${families}" : ''
     """
-    evoscan score --windows ${windows} --masks ${masks} --blast ${blast} --embeddings ${embeddings} ${args} -o ${meta.id}.scores.h5
+    evoscan score --windows ${windows} --masks ${masks} --blast ${blast} --embeddings ${embeddings} ${family_table} ${args} -o ${meta.id}.scores.h5
     """
 
     stub:
