@@ -61,7 +61,7 @@ def add_backend_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--allow-download", action="store_true", help="evo2: fetch missing weights from the hub")
     g.add_argument("--full-forward", action="store_true",
                    help="evo2: run every block and the logits instead of stopping at --layer")
-    g.add_argument("--shuffles", type=int, default=8,
+    g.add_argument("--shuffles", type=int, default=16,
                    help="dinucleotide shuffles per window embedded for the null model (0: none; default %(default)s)")
     g.add_argument("--shuffle-seed", type=int, default=1)
 

@@ -45,7 +45,7 @@ def _open_partial(partial: Path, n: int, dim: int, attrs: dict, batch: int, n_sh
     f.create_dataset("embeddings", shape=(n, dim), dtype=np.float32, chunks=(rows, dim))
     if n_shuffles:  # float16: null vectors need ranks and spreads, not full precision
         f.create_dataset("null_embeddings", shape=(n, n_shuffles, dim), dtype=np.float16,
-                         chunks=(rows, n_shuffles, dim))
+                         chunks=(rows, n_shuffles, dim), compression="gzip", compression_opts=1)
     return f
 
 
@@ -136,10 +136,11 @@ def merge_embeddings(parts: list, ws: WindowSet, out_path) -> None:
         with h5py.File(pieces[0][2], "r") as first:
             shapes = {name: (first[name].shape[1:], first[name].dtype) for name in first}
         for name, (shape, dtype) in shapes.items():
-            out.create_dataset(name, shape=(len(ws), *shape), dtype=dtype, chunks=(min(1024, len(ws)), *shape))
+            out.create_dataset(name, shape=(len(ws), *shape), dtype=dtype, chunks=(min(256, len(ws)), *shape),
+                               compression="gzip", compression_opts=1)
         for lo, hi, path, _ in pieces:
             with h5py.File(path, "r") as f:
                 for name in shapes:
-                    for start in range(lo, hi, 1024):  # bounded memory whatever the chunk size
-                        end = min(hi, start + 1024)
+                    for start in range(lo, hi, 256):  # bounded memory whatever the chunk size
+                        end = min(hi, start + 256)
                         out[name][start:end] = f[name][start - lo:end - lo]

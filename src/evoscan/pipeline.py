@@ -36,7 +36,7 @@ class RunConfig:
     threads: int = 1
     backend: str = "kmer"
     backend_options: dict = field(default_factory=dict)
-    shuffles: int = 8
+    shuffles: int = 16
     shuffle_seed: int = 1
     families: Path | None = None
     score: score.ScoreParams = field(default_factory=score.ScoreParams)
