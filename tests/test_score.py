@@ -105,3 +105,25 @@ def test_same_gene_and_overlapping_windows_are_never_paired():
 def test_unordered_pairs_keep_one_row_each():
     pairs = unordered_pairs(np.array([0, 1, 2]), np.array([1, 0, 0]), np.array([0.9, 0.9, 0.5]))
     assert pairs[["window_a", "window_b"]].values.tolist() == [[0, 1], [0, 2]]
+
+
+def test_family_table_flags_paralog_pairs(tmp_path):
+    from evoscan.errors import EvoscanError
+    from evoscan.score import read_families
+
+    table = tmp_path / "families.tsv"
+    table.write_text("# gene\tfamily\nA\tIF_type3\nB\tIF_type3\nC\tmyosin\n")
+    families = read_families(table)
+    assert families == {"A": "IF_type3", "B": "IF_type3", "C": "myosin"}
+    emb = np.array([[1, 0.1, 0], [1, 0.2, 0], [0, 1, 0.1], [0, 1, 0.2]], dtype=np.float32)
+    ws = make_ws(np.array(["A", "B", "C", "D"]), np.array(["c1"] * 4), np.array([0, 1000, 2000, 3000]))
+    pairs, _, _ = score_pairs(ws, emb, np.zeros(4, np.float32), pd.DataFrame(
+        columns=["window_a", "window_b", "evalue", "bitscore", "pident", "length"]),
+        ScoreParams(top_k=1, **FILTERS_ONLY), families=families)
+    flagged = pairs.set_index(["window_a", "window_b"])["same_family"]
+    assert flagged.loc[(0, 1)] and not flagged.loc[(2, 3)]  # C and D: D has no family
+    assert pairs.set_index(["window_a", "window_b"]).loc[(0, 1), "candidate"]  # flagged, not dropped
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("just one column\n")
+    with pytest.raises(EvoscanError, match="two-column TSV of gene and family"):
+        read_families(bad)
