@@ -17,7 +17,7 @@ def assert_refused(proc, message):
 
 @pytest.fixture(scope="module")
 def two_sets(tmp_path_factory):
-    """Windows, masks, blast and embeddings for two different window sets."""
+    """Windows, masks, blast, embeddings and neighbours for two different window sets."""
     rng = np.random.default_rng(3)
     tmp = tmp_path_factory.mktemp("sets")
     for name in ("one", "two"):
@@ -26,7 +26,9 @@ def two_sets(tmp_path_factory):
         for kind, args in (("windows", ["windows", "--fasta", fa, "--window-size", "256"]),
                            ("masks", ["mask", "--windows", windows]),
                            ("blast", ["blast", "--windows", windows]),
-                           ("embeddings", ["embed", "--windows", windows, "--k", "4"])):
+                           ("embeddings", ["embed", "--windows", windows, "--k", "4"]),
+                           ("neighbours", ["search", "--windows", windows, "--embeddings",
+                                           tmp / f"{name}.embeddings.h5"])):
             proc = evoscan(*args, "-o", tmp / f"{name}.{kind}.h5")
             assert proc.returncode == 0, proc.stderr
     return tmp
@@ -65,16 +67,22 @@ def test_window_longer_than_every_sequence(tmp_path):
 def test_mismatched_intermediates_are_refused(two_sets, tmp_path):
     s = two_sets
     out = tmp_path / "scores.h5"
-    proc = evoscan("score", "--windows", s / "one.windows.h5", "--masks", s / "two.masks.h5",
-                   "--blast", s / "one.blast.h5", "--embeddings", s / "one.embeddings.h5", "-o", out)
+    proc = evoscan("check", "--windows", s / "one.windows.h5", "--masks", s / "two.masks.h5",
+                   "--neighbours", s / "one.neighbours.h5", "-o", out)
     assert_refused(proc, "two.masks.h5 was made from a different window set")
+    proc = evoscan("search", "--windows", s / "one.windows.h5", "--embeddings", s / "two.embeddings.h5", "-o", out)
+    assert_refused(proc, "two.embeddings.h5 was made from a different window set; rerun `evoscan embed`")
     assert not out.exists()
 
 
 def test_wrong_kind_of_file_is_refused(two_sets, tmp_path):
     s = two_sets
-    proc = evoscan("score", "--windows", s / "one.windows.h5", "--masks", s / "one.masks.h5",
-                   "--blast", s / "one.masks.h5", "--embeddings", s / "one.embeddings.h5",
+    proc = evoscan("check", "--windows", s / "one.windows.h5", "--masks", s / "one.masks.h5",
+                   "--neighbours", s / "one.embeddings.h5", "-o", tmp_path / "scores.h5")
+    assert_refused(proc, "expected an evoscan neighbours file (evoscan.neighbours/1), "
+                         "found schema 'evoscan.embeddings/2'")
+    proc = evoscan("check", "--windows", s / "one.windows.h5", "--masks", s / "one.masks.h5",
+                   "--neighbours", s / "one.neighbours.h5", "--blast-hits", s / "one.masks.h5",
                    "-o", tmp_path / "scores.h5")
     assert_refused(proc, "expected an evoscan blast file (evoscan.blast/1), found schema 'evoscan.masks/1'")
     not_h5 = tmp_path / "x.h5"
@@ -82,12 +90,12 @@ def test_wrong_kind_of_file_is_refused(two_sets, tmp_path):
     assert_refused(evoscan("mask", "--windows", not_h5, "-o", tmp_path / "m.h5"), "not an HDF5 file")
 
 
-def test_matching_intermediates_score_and_report(two_sets, tmp_path):
+def test_matching_intermediates_check_and_report(two_sets, tmp_path):
     s = two_sets
-    proc = evoscan("score", "--windows", s / "one.windows.h5", "--masks", s / "one.masks.h5",
-                   "--blast", s / "one.blast.h5", "--embeddings", s / "one.embeddings.h5",
-                   "-o", tmp_path / "scores.h5")
-    assert proc.returncode == 0, proc.stderr
+    for extra in ([], ["--blast-hits", s / "one.blast.h5"]):  # nominated pairs, or all-vs-all hits
+        proc = evoscan("check", "--windows", s / "one.windows.h5", "--masks", s / "one.masks.h5",
+                       "--neighbours", s / "one.neighbours.h5", *extra, "-o", tmp_path / "scores.h5")
+        assert proc.returncode == 0, proc.stderr
     proc = evoscan("report", "--windows", s / "one.windows.h5", "--scores", tmp_path / "scores.h5",
                    "--outdir", tmp_path)
     assert proc.returncode == 0, proc.stderr

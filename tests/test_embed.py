@@ -72,7 +72,7 @@ def test_killed_embedding_resumes_to_the_same_file(windows, tmp_path):
 
     out = tmp_path / "resumed.h5"
     with pytest.raises(KeyboardInterrupt):
-        embed.embed_windows(windows, FailingAfter(3, k=4, batch_size=7), out)
+        embed.embed_windows(windows, FailingAfter(6, k=4, batch_size=7), out)  # 3 batches of windows + decoys
     partial = out.with_name(out.name + ".partial")
     assert not out.exists() and partial.exists()
     with h5py.File(partial) as f:
@@ -85,6 +85,8 @@ def test_killed_embedding_resumes_to_the_same_file(windows, tmp_path):
     a, prov_a = embed.read_embeddings(whole, windows)
     b, prov_b = embed.read_embeddings(out, windows)
     assert np.array_equal(a, b) and prov_a == prov_b
+    with embed.open_embeddings(whole, windows) as f, embed.open_embeddings(out, windows) as g:
+        assert f["decoys"].shape == (len(windows), 1, 136) and np.array_equal(f["decoys"][()], g["decoys"][()])
 
 
 def test_partial_from_other_settings_is_restarted(windows, tmp_path):

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
 from rich.console import Console
 
-from . import __version__, blast, embed, mask, report, score, trust
+from . import __version__, blast, check, embed, mask, report, search
 from .backends import get_backend, names as backend_names
 from .errors import EvoscanError
 from .pipeline import RunConfig, demo_config, find_demo_data, run_pipeline
@@ -19,11 +20,17 @@ from .windows import WindowParams, chunk_range, make_windows, read_windows, writ
 # ---- option groups shared by the step subcommands and `run` -----------------------------------
 
 def add_input_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("input (loci FASTA, or genome + GTF + genes)")
+    g = p.add_argument_group("input (loci FASTA, or genome + GTF + genes, or genome + regions BED)")
     g.add_argument("--fasta", type=Path, help="loci FASTA, one record per gene (plain or gzipped)")
-    g.add_argument("--genome", type=Path, help="genome FASTA (plain or gzipped); needs --gtf and --genes")
+    g.add_argument("--genome", type=Path,
+                   help="genome FASTA (plain or gzipped); needs --gtf and --genes, or --regions")
     g.add_argument("--gtf", type=Path, help="GTF; with --fasta it only annotates region classes")
-    g.add_argument("--genes", type=gene_list, help="comma-separated gene names, or a file with one per line")
+    g.add_argument("--genes", type=gene_list,
+                   help="comma-separated gene names, a file with one per line, or 'all' (every gene of the GTF)")
+    g.add_argument("--gene-type", help="with --genes all: only genes of this GTF gene_type/gene_biotype "
+                                       "(e.g. protein_coding)")
+    g.add_argument("--regions", type=Path,
+                   help="BED of regions to scan with --genome (peaks, enhancers, ...); each region is one group")
     g.add_argument("--ambiguous-as-n", action="store_true", help="read IUPAC ambiguity codes as N")
     w = p.add_argument_group("windows")
     w.add_argument("--window-size", type=int, default=WindowParams.size)
@@ -61,27 +68,35 @@ def add_backend_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--allow-download", action="store_true", help="evo2: fetch missing weights from the hub")
     g.add_argument("--full-forward", action="store_true",
                    help="evo2: run every block and the logits instead of stopping at --layer")
-    g.add_argument("--shuffles", type=int, default=16,
-                   help="dinucleotide shuffles per window embedded for the null model (0: none; default %(default)s)")
-    g.add_argument("--shuffle-seed", type=int, default=1)
+    g.add_argument("--decoys", type=int, default=1,
+                   help="dinucleotide-shuffle decoys per window, embedded for the target-decoy q-values "
+                        "(default %(default)s)")
+    g.add_argument("--decoy-seed", type=int, default=1)
 
 
-def add_score_options(p: argparse.ArgumentParser) -> None:
-    g = p.add_argument_group("scoring and filters")
-    d = score.ScoreParams
+def add_search_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("search")
+    d = search.SearchParams
     g.add_argument("--top-k", type=int, default=d.top_k, help="neighbours per window (default %(default)s)")
+    g.add_argument("--correction", default=d.correction, choices=list(search.CORRECTIONS),
+                   help="anisotropy correction of the embeddings before similarity (default %(default)s)")
+    g.add_argument("--device", default=d.device, help="torch device of the search: cpu, cuda, cuda:1 (default %(default)s)")
+    g.add_argument("--precision", default=d.precision, choices=list(search.PRECISIONS),
+                   help="matmul precision of the search (default %(default)s)")
+    g.add_argument("--memory", type=int, default=d.memory_mb, dest="memory_mb",
+                   help="memory budget of the search blocks in MB (default %(default)s)")
+
+
+def add_check_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("checks and filters")
+    d = check.CheckParams
     g.add_argument("--max-repeat-frac", type=float, default=d.max_repeat_frac,
                    help="candidate windows' repeat fraction at most this (default %(default)s)")
     g.add_argument("--max-blast-evalue", type=float, default=d.max_blast_evalue,
                    help="a BLAST hit at or below this e-value disqualifies a pair (default %(default)s)")
     g.add_argument("--min-cosine", type=float, default=d.min_cosine, help="candidates need at least this cosine")
-    g.add_argument("--block-rows", type=int, default=0, help="query rows per similarity block (0: auto)")
-    g.add_argument("--correction", default=d.correction, choices=list(trust.CORRECTIONS),
-                   help="anisotropy correction of the embeddings before similarity (default %(default)s)")
     g.add_argument("--max-qvalue", type=float, default=d.max_qvalue,
-                   help="candidates need a BH q-value at most this (default %(default)s)")
-    g.add_argument("--background", type=int, default=d.background,
-                   help="composition-matched background windows per window (default %(default)s)")
+                   help="candidates need a target-decoy q-value at most this (default %(default)s)")
     g.add_argument("--sw-shuffles", type=int, default=d.sw_shuffles,
                    help="shuffles behind each Smith-Waterman z-score and p-value (default %(default)s)")
     g.add_argument("--min-sw-pvalue", type=float, default=d.min_sw_pvalue,
@@ -122,19 +137,34 @@ def backend_options(a) -> dict:
     return {**opts, "model": a.model, "layer": a.layer, "pooling": a.pooling}
 
 
-def score_params(a) -> score.ScoreParams:
-    return score.ScoreParams(a.top_k, a.max_repeat_frac, a.max_blast_evalue, a.min_cosine, a.block_rows,
-                             a.correction, a.max_qvalue, a.background, a.sw_shuffles, a.min_sw_pvalue)
+def search_params(a) -> search.SearchParams:
+    return search.SearchParams(a.top_k, a.correction, a.device, a.precision, a.memory_mb)
+
+
+def check_params(a) -> check.CheckParams:
+    return check.CheckParams(a.max_repeat_frac, a.max_blast_evalue, a.max_qvalue, a.min_cosine, a.sw_shuffles,
+                             a.min_sw_pvalue)
+
+
+def chunk_spec(spec: str | None) -> tuple[int, int] | None:
+    if spec is None:
+        return None
+    chunk_range(spec, 1)  # validates I/N
+    i, n = spec.split("/")
+    return int(i), int(n)
 
 
 # ---- subcommands -----------------------------------------------------------------------------
 
 def cmd_windows(a) -> None:
     ws = make_windows(window_params(a), fasta=a.fasta, genome=a.genome, gtf=a.gtf, genes=a.genes,
-                      ambiguous_as_n=a.ambiguous_as_n)
+                      ambiguous_as_n=a.ambiguous_as_n, regions=a.regions, gene_type=a.gene_type)
     write_windows(a.out, ws)
-    print(f"{len(ws)} windows of {ws.table['gene'].nunique()} genes -> {a.out}"
-          f" ({ws.n_dropped_n} dropped for N)", file=sys.stderr)
+    groups = "regions" if a.regions else "genes"
+    skipped = (f"; {ws.n_genes_skipped} {groups} skipped, on chromosomes not in the genome"
+               if ws.n_genes_skipped else "")
+    print(f"{len(ws)} windows of {ws.table['gene'].nunique()} {groups} -> {a.out}"
+          f" ({ws.n_dropped_n} dropped for N{skipped})", file=sys.stderr)
 
 
 def cmd_mask(a) -> None:
@@ -153,35 +183,41 @@ def cmd_embed(a) -> None:
     ws = read_windows(a.windows)
     rows = chunk_range(a.chunk, len(ws))
     backend = get_backend(a.backend, **backend_options(a))
-    embed.embed_windows(ws, backend, a.out, rows=rows, n_shuffles=a.shuffles, seed=a.shuffle_seed)
+    embed.embed_windows(ws, backend, a.out, rows=rows, n_decoys=a.decoys, seed=a.decoy_seed)
 
 
 def cmd_merge(a) -> None:
     ws = read_windows(a.windows)
     kinds = {h5.schema_kind(p) for p in a.parts}
-    if kinds == {"blast"}:
-        blast.merge_blast(a.parts, ws, a.out)
-    elif kinds == {"embeddings"}:
-        embed.merge_embeddings(a.parts, ws, a.out)
-    else:
-        raise EvoscanError("merge takes chunk files of one kind: all blast or all embeddings files")
+    merge = {"blast": blast.merge_blast, "embeddings": embed.merge_embeddings, "neighbours": search.merge_neighbours}
+    if len(kinds) != 1 or next(iter(kinds)) not in merge:
+        raise EvoscanError("merge takes chunk files of one kind: all embeddings, all neighbours or all blast files")
+    merge[kinds.pop()](a.parts, ws, a.out)
 
 
-def cmd_score(a) -> None:
+def cmd_search(a) -> None:
     ws = read_windows(a.windows)
-    params = score_params(a)
-    emb, provenance = embed.read_embeddings(a.embeddings, ws)
+    params = search_params(a)
+    with embed.open_embeddings(a.embeddings, ws) as f:
+        provenance = json.loads(f.attrs["params"])
+        nb = search.search(f, ws, params, chunk_spec(a.chunk))
+    search.write_neighbours(a.out, ws, nb, params, provenance)
+
+
+def cmd_check(a) -> None:
+    ws = read_windows(a.windows)
+    params = check_params(a)
+    nb, meta = search.read_neighbours(a.neighbours, ws)
     repeat_frac = mask.read_repeat_frac(a.masks, ws)["repeat_frac"]
-    hits, blastn_args = blast.read_blast(a.blast, ws)
-    nulls = embed.read_null_embeddings(a.embeddings, ws)
-    families = score.read_families(a.families) if a.families else None
-    pairs, funnel, stats = score.score_pairs(ws, emb, repeat_frac, hits, params, nulls=nulls, families=families)
-    score.write_scores(a.out, ws, pairs, funnel, params, provenance, blastn_args, stats)
+    hits, blast_args = blast.read_blast(a.blast_hits, ws) if a.blast_hits else (None, a.blast_args)
+    families = check.read_families(a.families) if a.families else None
+    pairs, funnel, stats = check.check_pairs(ws, nb, repeat_frac, params, blast_args, a.threads, hits, families)
+    check.write_scores(a.out, ws, pairs, funnel, params, meta, stats, check.normalised_scores(nb)[1])
 
 
 def cmd_report(a) -> None:
     ws = read_windows(a.windows)
-    pairs, meta = score.read_scores(a.scores, ws)
+    pairs, meta = check.read_scores(a.scores, ws)
     a.outdir.mkdir(parents=True, exist_ok=True)
     report.write_report(a.outdir, ws, pairs)
     report.summary(Console(), ws, pairs, meta)
@@ -192,8 +228,8 @@ def run_config(a, outdir: Path) -> RunConfig:
                      ambiguous_as_n=a.ambiguous_as_n, window=window_params(a),
                      mask_sources=tuple(a.mask_sources), rmsk=a.rmsk, blast_args=a.blast_args,
                      threads=a.threads, backend=a.backend, backend_options=backend_options(a),
-                     shuffles=a.shuffles, shuffle_seed=a.shuffle_seed, families=a.families,
-                     score=score_params(a))
+                     decoys=a.decoys, decoy_seed=a.decoy_seed, search=search_params(a),
+                     blast_all_vs_all=a.blast_all_vs_all, families=a.families, check=check_params(a))
 
 
 def cmd_run(a) -> None:
@@ -229,28 +265,37 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("mask", cmd_mask, "repeat and low-complexity fraction per window")
     io_options(p, ["windows"], "masks.h5")
     add_mask_options(p)
-    p = command("blast", cmd_blast, "all-vs-all blastn of the windows, best hit per pair")
-    io_options(p, ["windows"], "blast.h5")
-    add_blast_options(p)
-    p.add_argument("--chunk", help="search only query chunk I/N (for scatter; join with merge)")
-    p = command("embed", cmd_embed, "embed every window with a backend (resumable)")
+    p = command("embed", cmd_embed, "embed every window and its decoys with a backend (resumable)")
     io_options(p, ["windows"], "embeddings.h5")
     add_backend_options(p)
     p.add_argument("--chunk", help="embed only chunk I/N of the windows (for scatter; join with merge)")
-    p = command("merge", cmd_merge, "join blast or embeddings chunk files")
+    p = command("search", cmd_search, "each window's nearest windows of other genes, and nearest decoys")
+    io_options(p, ["windows", "embeddings"], "neighbours.h5")
+    add_search_options(p)
+    p.add_argument("--chunk", help="search only the query block chunk I/N (for scatter; join with merge)")
+    p = command("check", cmd_check, "q-values, repeats, BLAST, Smith-Waterman and controls of the nominated pairs")
+    io_options(p, ["windows", "masks", "neighbours"], "scores.h5")
+    add_blast_options(p)
+    p.add_argument("--blast-hits", type=Path, help="all-vs-all hits from `evoscan blast` instead of searching "
+                                                   "the nominated pairs")
+    add_check_options(p)
+    p = command("merge", cmd_merge, "join embed, search or blast chunk files")
     io_options(p, ["windows"], "merged.h5")
-    p.add_argument("parts", nargs="+", type=Path, help="chunk files from blast --chunk or embed --chunk")
-    p = command("score", cmd_score, "cross-gene nearest neighbours, joined with repeats and BLAST")
-    io_options(p, ["windows", "masks", "blast", "embeddings"], "scores.h5")
-    add_score_options(p)
+    p.add_argument("parts", nargs="+", type=Path, help="chunk files from embed, search or blast --chunk")
+    p = command("blast", cmd_blast, "opt-in, small sets: all-vs-all blastn, best hit per pair (for check --blast-hits)")
+    io_options(p, ["windows"], "blast.h5")
+    add_blast_options(p)
+    p.add_argument("--chunk", help="search only query chunk I/N (for scatter; join with merge)")
     p = command("report", cmd_report, "candidates.tsv, pairs.tsv.gz, candidates.bedpe and a summary")
     p.add_argument("--windows", type=Path, required=True)
     p.add_argument("--scores", type=Path, required=True)
     p.add_argument("--outdir", type=Path, default=Path("."))
     p = command("run", cmd_run, "all steps in one process on this machine")
-    for add_options in (add_input_options, add_mask_options, add_blast_options, add_backend_options,
-                        add_score_options):
+    for add_options in (add_input_options, add_mask_options, add_backend_options, add_search_options,
+                        add_blast_options, add_check_options):
         add_options(p)
+    p.add_argument("--blast-all-vs-all", action="store_true",
+                   help="BLAST every pair of windows (small sets) instead of the nominated pairs")
     p.add_argument("--outdir", type=Path, required=True)
     p = command("demo", cmd_demo, "run on the 25 real GRCh38 loci (kmer backend) into results/demo")
     p.add_argument("--data", type=Path, help="shared data folder (default: found beside the repository)")

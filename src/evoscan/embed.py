@@ -1,6 +1,9 @@
-"""Step 4, `evoscan embed`: embeddings of every window from a backend, written chunk by chunk.
+"""Step 3, `evoscan embed`: embeddings of every window and of its decoys from a backend, written
+chunk by chunk.
 
-Rows go to `<out>.partial` as they are computed, with the number of finished rows recorded after
+Each window gets `n_decoys` tiled dinucleotide-shuffle decoys (`decoys.py`), embedded by the same
+backend: the null of the target-decoy significance, at 1 + D embeddings per window. Rows go to
+`<out>.partial` as they are computed, with the number of finished rows recorded after
 each batch; a killed run started again with the same inputs continues from there, and the
 finished file is renamed into place, so `<out>` only ever exists complete. A run may cover one
 chunk of the windows (`--chunk I/N`, for scattering over GPUs); `merge_embeddings` joins chunks.
@@ -19,11 +22,11 @@ import numpy as np
 from .backends import Backend
 from .errors import EvoscanError
 from .io import h5
-from .nulls import shuffles
+from .decoys import decoy_sequences, segment_length
 from .windows import WindowSet, check_tiling
 
 
-def _open_partial(partial: Path, n: int, dim: int, attrs: dict, batch: int, n_shuffles: int) -> h5py.File:
+def _open_partial(partial: Path, n: int, dim: int, attrs: dict, batch: int, n_decoys: int) -> h5py.File:
     """Reopen a partial file made by the same backend from the same windows, or start a new one."""
     if partial.exists():
         try:
@@ -43,9 +46,8 @@ def _open_partial(partial: Path, n: int, dim: int, attrs: dict, batch: int, n_sh
     f.attrs["n_done"] = 0
     rows = max(1, min(batch, n))
     f.create_dataset("embeddings", shape=(n, dim), dtype=np.float32, chunks=(rows, dim))
-    if n_shuffles:  # float16: null vectors need ranks and spreads, not full precision
-        f.create_dataset("null_embeddings", shape=(n, n_shuffles, dim), dtype=np.float16,
-                         chunks=(rows, n_shuffles, dim), compression="gzip", compression_opts=1)
+    if n_decoys:  # same precision as the windows: decoys and targets must be scored alike
+        f.create_dataset("decoys", shape=(n, n_decoys, dim), dtype=np.float32, chunks=(rows, n_decoys, dim))
     return f
 
 
@@ -56,20 +58,22 @@ def _embed_all(backend: Backend, seqs: list[str]) -> np.ndarray:
 
 
 def embed_windows(ws: WindowSet, backend: Backend, out_path, progress: Callable[[int], None] | None = None,
-                  rows: tuple[int, int] | None = None, n_shuffles: int = 0, seed: int = 1) -> None:
+                  rows: tuple[int, int] | None = None, n_decoys: int = 1, seed: int = 1) -> None:
     """Embed windows `rows` (default all) of `ws` with `backend` into `out_path` (resumable), and
-    `n_shuffles` dinucleotide shuffles of each window for the null model."""
+    `n_decoys` tiled dinucleotide-shuffle decoys of each window."""
     out_path = Path(out_path)
     if not out_path.parent.exists():
         raise EvoscanError(f"output directory {out_path.parent} does not exist; create it first")
-    if n_shuffles < 0:
-        raise EvoscanError("--shuffles must be 0 or more")
+    if n_decoys < 1:
+        raise EvoscanError("--decoys must be at least 1: significance is estimated from the decoys")
     partial = out_path.with_name(out_path.name + ".partial")
     lo, hi = rows or (0, len(ws))
-    params = {**backend.provenance(), "shuffles": n_shuffles, "shuffle_seed": seed}
+    segment = segment_length(ws.params.size, ws.params.stride)
+    params = {**backend.provenance(), "decoys": n_decoys, "decoy_seed": seed, "decoy_segment": segment}
     attrs = h5.provenance("embeddings", ws.digest, params)
     attrs.update(backend=backend.name, dim=backend.dim, rows_start=lo, rows_end=hi, n_windows=len(ws))
-    with _open_partial(partial, hi - lo, backend.dim, attrs, backend.batch_size, n_shuffles) as f:
+    table = ws.table
+    with _open_partial(partial, hi - lo, backend.dim, attrs, backend.batch_size, n_decoys) as f:
         done = int(f.attrs["n_done"])
         if progress and done:
             progress(done)
@@ -80,9 +84,12 @@ def embed_windows(ws: WindowSet, backend: Backend, out_path, progress: Callable[
             if vectors.shape != (end - start, backend.dim) or not np.isfinite(vectors).all():
                 raise EvoscanError(f"backend {backend.name} returned bad embeddings for windows {start}..{end}")
             f["embeddings"][start - lo:end - lo] = vectors
-            if n_shuffles:
-                null = _embed_all(backend, shuffles(seqs, range(start, end), n_shuffles, seed))
-                f["null_embeddings"][start - lo:end - lo] = null.reshape(end - start, n_shuffles, -1)
+            decoys = _embed_all(backend, decoy_sequences(
+                seqs, table["chrom"].iloc[start:end].tolist(), table["start"].iloc[start:end].tolist(),
+                table["strand"].iloc[start:end].tolist(), n_decoys, seed, segment))
+            if not np.isfinite(decoys).all():
+                raise EvoscanError(f"backend {backend.name} returned bad decoy embeddings for windows {start}..{end}")
+            f["decoys"][start - lo:end - lo] = decoys.reshape(end - start, n_decoys, -1)
             f.attrs["n_done"] = end - lo
             f.flush()
             if progress:
@@ -109,13 +116,18 @@ def read_embeddings(path, ws: WindowSet) -> tuple[np.ndarray, dict]:
         return f["embeddings"][()], json.loads(f.attrs["params"])
 
 
-def read_null_embeddings(path, ws: WindowSet) -> np.ndarray | None:
-    """`[N, shuffles, D]` embeddings of the windows' dinucleotide shuffles, or None if none were made."""
+def open_embeddings(path, ws: WindowSet) -> h5py.File:
+    """An embeddings file of all of `ws`'s windows, open for streaming reads (`embeddings` [N, D],
+    `decoys` [N, n_decoys, D])."""
     f, lo, hi = _read_part(path, ws)
-    with f:
-        if "null_embeddings" not in f:
-            return None
-        return f["null_embeddings"][()].astype(np.float32)
+    if (lo, hi) != (0, len(ws)):
+        f.close()
+        raise EvoscanError(f"{path} holds windows {lo}..{hi} of {len(ws)} only; "
+                           "join the chunks with `evoscan merge` first")
+    if "decoys" not in f:
+        f.close()
+        raise EvoscanError(f"{path} has no decoy embeddings; rerun `evoscan embed` (evoscan >= 0.2)")
+    return f
 
 
 def merge_embeddings(parts: list, ws: WindowSet, out_path) -> None:
@@ -136,8 +148,7 @@ def merge_embeddings(parts: list, ws: WindowSet, out_path) -> None:
         with h5py.File(pieces[0][2], "r") as first:
             shapes = {name: (first[name].shape[1:], first[name].dtype) for name in first}
         for name, (shape, dtype) in shapes.items():
-            out.create_dataset(name, shape=(len(ws), *shape), dtype=dtype, chunks=(min(256, len(ws)), *shape),
-                               compression="gzip", compression_opts=1)
+            out.create_dataset(name, shape=(len(ws), *shape), dtype=dtype, chunks=(min(256, len(ws)), *shape))
         for lo, hi, path, _ in pieces:
             with h5py.File(path, "r") as f:
                 for name in shapes:

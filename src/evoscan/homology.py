@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .nulls import dinucleotide_shuffle
+from .decoys import dinucleotide_shuffle
 from .windows import reverse_complement
 
 GAP_OPEN, GAP_EXTEND = 10, 1

@@ -58,12 +58,12 @@ def softmask_intervals(seqs: np.ndarray) -> pd.DataFrame:
     return intervals_frame(w_start, s, e)
 
 
-def write_fasta_upper(ws: WindowSet, path: Path, rows: tuple[int, int] | None = None) -> None:
-    """Windows (`rows`, default all) as FASTA named w<index>, upper case (tools must see the bases,
-    not the masking)."""
+def write_fasta_upper(ws: WindowSet, path: Path, rows: tuple[int, int] | None = None, index=None) -> None:
+    """Windows (`rows` or the indices `index`, default all) as FASTA named w<index>, upper case
+    (tools must see the bases, not the masking)."""
     lo, hi = rows or (0, len(ws))
     with open(path, "wb") as out:
-        for i in range(lo, hi):
+        for i in (range(lo, hi) if index is None else index):
             out.write(b">w%d\n%s\n" % (i, ws.seqs[i].upper()))
 
 

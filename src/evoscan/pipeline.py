@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import time
 from dataclasses import dataclass, field
@@ -12,13 +13,13 @@ from typing import Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from . import blast, embed, mask, report, score
+from . import blast, check, embed, mask, report, search
 from .backends import get_backend
 from .errors import EvoscanError
 from .windows import WindowParams, make_windows, write_windows
 
-FILES = {"windows": "windows.h5", "masks": "masks.h5", "blast": "blast.h5",
-         "embeddings": "embeddings.h5", "scores": "scores.h5"}
+FILES = {"windows": "windows.h5", "masks": "masks.h5", "embeddings": "embeddings.h5",
+         "neighbours": "neighbours.h5", "blast": "blast.h5", "scores": "scores.h5"}
 
 
 @dataclass
@@ -36,10 +37,12 @@ class RunConfig:
     threads: int = 1
     backend: str = "kmer"
     backend_options: dict = field(default_factory=dict)
-    shuffles: int = 16
-    shuffle_seed: int = 1
+    decoys: int = 1
+    decoy_seed: int = 1
+    search: search.SearchParams = field(default_factory=search.SearchParams)
+    blast_all_vs_all: bool = False
     families: Path | None = None
-    score: score.ScoreParams = field(default_factory=score.ScoreParams)
+    check: check.CheckParams = field(default_factory=check.CheckParams)
 
 
 @contextlib.contextmanager
@@ -59,7 +62,7 @@ def cleanup_on_error(outdir: Path) -> Iterator[None]:
 
 
 def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
-    """Run windows -> mask -> blast -> embed -> score -> report into cfg.outdir; return the run's facts."""
+    """Run windows -> mask -> embed -> search -> check -> report into cfg.outdir; return the run's facts."""
     console = console or Console()
     out = {k: cfg.outdir / v for k, v in FILES.items()}
     timings: dict[str, float] = {}
@@ -89,33 +92,43 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
         timings["mask"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        task = step("blast")
-        hits, info = blast.run_blast(ws, cfg.blast_args, cfg.threads)
-        blast.write_blast(out["blast"], ws, hits, info, {"threads": cfg.threads})
-        bar.update(task, total=1, completed=1)
-        timings["blast"] = time.perf_counter() - t
-
-        t = time.perf_counter()
         task = step("embed", len(ws))
         embed.embed_windows(ws, backend, out["embeddings"], lambda n: bar.advance(task, n),
-                            n_shuffles=cfg.shuffles, seed=cfg.shuffle_seed)
+                            n_decoys=cfg.decoys, seed=cfg.decoy_seed)
         timings["embed"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        task = step("score", len(ws))
-        emb, provenance = embed.read_embeddings(out["embeddings"], ws)
+        task = step("search", len(ws))
+        with embed.open_embeddings(out["embeddings"], ws) as f:
+            provenance = json.loads(f.attrs["params"])
+            nb = search.search(f, ws, cfg.search, progress=lambda n: bar.advance(task, n))
+        search.write_neighbours(out["neighbours"], ws, nb, cfg.search, provenance)
+        timings["search"] = time.perf_counter() - t
+
+        hits, blast_args = None, cfg.blast_args
+        if cfg.blast_all_vs_all:
+            t = time.perf_counter()
+            task = step("blast")
+            hits, info = blast.run_blast(ws, cfg.blast_args, cfg.threads)
+            blast.write_blast(out["blast"], ws, hits, info, {"threads": cfg.threads})
+            blast_args = info["blastn_args"]
+            bar.update(task, total=1, completed=1)
+            timings["blast (all-vs-all)"] = time.perf_counter() - t
+
+        t = time.perf_counter()
+        task = step("check")
         repeat_frac = mask.read_repeat_frac(out["masks"], ws)["repeat_frac"]
-        nulls = embed.read_null_embeddings(out["embeddings"], ws)
-        families = score.read_families(cfg.families) if cfg.families else None
-        pairs, funnel, stats = score.score_pairs(ws, emb, repeat_frac, hits, cfg.score,
-                                                 lambda n: bar.advance(task, n), nulls, families)
-        score.write_scores(out["scores"], ws, pairs, funnel, cfg.score, provenance, info["blastn_args"], stats)
-        timings["score"] = time.perf_counter() - t
+        families = check.read_families(cfg.families) if cfg.families else None
+        nb, meta = search.read_neighbours(out["neighbours"], ws)
+        pairs, funnel, stats = check.check_pairs(ws, nb, repeat_frac, cfg.check, blast_args, cfg.threads,
+                                                 hits, families, lambda n: bar.advance(task, n))
+        check.write_scores(out["scores"], ws, pairs, funnel, cfg.check, meta, stats, check.normalised_scores(nb)[1])
+        timings["check"] = time.perf_counter() - t
 
         t = time.perf_counter()
         files = report.write_report(cfg.outdir, ws, pairs)
         timings["report"] = time.perf_counter() - t
-    _, meta = score.read_scores(out["scores"], ws)  # the summary `evoscan report` would print
+    _, meta = check.read_scores(out["scores"], ws)  # the summary `evoscan report` would print
     report.summary(console, ws, pairs, meta)
     console.print("[dim]steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + "[/dim]")
     console.print(f"Results in {cfg.outdir}/: " + ", ".join(p.name for p in files.values())

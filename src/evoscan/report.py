@@ -10,12 +10,12 @@ from rich.console import Console
 from rich.table import Table
 
 from .io.h5 import atomic_path
-from .score import FUNNEL
+from .check import FUNNEL
 from .windows import WindowSet
 
-PAIR_VALUES = ["cosine", "repeat_frac_a", "repeat_frac_b", "blast_evalue", "blast_bitscore", "blast_pident",
-               "score", "csls", "kmer_cosine", "composition_residual", "pvalue_shuffle", "pvalue_background",
-               "pvalue", "qvalue", "sw_score", "sw_zscore", "sw_pvalue", "same_family"]
+PAIR_VALUES = ["cosine", "repeat_frac_a", "repeat_frac_b", "blast_searched", "blast_evalue", "blast_bitscore", "blast_pident",
+               "score", "score_z", "margin", "qvalue", "kmer_cosine", "composition_residual",
+               "sw_score", "sw_zscore", "sw_pvalue", "same_family"]
 TSV_COLUMNS = ["window_a", "window_b", "gene_a", "gene_b", "chrom_a", "start_a", "end_a",
                "chrom_b", "start_b", "end_b", "region_a", "region_b", *PAIR_VALUES,
                "gc_a", "gc_b", "cpg_oe_a", "cpg_oe_b", "candidate"]
@@ -73,24 +73,25 @@ def summary(console: Console, ws: WindowSet, pairs: pd.DataFrame, meta: dict, to
     for key, label in FUNNEL:
         funnel.add_row(label, f"{meta['funnel'][key]:,}")
     console.print(funnel)
-    p, stats = meta["params"], meta.get("stats", {})
-    console.print(f"[dim]{len(ws):,} windows of {ws.table['gene'].nunique()} genes; "
-                  f"backend {meta['backend'].get('backend')}; {p['correction']} correction; top-k {p['top_k']}; "
-                  f"repeat fraction <= {p['max_repeat_frac']}; no BLAST hit at e-value <= "
-                  f"{p['max_blast_evalue']} ({meta['blastn_args']}); q <= {p['max_qvalue']} over "
-                  f"{stats.get('pvalue_tests', 0):,} cross-gene pairs against "
-                  f"{meta['backend'].get('shuffles', 0)} dinucleotide shuffles per window "
-                  f"({stats.get('null_embeddings', 0):,} null embeddings) and {p['background']} "
-                  f"composition-matched windows; Smith-Waterman p >= {p['min_sw_pvalue']} "
-                  f"({stats.get('sw_alignments', 0):,} alignments). Composition (6-mer cosine) explains "
-                  f"R2 = {stats.get('composition_r2', 0):.2f} of the score over scored pairs.[/dim]")
+    p, s, stats = meta["params"], meta["search"], meta["stats"]
+    blast_scope = (f"{stats['blast_pairs']:,} nominated repeat-free pairs, all-vs-all e-values"
+                   if stats["blast_mode"] == "nominated"
+                   else "all-vs-all")
+    console.print(f"[dim]{len(ws):,} windows of {ws.table['gene'].nunique()} genes or regions; "
+                  f"backend {meta['backend'].get('backend')}; {s['correction']} correction; top-k {s['top_k']}; "
+                  f"q-values from competition with {stats['n_decoys']} dinucleotide-shuffle decoy(s) per window "
+                  f"({stats['entries']:,} neighbour slots); "
+                  f"repeat fraction <= {p['max_repeat_frac']}; no BLAST hit at e-value <= {p['max_blast_evalue']} "
+                  f"({blast_scope}; {meta['blastn_args']}); q <= {p['max_qvalue']}; Smith-Waterman p >= "
+                  f"{p['min_sw_pvalue']} ({stats['sw_alignments']:,} alignments). Composition (6-mer cosine) "
+                  f"explains R2 = {stats['composition_r2']:.2f} of the score over nominated pairs.[/dim]")
     table = pair_table(ws, pairs[pairs["candidate"]].head(top))
     best = Table(title=f"Top {min(top, len(table))} candidates", title_justify="left")
-    numeric = ("score", "cosine", "kmer_cosine", "qvalue", "sw_zscore")
+    numeric = ("score", "margin", "kmer_cosine", "qvalue", "sw_zscore")
     for col in ("window_a", "region_a", "window_b", "region_b", *numeric, "same_family"):
         best.add_column(col, justify="right" if col in numeric else "left")
     for row in table.itertuples():
         best.add_row(row.window_a, row.region_a, row.window_b, row.region_b, f"{row.score:.3f}",
-                     f"{row.cosine:.3f}", f"{row.kmer_cosine:.3f}", f"{row.qvalue:.2g}",
+                     f"{row.margin:.2f}", f"{row.kmer_cosine:.3f}", f"{row.qvalue:.2g}",
                      f"{row.sw_zscore:.1f}", "yes" if row.same_family else "")
     console.print(best)

@@ -1,8 +1,9 @@
-"""Step 1, `evoscan windows`: cut fixed-size windows over gene bodies and promoters.
+"""Step 1, `evoscan windows`: cut fixed-size windows over gene bodies and promoters, or over regions.
 
-Windows are tiled 5'->3' in gene orientation and their sequence is stored in gene orientation
-(reverse-complemented for genes on the minus strand), case kept; coordinates are genomic,
-0-based half-open, on the forward strand. Only full windows are cut.
+Windows are tiled 5'->3' in gene (or region) orientation and their sequence is stored in that
+orientation (reverse-complemented on the minus strand), case kept; coordinates are genomic,
+0-based half-open, on the forward strand. Only full windows are cut; a region shorter than a
+window gets one window centred on it.
 """
 
 from __future__ import annotations
@@ -16,8 +17,9 @@ import pandas as pd
 
 from .errors import EvoscanError
 from .io import h5
+from .io.bed import read_bed
 from .io.fasta import LocusHeader, Record, parse_locus_header, read_fasta
-from .io.gtf import GeneModel, gene_models, read_gtf
+from .io.gtf import GeneModel, all_gene_models, gene_models, read_gtf
 
 COLUMNS = ["id", "gene", "chrom", "start", "end", "strand", "region",
            "gc", "cpg_oe", "n_frac", "softmask_frac"]
@@ -46,6 +48,7 @@ class WindowSet:
     params: WindowParams
     n_dropped_n: int = 0
     source: str = ""
+    n_genes_skipped: int = 0  # genes (--genes all) or regions on chromosomes the genome lacks
 
     def __len__(self) -> int:
         return len(self.table)
@@ -155,8 +158,9 @@ def classify_regions(centers: np.ndarray, strand: str, params: WindowParams,
 
 
 def _cut(gene: str, chrom: str, offset: int, seq: str, strand: str, params: WindowParams,
-         model: GeneModel | None, tss: int | None) -> tuple[pd.DataFrame, list[bytes]]:
-    """Windows over `seq` (forward strand, starting at genome position `offset`)."""
+         model: GeneModel | None, tss: int | None, region: str | None = None) -> tuple[dict, list[bytes]]:
+    """Windows over `seq` (forward strand, starting at genome position `offset`), as columns: one
+    DataFrame per gene would cost more than the cutting for the ~60k genes of a whole GTF."""
     starts = tile_starts(len(seq), params.size, params.stride)
     if strand == "-":  # tile from the gene's 5' end, which is the sequence's right end
         starts = (len(seq) - params.size - starts)
@@ -164,24 +168,26 @@ def _cut(gene: str, chrom: str, offset: int, seq: str, strand: str, params: Wind
     if strand == "-":
         seqs = [reverse_complement(s) for s in seqs]
     genome_starts = offset + starts
-    table = pd.DataFrame({
-        "id": [f"{gene}_w{i + 1}" for i in range(len(starts))],
-        "gene": gene, "chrom": chrom,
-        "start": genome_starts, "end": genome_starts + params.size, "strand": strand,
-        "region": classify_regions(genome_starts + params.size // 2, strand, params, model, tss),
-    })
-    return table, [s.encode("ascii") for s in seqs]
+    n = len(starts)
+    columns = {
+        "id": np.array([f"{gene}_w{i + 1}" for i in range(n)], dtype=object),
+        "gene": np.full(n, gene, dtype=object), "chrom": np.full(n, chrom, dtype=object),
+        "start": genome_starts, "end": genome_starts + params.size, "strand": np.full(n, strand, dtype=object),
+        "region": (np.full(n, region, dtype=object) if region is not None else
+                   classify_regions(genome_starts + params.size // 2, strand, params, model, tss)),
+    }
+    return columns, [s.encode("ascii") for s in seqs]
 
 
-def _assemble(parts: list[tuple[pd.DataFrame, list[bytes]]], params: WindowParams, source: str,
+def _assemble(parts: list[tuple[dict, list[bytes]]], params: WindowParams, source: str,
               longest: int) -> WindowSet:
-    parts = [p for p in parts if len(p[0])]
+    parts = [p for p in parts if len(p[1])]
     if not parts:
         raise EvoscanError(
             f"window size {params.size} is longer than every sequence (longest: {longest} bp); "
             "use a smaller --window-size"
         )
-    table = pd.concat([p[0] for p in parts], ignore_index=True)
+    table = pd.DataFrame({col: np.concatenate([p[0][col] for p in parts]) for col in parts[0][0]})
     seqs = np.array([s for p in parts for s in p[1]], dtype=f"S{params.size}")
     for name, values in sequence_stats(seqs).items():
         table[name] = values
@@ -206,13 +212,37 @@ def windows_from_loci(records: Iterable[Record], params: WindowParams,
     return _assemble(parts, params, source, longest)
 
 
+def _missing_chromosomes(wanted: set[str], seen: dict[str, None], what: str, source: str,
+                         skip: bool) -> set[str]:
+    """Chromosomes named in the GTF/BED that the genome lacks: skipped when `skip`, else an error.
+
+    None of them present is always an error: the names differ (chr10 vs 10) or the assemblies do.
+    """
+    missing = wanted - seen.keys()
+    if wanted and missing == wanted:
+        other = {c: c[3:] if c.startswith("chr") else "chr" + c for c in wanted}
+        pair = next(((c, other[c]) for c in sorted(wanted) if other[c] in seen), None)
+        hint = "the chromosome names differ" if pair else "the chromosome names differ, or the assemblies do"
+        pair = pair or (sorted(wanted)[0], next(iter(seen)))
+        raise EvoscanError(f"{source}: no chromosome of the {what} is in the genome FASTA: {hint} "
+                           f"({what} {pair[0]!r}, genome FASTA {pair[1]!r})")
+    if missing and not skip:
+        raise EvoscanError(f"{source}: chromosome(s) {', '.join(sorted(missing))} named in the {what} "
+                           "are not in the genome FASTA")
+    return missing
+
+
 def windows_from_genome(records: Iterable[Record], models: dict[str, GeneModel], params: WindowParams,
-                        source: str = "") -> WindowSet:
-    """Windows over each gene body plus its promoter, cut from a genome streamed one chromosome at a time."""
+                        source: str = "", skip_missing: bool = False) -> WindowSet:
+    """Windows over each gene body plus its promoter, cut from a genome streamed one chromosome at a time.
+
+    Genes on chromosomes the genome lacks are an error, or, with `skip_missing` (--genes all, where a
+    GTF's scaffolds and patches are expected to miss), skipped and counted.
+    """
     by_chrom: dict[str, list[GeneModel]] = {}
     for model in models.values():
         by_chrom.setdefault(model.chrom, []).append(model)
-    parts, longest, found = [], 0, set()
+    parts, longest, seen = [], 0, {}  # seen: record names, in order
     for record in records:
         for model in by_chrom.get(record.name, []):
             lo, hi = promoter_interval(model.tss, model.strand, params)
@@ -220,33 +250,101 @@ def windows_from_genome(records: Iterable[Record], models: dict[str, GeneModel],
             longest = max(longest, end - start)
             parts.append(_cut(model.name, record.name, start, record.seq[start:end], model.strand,
                               params, model, model.tss))
-        found.add(record.name)
-        if found >= by_chrom.keys():
+        seen[record.name] = None
+        if by_chrom.keys() <= seen.keys():
             break
-    missing = sorted(set(by_chrom) - found)
-    if missing:
-        raise EvoscanError(f"{source}: chromosome(s) {', '.join(missing)} named in the GTF are not in the genome FASTA")
+    missing = _missing_chromosomes(set(by_chrom), seen, "GTF", source, skip_missing)
     order = {name: i for i, name in enumerate(models)}  # the user's gene order, not the genome's
-    parts.sort(key=lambda p: order[p[0]["gene"].iloc[0]] if len(p[0]) else 0)
-    return _assemble(parts, params, source, longest)
+    parts.sort(key=lambda p: order[p[0]["gene"][0]] if len(p[1]) else 0)
+    ws = _assemble(parts, params, source, longest)
+    ws.n_genes_skipped = sum(len(by_chrom[c]) for c in missing)
+    return ws
+
+
+def region_names(regions: pd.DataFrame) -> pd.Series:
+    """Group of each region: its BED name, else `chrom:start-end` (1-based, as samtools writes regions);
+    `name|chrom:start-end` where names repeat, so every region stays its own group."""
+    coords = regions["chrom"] + ":" + (regions["start"] + 1).astype(str) + "-" + regions["end"].astype(str)
+    name = regions["name"]
+    names = name.where(~name.duplicated(keep=False), name + "|" + coords).fillna(coords)
+    repeat = names.groupby(names).cumcount()  # the same interval on both strands
+    return names.where(repeat == 0, names + "#" + (repeat + 1).astype(str))
+
+
+def region_span(start: int, end: int, chrom_length: int, size: int) -> tuple[int, int] | None:
+    """The interval to tile for a region: the region itself, or, when it is shorter than a window, one
+    window centred on it and kept inside the chromosome; None if the chromosome is shorter than a window."""
+    if end - start >= size:
+        return start, end
+    if chrom_length < size:
+        return None
+    left = min(max(0, (start + end) // 2 - size // 2), chrom_length - size)
+    return left, left + size
+
+
+def windows_from_regions(records: Iterable[Record], regions: pd.DataFrame, params: WindowParams,
+                         source: str = "") -> WindowSet:
+    """Windows over each region of a BED (each region its own group, class 'region'), cut from a genome
+    streamed one chromosome at a time; regions on chromosomes the genome lacks are skipped and counted."""
+    regions = regions.assign(group=region_names(regions).to_numpy())
+    by_chrom = dict(tuple(regions.groupby("chrom", sort=False)))
+    parts, longest, seen = [], 0, {}  # seen: record names, in order
+    for record in records:
+        for r in by_chrom[record.name].itertuples() if record.name in by_chrom else ():
+            if r.end > len(record.seq):
+                raise EvoscanError(f"region {r.group} ends past the end of {record.name} in {source} "
+                                   f"({len(record.seq)} bp); is the BED for another assembly?")
+            span = region_span(r.start, r.end, len(record.seq), params.size)
+            if span is None:
+                continue
+            start, end = span
+            longest = max(longest, end - start)
+            parts.append(_cut(r.group, record.name, start, record.seq[start:end], r.strand, params,
+                              None, None, region="region"))
+        seen[record.name] = None
+        if by_chrom.keys() <= seen.keys():
+            break
+    missing = _missing_chromosomes(set(by_chrom), seen, "BED", source, skip=True)
+    order = {name: i for i, name in enumerate(regions["group"])}  # the BED's order
+    parts.sort(key=lambda p: order[p[0]["gene"][0]])
+    ws = _assemble(parts, params, source, longest)
+    ws.n_genes_skipped = int(regions["chrom"].isin(missing).sum())
+    return ws
 
 
 def make_windows(params: WindowParams, fasta=None, genome=None, gtf=None, genes: list[str] | None = None,
-                 ambiguous_as_n: bool = False) -> WindowSet:
-    """Windows from a loci FASTA (optionally annotated by a GTF) or from a genome + GTF + gene list."""
+                 ambiguous_as_n: bool = False, regions=None, gene_type: str | None = None) -> WindowSet:
+    """Windows from a loci FASTA (optionally annotated by a GTF), from a genome + GTF + gene list (or
+    `all` genes, optionally of one gene type), or from a genome + regions BED."""
+    all_genes = genes == ["all"]
+    if gene_type is not None and (not all_genes or gtf is None):
+        raise EvoscanError("--gene-type needs --genes all and --gtf")
+    if regions is not None:
+        if genome is None or fasta is not None or gtf is not None or genes:
+            raise EvoscanError("--regions needs --genome and takes no --fasta, --gtf or --genes")
+        table = read_bed(regions).drop_duplicates(ignore_index=True)
+        return windows_from_regions(read_fasta(genome, ambiguous_as_n), table, params, source=str(genome))
     if (fasta is None) == (genome is None):
-        raise EvoscanError("give either --fasta (loci) or --genome with --gtf and --genes")
+        raise EvoscanError("give either --fasta (loci) or --genome with --gtf and --genes (or --regions)")
     if genome is not None:
         if gtf is None or not genes:
-            raise EvoscanError("--genome needs --gtf and --genes (comma-separated gene names)")
-        models = gene_models(read_gtf(gtf), genes, gtf)
-        return windows_from_genome(read_fasta(genome, ambiguous_as_n), models, params, source=str(genome))
+            raise EvoscanError("--genome needs --gtf and --genes (gene names, or all), or --regions")
+        table = read_gtf(gtf)
+        models = all_gene_models(table, gene_type, gtf) if all_genes else gene_models(table, genes, gtf)
+        return windows_from_genome(read_fasta(genome, ambiguous_as_n), models, params, source=str(genome),
+                                   skip_missing=all_genes)
     records = list(read_fasta(fasta, ambiguous_as_n))
     models = None
     if gtf is not None:
-        wanted = genes or [r.name for r in records]
-        models = gene_models(read_gtf(gtf), wanted, gtf)
+        table = read_gtf(gtf)
+        if all_genes:
+            models = all_gene_models(table, gene_type, gtf)
+        else:
+            models = gene_models(table, genes or [r.name for r in records], gtf)
         records = [r for r in records if r.name in models]
+        if not records:
+            raise EvoscanError(f"{fasta}: no record is named after a gene of {gtf}"
+                               + (f" of type {gene_type!r}" if gene_type else ""))
     return windows_from_loci(records, params, models, source=str(fasta))
 
 

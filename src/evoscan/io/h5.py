@@ -23,9 +23,10 @@ from ..errors import EvoscanError
 SCHEMAS = {
     "windows": "evoscan.windows/1",
     "masks": "evoscan.masks/1",
-    "embeddings": "evoscan.embeddings/1",
+    "embeddings": "evoscan.embeddings/2",
+    "neighbours": "evoscan.neighbours/1",
     "blast": "evoscan.blast/1",
-    "scores": "evoscan.scores/1",
+    "scores": "evoscan.scores/2",
 }
 
 STR = h5py.string_dtype("utf-8")
@@ -108,7 +109,7 @@ def schema_kind(path) -> str:
 
 
 def kind_step(kind: str) -> str:
-    return {"masks": "mask", "embeddings": "embed", "scores": "score"}.get(kind, kind)
+    return {"masks": "mask", "embeddings": "embed", "neighbours": "search", "scores": "check"}.get(kind, kind)
 
 
 def read_strings(ds) -> np.ndarray:

@@ -1,0 +1,250 @@
+"""Step 5, `evoscan check`: what makes a nominated pair believable, computed on the pairs the
+search nominates only (cost grows with N * k, not N²).
+
+- Significance: target-decoy competition (`decoys.py`). In each slot the search keeps, the window
+  b competes with its own decoys (shuffles of b: same composition, no content) for the query a;
+  `margin` is how far b's normalised score beats the best decoy's (negative: a decoy won), and
+  `qvalue` comes from the winners' margins over the decoys' winning margins. Scores are compared
+  after symmetric normalisation (the S-norm of speaker verification), `score_z` =
+  ((s - m_a) / sd_a + (s - m_b) / sd_b) / 2, where m and sd are a window's mean and spread of
+  similarity to every window it may pair with (for a decoy: to every query window): hubs and
+  composition outliers, similar to everything, are measured against what they usually score.
+- Composition control: `kmer_cosine` (6-mer composition) of every pair whatever the backend, and
+  `composition_residual`, what a linear fit on it leaves of `score`; the fit's R² says how much of
+  the model's similarity composition explains.
+- Repeats: both windows' repeat fraction at most `max_repeat_frac`.
+- Strict non-homology: BLAST of the nominated repeat-free pairs (the others are out already) with
+  all-vs-all e-values (`blast.py`; or all-vs-all hits given by the user), then Smith-Waterman with
+  shuffle statistics (`homology.py`) of the pairs still in. `blast_searched` says which pairs
+  BLAST looked at; an empty e-value there means no hit.
+- Paralogs: `same_family` from a gene -> family table; flagged, not dropped.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import numpy as np
+import pandas as pd
+
+from . import blast
+from .backends.kmer import KmerBackend
+from .decoys import target_decoy_qvalues
+from .errors import EvoscanError
+from .homology import sw_significance
+from .io import h5
+from .search import Neighbours, cross_group_overlaps
+from .windows import WindowSet
+
+FUNNEL = [
+    ("window_pairs", "window pairs"),
+    ("cross_gene", "cross-group, non-overlapping"),
+    ("nominated", "nominated by the search (top-k)"),
+    ("repeat_free", "both windows repeat-free"),
+    ("no_blast_hit", "no BLAST hit"),
+    ("significant", "target-decoy q <= max q"),
+    ("no_sw_homology", "no Smith-Waterman homology"),
+    ("candidates", "candidates"),
+]
+PAIR_COLUMNS = ["window_a", "window_b", "score", "score_z", "margin", "qvalue", "cosine", "kmer_cosine",
+                "composition_residual", "repeat_frac_a", "repeat_frac_b", "blast_searched", "blast_evalue",
+                "blast_bitscore", "blast_pident", "sw_score", "sw_zscore", "sw_pvalue", "same_family", "repeat_free", "blast_hit",
+                "significant", "sw_homology", "candidate"]
+
+
+@dataclass(frozen=True)
+class CheckParams:
+    max_repeat_frac: float = 0.1
+    max_blast_evalue: float = 10.0
+    max_qvalue: float = 0.05
+    min_cosine: float = -1.0
+    sw_shuffles: int = 50
+    min_sw_pvalue: float = 0.01
+    seed: int = 1
+
+    def __post_init__(self):
+        if not 0 <= self.max_repeat_frac <= 1:
+            raise EvoscanError("--max-repeat-frac must lie between 0 and 1")
+        if not 0 < self.max_qvalue <= 1:
+            raise EvoscanError("--max-qvalue must lie in (0, 1]")
+        if self.sw_shuffles < 2:
+            raise EvoscanError("--sw-shuffles needs at least 2")
+
+
+def _mean_sd(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    count = np.maximum(sums[..., 2], 1)
+    mean = sums[..., 0] / count
+    return mean, np.sqrt(np.maximum(sums[..., 1] / count - mean ** 2, 1e-12))
+
+
+def normalised_scores(nb: Neighbours) -> tuple[np.ndarray, np.ndarray]:
+    """S-norm of every entry's target score [entries] and decoy scores [entries, D]."""
+    w_mean, w_sd = _mean_sd(nb.window_sums)
+    d_mean, d_sd = _mean_sd(nb.decoy_sums)
+    e = nb.entries
+    q, j = e["query"].to_numpy(), e["neighbour"].to_numpy()
+    s = e["score"].to_numpy(np.float64)
+    target = ((s - w_mean[q]) / w_sd[q] + (s - w_mean[j]) / w_sd[j]) / 2
+    s = nb.decoy_scores.astype(np.float64)
+    decoy = ((s - w_mean[q][:, None]) / w_sd[q][:, None] + (s - d_mean[j]) / d_sd[j]) / 2
+    return target.astype(np.float32), decoy.astype(np.float32)
+
+
+def competition(nb: Neighbours) -> pd.DataFrame:
+    """Per entry: the normalised target score, its margin over the best of its decoys (negative:
+    a decoy won), and the q-value of the entries the target wins (1 where a decoy wins)."""
+    target_z, decoy_z = normalised_scores(nb)
+    best_decoy = decoy_z.max(1)
+    ranked = np.sort(np.column_stack([target_z, decoy_z]), axis=1)
+    gap = ranked[:, -1] - ranked[:, -2]  # how far the winner is ahead of the runner-up
+    wins = target_z > best_decoy
+    q = np.ones(len(target_z))
+    q[wins], _ = target_decoy_qvalues(gap[wins], gap[~wins], nb.n_decoys)
+    return pd.DataFrame({"score_z": target_z, "margin": target_z - best_decoy, "qvalue": q})
+
+
+def nominated_pairs(nb: Neighbours) -> pd.DataFrame:
+    """Entries to unique pairs window_a < window_b. A pair found from both ends has two entries
+    (each with its own partner's decoys): it keeps the larger q-value and the smaller margin, so
+    both must beat their decoys."""
+    e = nb.entries
+    won = competition(nb)
+    pairs = pd.DataFrame({"window_a": np.minimum(e["query"], e["neighbour"]),
+                          "window_b": np.maximum(e["query"], e["neighbour"]),
+                          "score": e["score"].to_numpy(), "cosine": e["cosine"].to_numpy(), **won})
+    pairs = pairs.groupby(["window_a", "window_b"], sort=False).agg(
+        score=("score", "first"), cosine=("cosine", "first"), score_z=("score_z", "first"),
+        margin=("margin", "min"), qvalue=("qvalue", "max")).reset_index()
+    return pairs.sort_values(["score_z", "window_a", "window_b"], ascending=[False, True, True],
+                             kind="stable", ignore_index=True)
+
+
+def kmer_cosine(ws: WindowSet, a: np.ndarray, b: np.ndarray, block: int = 4096) -> np.ndarray:
+    """6-mer composition cosine of pairs (a, b), computed block by block from the sequences."""
+    kmer = KmerBackend(k=6)
+    out = np.empty(len(a), dtype=np.float32)
+    for s in range(0, len(a), block):
+        x = kmer.embed([ws.seqs[i].decode("ascii") for i in a[s:s + block]])
+        y = kmer.embed([ws.seqs[i].decode("ascii") for i in b[s:s + block]])
+        out[s:s + block] = np.einsum("pd,pd->p", x, y)
+    return out
+
+
+def composition_fit(score: np.ndarray, kmer: np.ndarray) -> tuple[np.ndarray, float]:
+    """Residual of `score` after a least-squares line on `kmer`, and that line's R²."""
+    if len(score) < 3 or np.ptp(kmer) == 0:
+        return score - score.mean() if len(score) else score, 0.0
+    slope, intercept = np.polyfit(kmer, score, 1)
+    residual = score - (slope * kmer + intercept)
+    total = ((score - score.mean()) ** 2).sum()
+    return residual, float(1 - (residual ** 2).sum() / total) if total > 0 else 0.0
+
+
+def cross_group_pairs(ws: WindowSet) -> int:
+    """Window pairs of different groups that do not overlap in the genome: the pairs searched."""
+    n = len(ws)
+    sizes = ws.table["gene"].value_counts().to_numpy()
+    return n * (n - 1) // 2 - int((sizes * (sizes - 1) // 2).sum()) - len(cross_group_overlaps(ws)[0]) // 2
+
+
+def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: CheckParams,
+                blast_args: str = blast.DEFAULT_ARGS, threads: int = 1, hits: pd.DataFrame | None = None,
+                families: dict[str, str] | None = None, progress: Callable[[int], None] | None = None
+                ) -> tuple[pd.DataFrame, dict, dict]:
+    """Every nominated pair with its significance, controls and checks; (pairs, funnel, stats).
+
+    `hits`: best BLAST hits of an all-vs-all search (opt-in; `blast_args` then says how they were
+    found); by default the nominated pairs are searched here with `blast_args`."""
+    pairs = nominated_pairs(nb)
+    a, b = pairs["window_a"].to_numpy(), pairs["window_b"].to_numpy()
+    pairs["kmer_cosine"] = kmer_cosine(ws, a, b)
+    pairs["composition_residual"], r2 = composition_fit(pairs["score"].to_numpy(np.float64),
+                                                        pairs["kmer_cosine"].to_numpy(np.float64))
+    pairs["repeat_frac_a"], pairs["repeat_frac_b"] = repeat_frac[a], repeat_frac[b]
+    pairs["repeat_free"] = (pairs["repeat_frac_a"] <= params.max_repeat_frac) & (
+        pairs["repeat_frac_b"] <= params.max_repeat_frac)
+    stats = {"composition_r2": r2, "n_decoys": nb.n_decoys, "entries": len(nb.entries)}
+    if hits is None:
+        free = pairs["repeat_free"].to_numpy()
+        hits, info = blast.nominated_hits(ws, a[free], b[free], blast_args, threads, progress)
+        pairs["blast_searched"] = free
+        stats.update(blast_mode="nominated", blast_pairs=int(free.sum()), blast_searchsp=info["searchsp"],
+                     blastn_args=info["blastn_args"])
+    else:
+        pairs["blast_searched"] = True
+        stats.update(blast_mode="all-vs-all", blast_pairs=len(ws) * (len(ws) - 1) // 2, blastn_args=blast_args)
+    best = hits.rename(columns={"evalue": "blast_evalue", "bitscore": "blast_bitscore", "pident": "blast_pident"})
+    pairs = pairs.merge(best[["window_a", "window_b", "blast_evalue", "blast_bitscore", "blast_pident"]],
+                        on=["window_a", "window_b"], how="left")
+    pairs["blast_hit"] = pairs["blast_evalue"].le(params.max_blast_evalue)
+    pairs["significant"] = pairs["qvalue"].le(params.max_qvalue)
+    pairs = _smith_waterman(ws, pairs, pairs["repeat_free"] & ~pairs["blast_hit"] & pairs["significant"], params)
+    pairs["sw_homology"] = pairs["sw_pvalue"].lt(params.min_sw_pvalue)
+    fam = families or {}
+    gene = ws.table["gene"].to_numpy()
+    pairs["same_family"] = [bool(fam.get(x)) and fam.get(x) == fam.get(y)
+                            for x, y in zip(gene[pairs["window_a"]], gene[pairs["window_b"]])]
+    pairs["candidate"] = (pairs["repeat_free"] & ~pairs["blast_hit"] & pairs["significant"]
+                          & ~pairs["sw_homology"] & (pairs["cosine"] >= params.min_cosine))
+    pairs = pairs[PAIR_COLUMNS].sort_values(["candidate", "score_z", "window_a", "window_b"],
+                                            ascending=[False, False, True, True], kind="stable", ignore_index=True)
+    stats["sw_alignments"] = int(pairs["sw_score"].notna().sum() * (2 * params.sw_shuffles + 2))
+    return pairs, funnel_counts(ws, pairs), stats
+
+
+def funnel_counts(ws: WindowSet, pairs: pd.DataFrame) -> dict[str, int]:
+    n = len(ws)
+    stage = pairs["repeat_free"] & ~pairs["blast_hit"]
+    return {
+        "window_pairs": n * (n - 1) // 2,
+        "cross_gene": cross_group_pairs(ws),
+        "nominated": len(pairs),
+        "repeat_free": int(pairs["repeat_free"].sum()),
+        "no_blast_hit": int(stage.sum()),
+        "significant": int((stage & pairs["significant"]).sum()),
+        "no_sw_homology": int((stage & pairs["significant"] & ~pairs["sw_homology"]).sum()),
+        "candidates": int(pairs["candidate"].sum()),
+    }
+
+
+def _smith_waterman(ws: WindowSet, pairs: pd.DataFrame, which: pd.Series, params: CheckParams) -> pd.DataFrame:
+    """sw_score / sw_zscore / sw_pvalue for the pairs in `which` (the others stay NaN)."""
+    results = np.full((len(pairs), 3), np.nan)
+    for p in np.flatnonzero(which.to_numpy()):
+        a, b = int(pairs["window_a"].iat[p]), int(pairs["window_b"].iat[p])
+        results[p] = sw_significance(ws.seqs[a].decode(), ws.seqs[b].decode(), params.sw_shuffles,
+                                     seed=params.seed * 1_000_003 + a * 7919 + b)
+    return pairs.assign(sw_score=results[:, 0], sw_zscore=results[:, 1], sw_pvalue=results[:, 2])
+
+
+def read_families(path) -> dict[str, str]:
+    """gene -> family from a two-column TSV (gene, family); '#' lines are comments."""
+    try:
+        table = pd.read_csv(path, sep="\t", comment="#", header=None, usecols=[0, 1], dtype=str)
+    except (OSError, ValueError, pd.errors.ParserError):
+        raise EvoscanError(f"{path}: expected a two-column TSV of gene and family") from None
+    return dict(zip(table[0], table[1]))
+
+
+# ---- HDF5 I/O --------------------------------------------------------------------------------
+
+def write_scores(path, ws: WindowSet, pairs: pd.DataFrame, funnel: dict, params: CheckParams, meta: dict,
+                 stats: dict, decoy_scores: np.ndarray) -> None:
+    """scores.h5: every nominated pair, the funnel, and the decoys' normalised scores (the null)."""
+    attrs = h5.provenance("scores", ws.digest, asdict(params))
+    attrs.update(funnel=json.dumps(funnel), backend=json.dumps(meta["backend"]), search=json.dumps(meta["params"]),
+                 blastn_args=stats["blastn_args"], stats=json.dumps(stats))
+    data = {c: pairs[c].to_numpy() for c in PAIR_COLUMNS}
+    data["decoy_score_z"] = np.asarray(decoy_scores, np.float32)
+    h5.write_h5(path, data, attrs)
+
+
+def read_scores(path, ws: WindowSet) -> tuple[pd.DataFrame, dict]:
+    with h5.open_checked(path, "scores", ws.digest) as f:
+        pairs = pd.DataFrame({c: f[c][()] for c in PAIR_COLUMNS})
+        meta = {"funnel": json.loads(f.attrs["funnel"]), "backend": json.loads(f.attrs["backend"]),
+                "search": json.loads(f.attrs["search"]), "blastn_args": str(f.attrs["blastn_args"]),
+                "params": h5.params_of(f), "stats": json.loads(f.attrs["stats"])}
+    return pairs, meta

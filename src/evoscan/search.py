@@ -1,0 +1,308 @@
+"""Step 4, `evoscan search`: every window's nearest windows of other groups (genes or regions),
+and its nearest decoys, in the corrected embedding space.
+
+Exact and streamed: embeddings and decoys are read from HDF5 one block of rows at a time, every
+similarity is computed (torch matmul, CPU or GPU, fp32 or an fp16/bf16 option), and a running
+top-k per query is kept. Memory is bounded by `memory_mb` (a query block, a database block of
+windows and their decoys, and their similarity blocks), never by N x N or N x decoys x D.
+
+Same-group pairs and pairs of windows that overlap in the genome are excluded, for decoys as for
+windows (a decoy stands in for its window). Each query keeps k slots: the windows whose best
+score, over the window itself and its D decoys, is highest, each with the window's score and its
+decoys' scores: the target-decoy competition of `check`. Ranking a slot by the best of the window
+and its decoys keeps the selection blind to which one is real. On the way, the search sums every window's similarities to the
+windows it may pair with, and every decoy's similarities to the query windows (sum, sum of
+squares, count): the mean and spread behind the normalised score in `check`. Decoy sums of a
+chunk are partial; `merge` adds them up.
+
+Query rows are processed in blocks of a fixed grid that depends only on the data's shape and the
+parameters, and `--chunk I/N` takes whole blocks of that grid, so a search scattered over chunks
+and merged computes exactly what one whole search does.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import asdict, dataclass
+from typing import Callable
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from .errors import EvoscanError
+from .io import h5
+from .windows import WindowSet, check_tiling
+
+CORRECTIONS = ("none", "center", "standardize")
+PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+MIN_QUERY_ROWS = 512  # below this a database pass costs more than it computes
+ENTRY_COLUMNS = {"query": np.int64, "neighbour": np.int64, "score": np.float32, "cosine": np.float32}
+
+
+@dataclass(frozen=True)
+class SearchParams:
+    top_k: int = 10
+    correction: str = "standardize"
+    device: str = "cpu"
+    precision: str = "fp32"
+    memory_mb: int = 2048
+
+    def __post_init__(self):
+        if self.top_k < 1:
+            raise EvoscanError("--top-k must be at least 1")
+        if self.correction not in CORRECTIONS:
+            raise EvoscanError(f"--correction must be one of {', '.join(CORRECTIONS)}")
+        if self.precision not in PRECISIONS:
+            raise EvoscanError(f"--precision must be one of {', '.join(PRECISIONS)}")
+        if self.memory_mb < 64:
+            raise EvoscanError("--memory must be at least 64 (MB)")
+
+
+@dataclass
+class Neighbours:
+    """Search results, one entry per (query, slot): the neighbour window, its corrected-space
+    `score` and raw `cosine`, and the scores of the neighbour's decoys against the query."""
+
+    entries: pd.DataFrame  # query, neighbour, score, cosine
+    decoy_scores: np.ndarray  # [entries, D]
+    n_decoys: int
+    rows: tuple[int, int]
+    window_sums: np.ndarray  # [N, 3] sum, sum of squares, count of each query window's similarities
+    decoy_sums: np.ndarray  # [N, D, 3] the same for each decoy, over this chunk's query windows
+
+
+def overlapping_pairs(chrom: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """All pairs (i, j) of windows on the same chromosome whose intervals overlap, each once."""
+    codes = pd.factorize(chrom)[0].astype(np.int64)
+    span = int(max(end.max(), 1)) + 1
+    key = codes * span + start
+    order = np.argsort(key, kind="stable")
+    key_sorted = key[order]
+    reach = np.searchsorted(key_sorted, codes[order] * span + end[order], "left")  # first that starts after
+    counts = np.maximum(reach - np.arange(len(order)) - 1, 0)
+    first = np.repeat(np.arange(len(order)), counts)
+    offset = np.arange(counts.sum()) - np.repeat(np.cumsum(counts) - counts, counts)
+    return order[first], order[first + 1 + offset]
+
+
+def cross_group_overlaps(ws: WindowSet) -> tuple[np.ndarray, np.ndarray]:
+    """Overlapping windows of different groups, both directions, sorted by the first."""
+    t = ws.table
+    i, j = overlapping_pairs(t["chrom"].to_numpy(), t["start"].to_numpy(), t["end"].to_numpy())
+    gene = t["gene"].to_numpy()
+    cross = gene[i] != gene[j]
+    rows, cols = np.concatenate([i[cross], j[cross]]), np.concatenate([j[cross], i[cross]])
+    order = np.lexsort((cols, rows))
+    return rows[order], cols[order]
+
+
+def embedding_stats(emb: h5py.Dataset, decoys: h5py.Dataset, correction: str, rows: int = 4096
+                    ) -> tuple[np.ndarray, np.ndarray]:
+    """(mean, scale) of the correction, over windows and decoys together (one streaming pass).
+
+    Pooled, because statistics of the windows alone would pull window-window similarities below
+    window-decoy ones and bias the decoys."""
+    dim = emb.shape[1]
+    if correction == "none":
+        return np.zeros(dim, np.float32), np.ones(dim, np.float32)
+    total, total_sq, count = np.zeros(dim), np.zeros(dim), 0
+    for r0 in range(0, emb.shape[0], rows):
+        for block in (emb[r0:r0 + rows], decoys[r0:r0 + rows].reshape(-1, dim)):
+            block = block.astype(np.float64)
+            total += block.sum(0)
+            total_sq += (block ** 2).sum(0)
+            count += len(block)
+    mean = total / count
+    scale = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0)) + 1e-6 if correction == "standardize" else 1.0
+    return mean.astype(np.float32), (np.ones(dim) * scale).astype(np.float32)
+
+
+def block_rows(n: int, dim: int, n_decoys: int, memory_mb: int) -> tuple[int, int]:
+    """(query rows, database rows) per block so that one step fits `memory_mb`."""
+    budget = memory_mb * 2**20
+    per_db_row = dim * 4 * (2 + n_decoys) * 2  # raw and corrected windows, corrected decoys, temporaries
+    db = max(64, min(n, budget // 4 // per_db_row))
+    # similarities (values, masked copy) of a query row against a database block: 1/2 of the budget
+    per_query_row = dim * 4 * (2 + 10) + db * (1 + n_decoys) * 4 * 3  # + raw rows of ~10 neighbours
+    query = max(64, min(n, budget // 2 // per_query_row))
+    query = min(query, max(MIN_QUERY_ROWS, math.ceil(n / 16)))  # at least ~16 blocks to scatter
+    return query, db
+
+
+def chunk_rows(chunk: tuple[int, int] | None, n: int, query_rows: int) -> tuple[int, int]:
+    """Rows of chunk (I, N) of the query-block grid (whole blocks; may be empty), or all rows."""
+    if chunk is None:
+        return 0, n
+    i, parts = chunk
+    blocks = math.ceil(n / query_rows)
+    first, last = blocks * (i - 1) // parts, blocks * i // parts
+    return min(n, first * query_rows), min(n, last * query_rows)
+
+
+class _Transform:
+    """Rows of embeddings -> (raw L2-normalised, corrected L2-normalised) torch tensors on a device."""
+
+    def __init__(self, mean, scale, device, dtype):
+        import torch
+
+        self.torch = torch
+        self.mean = torch.from_numpy(mean).to(device)
+        self.scale = torch.from_numpy(scale).to(device)
+        self.device, self.dtype = device, dtype
+
+    def __call__(self, block: np.ndarray, raw: bool = True):
+        F = self.torch.nn.functional
+        x = self.torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(self.device)
+        corrected = F.normalize((x - self.mean) / self.scale, dim=1).to(self.dtype)
+        return (F.normalize(x, dim=1) if raw else None), corrected
+
+
+def _merge_topk(torch, values, others, new_values, new_others, k):
+    """Keep the k largest of (running, new) per row, carrying the aligned `others` tensors along."""
+    values = torch.cat([values, new_values], 1)
+    keep_values, pos = torch.topk(values, min(k, values.shape[1]), dim=1)
+    kept = []
+    for old, new in zip(others, new_others):
+        both = torch.cat([old, new], 1)
+        index = pos if both.dim() == 2 else pos[:, :, None].expand(-1, -1, both.shape[2])
+        kept.append(torch.gather(both, 1, index))
+    return keep_values, kept
+
+
+def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, int] | None = None,
+           progress: Callable[[int], None] | None = None) -> Neighbours:
+    """Exact top-k target and decoy neighbours of the query windows of `chunk` (default all)."""
+    import torch
+
+    emb, decoys = f["embeddings"], f["decoys"]
+    n, dim = emb.shape
+    n_decoys = decoys.shape[1]
+    group = torch.from_numpy(pd.factorize(ws.table["gene"])[0].astype(np.int64))
+    if len(np.unique(group.numpy())) < 2:
+        raise EvoscanError("all windows belong to one gene or region; the search needs at least two")
+    device = torch.device(params.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EvoscanError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
+    dtype = getattr(torch, PRECISIONS[params.precision])
+    group = group.to(device)
+    ov_rows, ov_cols = cross_group_overlaps(ws)
+    mean, scale = embedding_stats(emb, decoys, params.correction)
+    transform = _Transform(mean, scale, device, dtype)
+    q_rows, c_rows = block_rows(n, dim, n_decoys, params.memory_mb)
+    lo, hi = chunk_rows(chunk, n, q_rows)
+    k, kd = min(params.top_k, n), min(params.top_k, n) * n_decoys
+
+    # the database, transformed once if it fits half the budget, else re-read for every query block
+    cache_fits = n * dim * 4 * (2 + n_decoys) <= params.memory_mb * 2**20 // 2
+    cache: dict[int, tuple] = {}
+
+    def database_block(c0: int):
+        if c0 in cache:
+            return cache[c0]
+        c1 = min(n, c0 + c_rows)
+        raw, corrected = transform(emb[c0:c1])
+        _, decoy_corrected = transform(decoys[c0:c1].reshape(-1, dim), raw=False)
+        block = (c1, raw, corrected, decoy_corrected)
+        if cache_fits:
+            cache[c0] = block
+        return block
+
+    blocks = []
+    window_sums = np.zeros((n, 3))
+    decoy_sums = torch.zeros((n, n_decoys, 3), dtype=torch.float64, device=device)
+    with torch.inference_mode():
+        for q0 in range(lo, hi, q_rows):
+            q1 = min(hi, q0 + q_rows)
+            q_raw, q_corrected = transform(emb[q0:q1])
+            qb = q1 - q0
+            best = torch.full((qb, 0), -torch.inf, device=device)
+            carried = [torch.zeros((qb, 0), dtype=torch.int64, device=device), best, best,
+                       torch.full((qb, 0, n_decoys), -torch.inf, device=device)]  # neighbour, score, cosine, decoys
+            a, b = np.searchsorted(ov_rows, [q0, q1])
+            row_sums = torch.zeros((qb, 3), dtype=torch.float64, device=device)
+            for c0 in range(0, n, c_rows):
+                c1, c_raw, c_corrected, c_decoys = database_block(c0)
+                excluded = group[q0:q1, None] == group[None, c0:c1]
+                in_block = (ov_cols[a:b] >= c0) & (ov_cols[a:b] < c1)
+                if in_block.any():
+                    excluded[torch.from_numpy(ov_rows[a:b][in_block] - q0).to(device),
+                             torch.from_numpy(ov_cols[a:b][in_block] - c0).to(device)] = True
+                allowed = (~excluded).double()
+                target = (q_corrected @ c_corrected.T).float()
+                decoy = (q_corrected @ c_decoys.T).float().view(qb, c1 - c0, n_decoys)
+                row_sums += _moments(target.double(), allowed, dim=1)
+                decoy_sums[c0:c1] += _moments(decoy.double(), allowed[:, :, None], dim=0)
+                # a slot is a window and its decoys, ranked by the best of them: selection blind to
+                # which one is real, so target and decoys stay exchangeable under the null
+                slot = torch.maximum(target, decoy.max(2).values).masked_fill_(excluded, -torch.inf)
+                vals, idx = torch.topk(slot, min(k, c1 - c0), dim=1)
+                new = [idx + c0, torch.gather(target, 1, idx), torch.einsum("qd,qkd->qk", q_raw, c_raw[idx]),
+                       torch.gather(decoy, 1, idx[:, :, None].expand(-1, -1, n_decoys))]
+                best, carried = _merge_topk(torch, best, carried, vals, new, k)
+            window_sums[q0:q1] = row_sums.cpu().numpy()
+            keep = torch.isfinite(best).cpu().numpy()
+            query = np.broadcast_to(np.arange(q0, q1)[:, None], keep.shape)
+            blocks.append([query[keep], *(c.cpu().numpy()[keep] for c in carried)])
+            if progress:
+                progress(q1 - q0)
+    columns = [np.concatenate(x) for x in zip(*blocks)] if blocks else [np.empty(0)] * 4 + [np.empty((0, n_decoys))]
+    entries = pd.DataFrame({name: np.asarray(col).astype(dtype) for (name, dtype), col
+                            in zip(ENTRY_COLUMNS.items(), columns)})
+    return Neighbours(entries=entries, decoy_scores=np.asarray(columns[4], np.float32).reshape(-1, n_decoys),
+                      n_decoys=n_decoys, rows=(lo, hi), window_sums=window_sums,
+                      decoy_sums=decoy_sums.cpu().numpy())
+
+
+def _moments(sims, weights, dim: int):
+    """(sum, sum of squares, count) of the allowed similarities along `dim`, stacked last."""
+    import torch
+
+    weights = weights.expand_as(sims)
+    return torch.stack([(sims * weights).sum(dim), (sims * sims * weights).sum(dim), weights.sum(dim)], -1)
+
+
+# ---- HDF5 I/O --------------------------------------------------------------------------------
+
+def write_neighbours(path, ws: WindowSet, nb: Neighbours, params: SearchParams, embeddings_meta: dict) -> None:
+    attrs = h5.provenance("neighbours", ws.digest, asdict(params))
+    attrs.update(rows_start=nb.rows[0], rows_end=nb.rows[1], n_decoys=nb.n_decoys,
+                 backend=json.dumps(embeddings_meta))
+    data = {c: nb.entries[c].to_numpy() for c in ENTRY_COLUMNS}
+    data.update(decoy_scores=nb.decoy_scores, window_sums=nb.window_sums, decoy_sums=nb.decoy_sums)
+    h5.write_h5(path, data, attrs)
+
+
+def _read_part(path, ws: WindowSet) -> tuple[Neighbours, dict]:
+    with h5.open_checked(path, "neighbours", ws.digest) as f:
+        nb = Neighbours(entries=pd.DataFrame({c: f[c][()] for c in ENTRY_COLUMNS}), decoy_scores=f["decoy_scores"][()],
+                        n_decoys=int(f.attrs["n_decoys"]),
+                        rows=(int(f.attrs["rows_start"]), int(f.attrs["rows_end"])),
+                        window_sums=f["window_sums"][()], decoy_sums=f["decoy_sums"][()])
+        return nb, dict(f.attrs)
+
+
+def read_neighbours(path, ws: WindowSet) -> tuple[Neighbours, dict]:
+    """All windows' neighbours, the search parameters and the embeddings' provenance."""
+    nb, attrs = _read_part(path, ws)
+    if nb.rows != (0, len(ws)):
+        raise EvoscanError(f"{path} holds the neighbours of query windows {nb.rows[0]}..{nb.rows[1]} of "
+                           f"{len(ws)} only; join the chunks with `evoscan merge` first")
+    return nb, {"params": json.loads(attrs["params"]), "backend": json.loads(attrs["backend"])}
+
+
+def merge_neighbours(parts: list, ws: WindowSet, out_path) -> None:
+    """Join query-chunk files (any order); they must tile the windows and share every setting."""
+    pieces = sorted((_read_part(p, ws) for p in parts), key=lambda p: p[0].rows)
+    if len({(p[1]["params"], p[1]["backend"]) for p in pieces}) != 1:
+        raise EvoscanError("search chunks were made with different settings or embeddings; rerun them alike")
+    check_tiling([p[0].rows for p in pieces if p[0].rows[0] < p[0].rows[1]], len(ws), "search")  # chunks may be empty
+    merged = Neighbours(entries=pd.concat([p[0].entries for p in pieces], ignore_index=True),
+                        decoy_scores=np.concatenate([p[0].decoy_scores for p in pieces]),
+                        n_decoys=pieces[0][0].n_decoys, rows=(0, len(ws)),
+                        window_sums=sum(p[0].window_sums for p in pieces),  # each chunk holds its own rows
+                        decoy_sums=sum(p[0].decoy_sums for p in pieces))  # partial sums over query chunks
+    attrs = pieces[0][1]
+    params = SearchParams(**json.loads(attrs["params"]))
+    write_neighbours(out_path, ws, merged, params, json.loads(attrs["backend"]))

@@ -1,0 +1,154 @@
+"""The streamed exact search: equal to brute force for windows and decoys, whatever the memory
+budget; exclusions; chunks merged equal the whole search; reduced precision agrees with fp32."""
+
+import h5py
+import numpy as np
+import pandas as pd
+import pytest
+
+from evoscan.errors import EvoscanError
+from evoscan.search import (Neighbours, SearchParams, block_rows, chunk_rows, overlapping_pairs, search,
+                            write_neighbours, merge_neighbours, read_neighbours)
+from evoscan.windows import WindowParams, WindowSet
+
+
+def random_layout(rng, n):
+    """Windows of 5 genes on 2 chromosomes, shuffled, some overlapping across genes."""
+    gene = rng.choice(list("ABCDE"), size=n)
+    chrom = np.where(np.isin(gene, ["A", "B", "C"]), "chr1", "chr2")
+    start = rng.integers(0, 20_000, size=n)
+    return gene, chrom, start, start + 512
+
+
+def make_ws(gene, chrom, start, size=512):
+    rng = np.random.default_rng(len(gene))
+    table = pd.DataFrame({"id": [f"w{i}" for i in range(len(gene))], "gene": gene, "chrom": chrom,
+                          "start": start, "end": start + size, "strand": "+", "region": "intron",
+                          "gc": rng.uniform(0.4, 0.6, len(gene)), "cpg_oe": 0.2, "n_frac": 0.0,
+                          "softmask_frac": 0.0})
+    seqs = np.array(["".join(rng.choice(list("ACGT"), size)).encode() for _ in gene])
+    return WindowSet(table, seqs, WindowParams(size=size))
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory):
+    rng = np.random.default_rng(2)
+    n, dim, n_decoys = 700, 16, 2
+    gene, chrom, start, end = random_layout(rng, n)
+    emb = rng.normal(size=(n, dim)).astype(np.float32) + 0.5  # off-centre, as pooled LM embeddings are
+    decoys = rng.normal(size=(n, n_decoys, dim)).astype(np.float32) + 0.5
+    path = tmp_path_factory.mktemp("search") / "emb.h5"
+    with h5py.File(path, "w") as f:
+        f["embeddings"], f["decoys"] = emb, decoys
+    return make_ws(gene, chrom, start), emb, decoys, path
+
+
+def brute_force(ws, emb, decoys, k, correction):
+    pooled = np.concatenate([emb, decoys.reshape(-1, emb.shape[1])]).astype(np.float64)
+    mean = pooled.mean(0) if correction != "none" else 0
+    scale = pooled.std(0) + 1e-6 if correction == "standardize" else 1
+    unit = lambda x: x / np.linalg.norm(x, axis=-1, keepdims=True)  # noqa: E731
+    e, d = unit((emb - mean) / scale), unit((decoys - mean) / scale)
+    t = ws.table
+    gene, chrom, start, end = (t[c].to_numpy() for c in ("gene", "chrom", "start", "end"))
+    excluded = (gene[:, None] == gene[None, :]) | (
+        (chrom[:, None] == chrom[None, :]) & (start[:, None] < end[None, :]) & (start[None, :] < end[:, None]))
+    sims = e @ e.T
+    sims[excluded] = -np.inf
+    dsims = np.einsum("id,jcd->ijc", e, d)
+    dsims[excluded] = -np.inf
+    dsims = dsims.reshape(len(e), -1)
+    nd = decoys.shape[1]
+    targets = {(i, int(j)): sims[i, j] for i in range(len(e)) for j in np.argsort(-sims[i])[:k]}
+    decoy = {(i, int(j) // nd, int(j) % nd): dsims[i, j] for i in range(len(e)) for j in np.argsort(-dsims[i])[:k * nd]}
+    raw = unit(emb)
+    return targets, decoy, raw
+
+
+@pytest.mark.parametrize("correction,memory_mb", [("none", 2048), ("standardize", 64), ("center", 2048)])
+def test_search_equals_brute_force(data, correction, memory_mb):
+    ws, emb, decoys, path = data
+    with h5py.File(path) as f:
+        nb = search(f, ws, SearchParams(top_k=5, correction=correction, memory_mb=memory_mb))
+    targets, decoy, raw = brute_force(ws, emb, decoys, 5, correction)
+    t = nb.targets
+    assert set(zip(t["query"], t["neighbour"])) == set(targets)
+    assert np.allclose(t["score"], [targets[(q, j)] for q, j in zip(t["query"], t["neighbour"])], atol=1e-5)
+    assert np.allclose(t["cosine"], np.einsum("pd,pd->p", raw[t["query"]], raw[t["neighbour"]]), atol=1e-5)
+    d = nb.decoys
+    assert set(zip(d["query"], d["neighbour"], d["copy"])) == set(decoy) and len(d) == 700 * 5 * 2
+    assert np.allclose(d["score"], [decoy[x] for x in zip(d["query"], d["neighbour"], d["copy"])], atol=1e-5)
+    gene = ws.table["gene"].to_numpy()
+    assert not (gene[t["query"]] == gene[t["neighbour"]]).any()
+    assert not (gene[d["query"]] == gene[d["neighbour"]]).any()
+
+
+def test_small_budget_streams_many_blocks(data):
+    ws, *_ = data
+    q, c = block_rows(len(ws), 16, 2, 64)
+    assert q < len(ws) or c < len(ws) or len(ws) <= 64
+    q, c = block_rows(1_000_000, 2080, 1, 2048)  # a million windows in 2 GB: blocks, never N x N
+    assert q * c * 2 * 4 * 3 <= 1024 * 2**20 and c * 2080 * 4 * 6 <= 512 * 2**20 and q >= 64
+
+
+def test_same_gene_and_overlapping_windows_are_never_paired(tmp_path):
+    ws = make_ws(np.array(["A", "A", "B", "C"]), np.array(["c1", "c1", "c1", "c2"]), np.array([0, 600, 300, 0]))
+    with h5py.File(tmp_path / "e.h5", "w") as f:
+        f["embeddings"], f["decoys"] = np.ones((4, 3), np.float32), np.ones((4, 1, 3), np.float32)
+    with h5py.File(tmp_path / "e.h5") as f:
+        nb = search(f, ws, SearchParams(top_k=3, correction="none"))
+    # (0,1) same gene; (0,2) and (1,2) overlap on c1: only pairs with window 3 remain, for decoys too
+    pairs = {tuple(sorted(p)) for p in zip(nb.targets["query"], nb.targets["neighbour"])}
+    assert pairs == {(0, 3), (1, 3), (2, 3)}
+    assert {tuple(sorted(p)) for p in zip(nb.decoys["query"], nb.decoys["neighbour"])} == pairs
+    one = make_ws(np.array(["A", "A"]), np.array(["c1", "c1"]), np.array([0, 600]))
+    with h5py.File(tmp_path / "e.h5") as f, pytest.raises(EvoscanError, match="at least two"):
+        search(f, one, SearchParams())
+
+
+def test_chunks_merge_to_the_whole_search(data, tmp_path):
+    ws, emb, decoys, path = data
+    params = SearchParams(top_k=4, memory_mb=64)
+    q_rows, _ = block_rows(len(ws), 16, 2, 64)
+    assert chunk_rows((3, 3), len(ws), q_rows)[1] == len(ws)
+    with h5py.File(path) as f:
+        whole = search(f, ws, params)
+        parts = []
+        for i in (2, 1, 3):
+            nb = search(f, ws, params, chunk=(i, 3))
+            write_neighbours(tmp_path / f"n{i}.h5", ws, nb, params, {"backend": "test"})
+            parts.append(tmp_path / f"n{i}.h5")
+    merge_neighbours(parts, ws, tmp_path / "merged.h5")
+    merged, meta = read_neighbours(tmp_path / "merged.h5", ws)
+    for a, b in ((merged.targets, whole.targets), (merged.decoys, whole.decoys)):
+        pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+    assert meta["params"]["top_k"] == 4
+    with pytest.raises(EvoscanError, match="join the chunks"):
+        read_neighbours(parts[0], ws)
+    with pytest.raises(EvoscanError, match="search chunks cover"):
+        merge_neighbours(parts[:2], ws, tmp_path / "gap.h5")
+
+
+@pytest.mark.parametrize("precision", ["bf16", "fp16"])
+def test_reduced_precision_agrees_with_fp32(data, precision):
+    """Reduced precision changes scores by rounding only: near-identical neighbour lists."""
+    ws, *_, path = data
+    with h5py.File(path) as f:
+        exact = search(f, ws, SearchParams(top_k=10))
+        low = search(f, ws, SearchParams(top_k=10, precision=precision))
+    ex = set(zip(exact.targets["query"], exact.targets["neighbour"]))
+    lo = set(zip(low.targets["query"], low.targets["neighbour"]))
+    assert len(ex & lo) / len(ex) >= 0.95
+    both = exact.targets.merge(low.targets, on=["query", "neighbour"])
+    tol = 0.02 if precision == "bf16" else 0.002
+    assert (both["score_x"] - both["score_y"]).abs().max() < tol
+
+
+def test_overlapping_pairs_match_brute_force():
+    rng = np.random.default_rng(1)
+    gene, chrom, start, end = random_layout(rng, 300)
+    i, j = overlapping_pairs(chrom, start, end)
+    got = {(min(a, b), max(a, b)) for a, b in zip(i, j)}
+    want = {(a, b) for a in range(300) for b in range(a + 1, 300)
+            if chrom[a] == chrom[b] and start[a] < end[b] and start[b] < end[a]}
+    assert got == want and len(i) == len(want)
