@@ -71,3 +71,31 @@ def kmer_search(ws: WindowSet, workdir: Path, n_decoys: int = 1, params=search.S
         nb = search.search(f, ws, params)
     path.unlink()
     return nominated_pairs(nb), nb
+
+
+def plant_words(ws: WindowSet, n_pairs: int, n_words: int, seed: int, length: int = 8):
+    """A shared vocabulary: the same `n_words` random words planted, in random order, positions and
+    strands, into pairs of windows of different genes. No alignable similarity (an 8-bp match is
+    far above BLAST's e-value 10 in this search space), but shared k-mer content a composition
+    backend can see: the positive control of the statistics."""
+    rng = np.random.default_rng(seed)
+    gene = ws.table.gene.to_numpy()
+    seqs = [s.decode().upper() for s in ws.seqs]
+    order = rng.permutation(len(ws))
+    planted, used = [], set()
+    for i in order:
+        j = next((j for j in order if gene[j] != gene[i] and i not in used and j not in used), None)
+        if j is None:
+            continue
+        words = ["".join(rng.choice(list("ACGT"), length)) for _ in range(n_words)]
+        for w in (i, j):
+            seq = list(seqs[w])
+            slots = rng.choice(np.arange(0, len(seq) - length, length), n_words, replace=False)
+            for slot, word in zip(slots, words):
+                seq[slot:slot + length] = reverse_complement(word) if rng.random() < 0.5 else word
+            seqs[w] = "".join(seq)
+        used |= {i, j}
+        planted.append((min(i, j), max(i, j)))
+        if len(planted) == n_pairs:
+            break
+    return WindowSet(ws.table, np.array([s.encode() for s in seqs]), ws.params), planted

@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from evoscan.errors import EvoscanError
-from evoscan.search import (Neighbours, SearchParams, block_rows, chunk_rows, overlapping_pairs, search,
+from evoscan.search import (SearchParams, block_rows, chunk_rows, overlapping_pairs, search,
                             write_neighbours, merge_neighbours, read_neighbours)
 from evoscan.windows import WindowParams, WindowSet
 
@@ -44,6 +44,7 @@ def data(tmp_path_factory):
 
 
 def brute_force(ws, emb, decoys, k, correction):
+    """Slots by the best of a window and its decoys; (slots {(query, window): (score, decoy scores)}, raw)."""
     pooled = np.concatenate([emb, decoys.reshape(-1, emb.shape[1])]).astype(np.float64)
     mean = pooled.mean(0) if correction != "none" else 0
     scale = pooled.std(0) + 1e-6 if correction == "standardize" else 1
@@ -54,15 +55,11 @@ def brute_force(ws, emb, decoys, k, correction):
     excluded = (gene[:, None] == gene[None, :]) | (
         (chrom[:, None] == chrom[None, :]) & (start[:, None] < end[None, :]) & (start[None, :] < end[:, None]))
     sims = e @ e.T
-    sims[excluded] = -np.inf
     dsims = np.einsum("id,jcd->ijc", e, d)
-    dsims[excluded] = -np.inf
-    dsims = dsims.reshape(len(e), -1)
-    nd = decoys.shape[1]
-    targets = {(i, int(j)): sims[i, j] for i in range(len(e)) for j in np.argsort(-sims[i])[:k]}
-    decoy = {(i, int(j) // nd, int(j) % nd): dsims[i, j] for i in range(len(e)) for j in np.argsort(-dsims[i])[:k * nd]}
-    raw = unit(emb)
-    return targets, decoy, raw
+    slot = np.maximum(sims, dsims.max(2))
+    slot[excluded] = -np.inf
+    slots = {(i, int(j)): (sims[i, j], dsims[i, j]) for i in range(len(e)) for j in np.argsort(-slot[i])[:k]}
+    return slots, unit(emb)
 
 
 @pytest.mark.parametrize("correction,memory_mb", [("none", 2048), ("standardize", 64), ("center", 2048)])
@@ -70,17 +67,18 @@ def test_search_equals_brute_force(data, correction, memory_mb):
     ws, emb, decoys, path = data
     with h5py.File(path) as f:
         nb = search(f, ws, SearchParams(top_k=5, correction=correction, memory_mb=memory_mb))
-    targets, decoy, raw = brute_force(ws, emb, decoys, 5, correction)
-    t = nb.targets
-    assert set(zip(t["query"], t["neighbour"])) == set(targets)
-    assert np.allclose(t["score"], [targets[(q, j)] for q, j in zip(t["query"], t["neighbour"])], atol=1e-5)
-    assert np.allclose(t["cosine"], np.einsum("pd,pd->p", raw[t["query"]], raw[t["neighbour"]]), atol=1e-5)
-    d = nb.decoys
-    assert set(zip(d["query"], d["neighbour"], d["copy"])) == set(decoy) and len(d) == 700 * 5 * 2
-    assert np.allclose(d["score"], [decoy[x] for x in zip(d["query"], d["neighbour"], d["copy"])], atol=1e-5)
+    slots, raw = brute_force(ws, emb, decoys, 5, correction)
+    e = nb.entries
+    keys = list(zip(e["query"], e["neighbour"]))
+    assert set(keys) == set(slots) and len(keys) == 700 * 5
+    assert np.allclose(e["score"], [slots[x][0] for x in keys], atol=1e-5)
+    assert np.allclose(nb.decoy_scores, [slots[x][1] for x in keys], atol=1e-5)
+    assert np.allclose(e["cosine"], np.einsum("pd,pd->p", raw[e["query"]], raw[e["neighbour"]]), atol=1e-5)
     gene = ws.table["gene"].to_numpy()
-    assert not (gene[t["query"]] == gene[t["neighbour"]]).any()
-    assert not (gene[d["query"]] == gene[d["neighbour"]]).any()
+    assert not (gene[e["query"]] == gene[e["neighbour"]]).any()
+    # the running sums behind the normalisation: every allowed similarity of each window, once
+    assert np.allclose(nb.window_sums[:, 2], [sum(1 for j in range(700) if gene[j] != gene[i]) for i in range(700)],
+                       atol=40)  # minus the few overlapping cross-gene windows
 
 
 def test_small_budget_streams_many_blocks(data):
@@ -97,10 +95,10 @@ def test_same_gene_and_overlapping_windows_are_never_paired(tmp_path):
         f["embeddings"], f["decoys"] = np.ones((4, 3), np.float32), np.ones((4, 1, 3), np.float32)
     with h5py.File(tmp_path / "e.h5") as f:
         nb = search(f, ws, SearchParams(top_k=3, correction="none"))
-    # (0,1) same gene; (0,2) and (1,2) overlap on c1: only pairs with window 3 remain, for decoys too
-    pairs = {tuple(sorted(p)) for p in zip(nb.targets["query"], nb.targets["neighbour"])}
+    # (0,1) same gene; (0,2) and (1,2) overlap on c1: only pairs with window 3 remain
+    pairs = {tuple(sorted(p)) for p in zip(nb.entries["query"], nb.entries["neighbour"])}
     assert pairs == {(0, 3), (1, 3), (2, 3)}
-    assert {tuple(sorted(p)) for p in zip(nb.decoys["query"], nb.decoys["neighbour"])} == pairs
+    assert nb.window_sums[:, 2].tolist() == [1, 1, 1, 3]  # the windows each may pair with
     one = make_ws(np.array(["A", "A"]), np.array(["c1", "c1"]), np.array([0, 600]))
     with h5py.File(tmp_path / "e.h5") as f, pytest.raises(EvoscanError, match="at least two"):
         search(f, one, SearchParams())
@@ -120,8 +118,9 @@ def test_chunks_merge_to_the_whole_search(data, tmp_path):
             parts.append(tmp_path / f"n{i}.h5")
     merge_neighbours(parts, ws, tmp_path / "merged.h5")
     merged, meta = read_neighbours(tmp_path / "merged.h5", ws)
-    for a, b in ((merged.targets, whole.targets), (merged.decoys, whole.decoys)):
-        pd.testing.assert_frame_equal(a.reset_index(drop=True), b.reset_index(drop=True))
+    pd.testing.assert_frame_equal(merged.entries, whole.entries)
+    for name in ("decoy_scores", "window_sums", "decoy_sums"):
+        assert np.array_equal(getattr(merged, name), getattr(whole, name)), name
     assert meta["params"]["top_k"] == 4
     with pytest.raises(EvoscanError, match="join the chunks"):
         read_neighbours(parts[0], ws)
@@ -136,10 +135,10 @@ def test_reduced_precision_agrees_with_fp32(data, precision):
     with h5py.File(path) as f:
         exact = search(f, ws, SearchParams(top_k=10))
         low = search(f, ws, SearchParams(top_k=10, precision=precision))
-    ex = set(zip(exact.targets["query"], exact.targets["neighbour"]))
-    lo = set(zip(low.targets["query"], low.targets["neighbour"]))
+    ex = set(zip(exact.entries["query"], exact.entries["neighbour"]))
+    lo = set(zip(low.entries["query"], low.entries["neighbour"]))
     assert len(ex & lo) / len(ex) >= 0.95
-    both = exact.targets.merge(low.targets, on=["query", "neighbour"])
+    both = exact.entries.merge(low.entries, on=["query", "neighbour"])
     tol = 0.02 if precision == "bf16" else 0.002
     assert (both["score_x"] - both["score_y"]).abs().max() < tol
 

@@ -94,7 +94,8 @@ def normalised_scores(nb: Neighbours) -> tuple[np.ndarray, np.ndarray]:
 
 def competition(nb: Neighbours) -> pd.DataFrame:
     """Per entry: the normalised target score, its margin over the best of its decoys (negative:
-    a decoy won), and the q-value of the entries the target wins (1 where a decoy wins)."""
+    a decoy won), and the q-value of the entries the target wins (1 where a decoy wins). Entries
+    are selected blind to which of a window and its decoys scored, so each is a fair competition."""
     target_z, decoy_z = normalised_scores(nb)
     best_decoy = decoy_z.max(1)
     ranked = np.sort(np.column_stack([target_z, decoy_z]), axis=1)
@@ -106,17 +107,20 @@ def competition(nb: Neighbours) -> pd.DataFrame:
 
 
 def nominated_pairs(nb: Neighbours) -> pd.DataFrame:
-    """Entries to unique pairs window_a < window_b. A pair found from both ends has two entries
-    (each with its own partner's decoys): it keeps the larger q-value and the smaller margin, so
-    both must beat their decoys."""
+    """Entries to unique pairs window_a < window_b, best normalised score first.
+
+    A pair found from both ends has two entries, each competing with the other end's decoys, and
+    is called when either wins: its q-value is twice the smaller entry q-value. Why twice: false
+    pairs called are at most the false entries called, true pairs at least half the true entries,
+    so the pairs' FDR is at most twice the entries'."""
     e = nb.entries
-    won = competition(nb)
     pairs = pd.DataFrame({"window_a": np.minimum(e["query"], e["neighbour"]),
                           "window_b": np.maximum(e["query"], e["neighbour"]),
-                          "score": e["score"].to_numpy(), "cosine": e["cosine"].to_numpy(), **won})
+                          "score": e["score"].to_numpy(), "cosine": e["cosine"].to_numpy(), **competition(nb)})
     pairs = pairs.groupby(["window_a", "window_b"], sort=False).agg(
         score=("score", "first"), cosine=("cosine", "first"), score_z=("score_z", "first"),
-        margin=("margin", "min"), qvalue=("qvalue", "max")).reset_index()
+        margin=("margin", "max"), qvalue=("qvalue", "min")).reset_index()
+    pairs["qvalue"] = np.minimum(2 * pairs["qvalue"], 1.0)
     return pairs.sort_values(["score_z", "window_a", "window_b"], ascending=[False, True, True],
                              kind="stable", ignore_index=True)
 

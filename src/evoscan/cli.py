@@ -225,6 +225,7 @@ def cmd_report(a) -> None:
 
 def run_config(a, outdir: Path) -> RunConfig:
     return RunConfig(outdir=outdir, fasta=a.fasta, genome=a.genome, gtf=a.gtf, genes=a.genes,
+                     regions=a.regions, gene_type=a.gene_type,
                      ambiguous_as_n=a.ambiguous_as_n, window=window_params(a),
                      mask_sources=tuple(a.mask_sources), rmsk=a.rmsk, blast_args=a.blast_args,
                      threads=a.threads, backend=a.backend, backend_options=backend_options(a),

@@ -29,6 +29,8 @@ class RunConfig:
     genome: Path | None = None
     gtf: Path | None = None
     genes: list[str] | None = None
+    regions: Path | None = None
+    gene_type: str | None = None
     ambiguous_as_n: bool = False
     window: WindowParams = field(default_factory=WindowParams)
     mask_sources: tuple[str, ...] = mask.SOURCES
@@ -78,7 +80,7 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
         t = time.perf_counter()
         task = step("windows")
         ws = make_windows(cfg.window, fasta=cfg.fasta, genome=cfg.genome, gtf=cfg.gtf, genes=cfg.genes,
-                          ambiguous_as_n=cfg.ambiguous_as_n)
+                          ambiguous_as_n=cfg.ambiguous_as_n, regions=cfg.regions, gene_type=cfg.gene_type)
         write_windows(out["windows"], ws)
         bar.update(task, total=len(ws), completed=len(ws))
         timings["windows"] = time.perf_counter() - t
