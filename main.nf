@@ -31,7 +31,7 @@ workflow {
         }
     rmsk = params.rmsk ? [file(params.rmsk as String, checkIfExists: true)] : []
     families = params.families ? [file(params.families as String, checkIfExists: true)] : []
-    EVOSCAN(ch_samples, rmsk, params.blast_chunks as Integer, params.embed_chunks as Integer, families)
+    EVOSCAN(ch_samples, rmsk, params.embed_chunks as Integer, params.search_chunks as Integer, families)
 
     publish:
     candidates = EVOSCAN.out.candidates

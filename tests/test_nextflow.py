@@ -33,17 +33,18 @@ def renders_for(data_dir, workdir):
     return [
         {"module": "windows", "bindings": {"meta": meta, "sequences": str(fasta), "gtf": str(gtf)}},
         {"module": "mask", "bindings": {"meta": meta, "windows": w, "rmsk": []}},
-        {"module": "blast", "bindings": {"meta": meta, "windows": w, "chunk": 1, "chunks": 2}},
-        {"module": "blast", "bindings": {"meta": meta, "windows": w, "chunk": 2, "chunks": 2}},
-        {"module": "merge", "bindings": {"meta": meta, "windows": w, "kind": "blast",
-                                         "parts": "parts/grch38_loci.blast.1.h5 parts/grch38_loci.blast.2.h5"}},
         {"module": "embed", "bindings": {"meta": meta, "windows": w, "chunk": 1, "chunks": 2}},
         {"module": "embed", "bindings": {"meta": meta, "windows": w, "chunk": 2, "chunks": 2}},
         {"module": "merge", "bindings": {"meta": meta, "windows": w, "kind": "embeddings",
                                          "parts": "parts/grch38_loci.embeddings.1.h5 parts/grch38_loci.embeddings.2.h5"}},
-        {"module": "score", "bindings": {"meta": meta, "windows": w, "masks": "grch38_loci.masks.h5",
-                                         "blast": "grch38_loci.blast.h5", "embeddings": "grch38_loci.embeddings.h5",
-                                         "families": []}},
+        {"module": "search", "bindings": {"meta": meta, "windows": w, "embeddings": "grch38_loci.embeddings.h5",
+                                          "chunk": 1, "chunks": 2}},
+        {"module": "search", "bindings": {"meta": meta, "windows": w, "embeddings": "grch38_loci.embeddings.h5",
+                                          "chunk": 2, "chunks": 2}},
+        {"module": "merge", "bindings": {"meta": meta, "windows": w, "kind": "neighbours",
+                                         "parts": "parts/grch38_loci.neighbours.1.h5 parts/grch38_loci.neighbours.2.h5"}},
+        {"module": "check", "bindings": {"meta": meta, "windows": w, "masks": "grch38_loci.masks.h5",
+                                         "neighbours": "grch38_loci.neighbours.h5", "families": []}},
         {"module": "report", "bindings": {"meta": meta, "windows": w, "scores": "grch38_loci.scores.h5"}},
     ]
 
@@ -59,8 +60,8 @@ def test_language_server_strict_finds_no_errors(rendered):
 
 @pytest.mark.parametrize("old,new,message", [
     ("'../modules/local/mask'", "'../modules/local/maks'", "Invalid include source"),
-    ("EVOSCAN_SCORE(ch_score)", "EVOSCAN_SCORE(ch_score, ch_windows)", "expects 1 argument"),
-    ("EVOSCAN_SCORE.out.scores", "EVOSCAN_SCORE.out.score", "score"),
+    ("EVOSCAN_CHECK(ch_check)", "EVOSCAN_CHECK(ch_check, ch_windows)", "expects 1 argument"),
+    ("EVOSCAN_CHECK.out.scores", "EVOSCAN_CHECK.out.score", "score"),
 ])
 def test_language_server_catches_a_broken_workflow(tmp_path, old, new, message):
     """The check can fail: a bad include, a wrong argument count, an unknown output."""
@@ -87,7 +88,7 @@ def test_every_module_command_parses_against_the_real_cli(rendered):
             if words and words[0] == "evoscan":
                 args = parser.parse_args(words[1:])  # argparse exits on anything it does not know
                 steps.add(args.command)
-    assert steps == {"windows", "mask", "blast", "merge", "embed", "score", "report"}
+    assert steps == {"windows", "mask", "embed", "merge", "search", "check", "report"}
 
 
 def test_schema_names_exactly_the_config_params(rendered):
@@ -97,7 +98,7 @@ def test_schema_names_exactly_the_config_params(rendered):
     assert names == set(rendered["params"])
     defaults = {p: spec.get("default") for g in schema["$defs"].values() for p, spec in g["properties"].items()}
     for name, value in rendered["params"].items():  # defaults agree (test profile overrides aside)
-        if name not in ("input", "blast_chunks", "embed_chunks") and defaults[name] is not None:
+        if name not in ("input", "search_chunks", "embed_chunks") and defaults[name] is not None:
             assert str(defaults[name]) == str(value), name
     # the parameters themselves validate against the schema
     values = {k: (float(v) if k in ("max_n_frac", "max_repeat_frac", "max_qvalue", "min_sw_pvalue") else v)

@@ -13,7 +13,7 @@ from .io.h5 import atomic_path
 from .check import FUNNEL
 from .windows import WindowSet
 
-PAIR_VALUES = ["cosine", "repeat_frac_a", "repeat_frac_b", "blast_searched", "blast_evalue", "blast_bitscore", "blast_pident",
+PAIR_VALUES = ["cosine", "repeat_frac_a", "repeat_frac_b", "blast_evalue", "blast_bitscore", "blast_pident", "blast_searched",
                "score", "score_z", "margin", "qvalue", "kmer_cosine", "composition_residual",
                "sw_score", "sw_zscore", "sw_pvalue", "same_family"]
 TSV_COLUMNS = ["window_a", "window_b", "gene_a", "gene_b", "chrom_a", "start_a", "end_a",

@@ -1,9 +1,9 @@
-process EVOSCAN_SCORE {
+process EVOSCAN_CHECK {
     tag "${meta.id}"
     label 'process_medium'
 
     input:
-    tuple val(meta), path(windows), path(masks), path(blast), path(embeddings), path(families)
+    tuple val(meta), path(windows), path(masks), path(neighbours), path(families)
 
     output:
     tuple val(meta), path("${meta.id}.scores.h5"), emit: scores
@@ -13,7 +13,7 @@ process EVOSCAN_SCORE {
     def args = task.ext.args ?: ''
     def family_table = families ? "--families ${families}" : ''
     """
-    evoscan score --windows ${windows} --masks ${masks} --blast ${blast} --embeddings ${embeddings} ${family_table} ${args} -o ${meta.id}.scores.h5
+    evoscan check --windows ${windows} --masks ${masks} --neighbours ${neighbours} --threads ${task.cpus} ${family_table} ${args} -o ${meta.id}.scores.h5
     """
 
     stub:
