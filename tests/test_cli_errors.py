@@ -71,7 +71,8 @@ def test_mismatched_intermediates_are_refused(two_sets, tmp_path):
                    "--neighbours", s / "one.neighbours.h5", "-o", out)
     assert_refused(proc, "two.masks.h5 was made from a different window set")
     proc = evoscan("search", "--windows", s / "one.windows.h5", "--embeddings", s / "two.embeddings.h5", "-o", out)
-    assert_refused(proc, "two.embeddings.h5 was made from a different window set; rerun `evoscan embed`")
+    assert_refused(proc, "two.embeddings.h5 was made from a different window set than the windows file given; "
+                         "rerun `evoscan embed`")
     assert not out.exists()
 
 
