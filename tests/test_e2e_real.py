@@ -96,7 +96,7 @@ def test_funnel_narrows_and_is_printed(demo):
     out = demo["stdout"]
     for label in ("window pairs", "cross-group", "nominated by the search", "repeat-free", "no BLAST hit",
                   "target-decoy q",
-                  "no Smith-Waterman homology", "candidates", "Composition (6-mer cosine) explains"):
+                  "no Smith-Waterman homology", "candidates", "Composition"):
         assert label in out
     assert re.search(r"Top \d+ candidates", out)
 
@@ -108,13 +108,13 @@ def test_tsv_outputs(demo):
     assert (cand.blast_evalue == "").all()  # empty when there is no hit
     with gzip.open(outdir / "pairs.tsv.gz", "rt") as fh:
         pairs = pd.read_csv(fh, sep="\t")
-    assert set(REQUIRED) <= set(pairs.columns) and len(pairs) == demo["funnel"]["scored"]
+    assert set(REQUIRED) <= set(pairs.columns) and len(pairs) == demo["funnel"]["nominated"]
     assert (pairs.gene_a != pairs.gene_b).all()
     for _, group in pairs.groupby("candidate"):  # candidates first, each part by normalised score
         assert group.score_z.is_monotonic_decreasing
     assert pairs.candidate.is_monotonic_decreasing
-    bedpe = pd.read_csv(outdir / "candidates.bedpe", sep="\t", header=None)
-    assert len(bedpe) == len(cand) and bedpe.shape[1] == 8
+    lines = (outdir / "candidates.bedpe").read_text().splitlines()
+    assert len(lines) == len(cand) and all(len(line.split("\t")) == 8 for line in lines)
 
 
 def test_step_by_step_cli_equals_run(loci_fasta, gtf, tmp_path):

@@ -156,7 +156,7 @@ def test_killed_evo2_embedding_resumes_to_the_same_file(backend, tmp_path):
                       fasta=write_fasta(tmp_path / "w.fa", {f"G{i}": random_dna(rng, 512) for i in range(3)}))
     embed.embed_windows(ws, backend, tmp_path / "whole.h5")
     with pytest.raises(KeyboardInterrupt):
-        embed.embed_windows(ws, DiesAfter(backend, 2), tmp_path / "resumed.h5")
+        embed.embed_windows(ws, DiesAfter(backend, 4), tmp_path / "resumed.h5")  # 2 batches of windows + decoys
     with h5py.File(tmp_path / "resumed.h5.partial") as f:
         assert f.attrs["n_done"] == 8
     embed.embed_windows(ws, backend, tmp_path / "resumed.h5")
