@@ -10,7 +10,6 @@ import pytest
 from conftest import evoscan, subset_fasta
 from evoscan import blast
 from evoscan.mask import read_repeat_frac
-from evoscan.windows import read_windows
 
 pytestmark = pytest.mark.slow
 

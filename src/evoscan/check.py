@@ -35,7 +35,7 @@ from .decoys import target_decoy_qvalues
 from .errors import EvoscanError
 from .homology import sw_significance
 from .io import h5
-from .search import Neighbours, cross_group_overlaps
+from .search import FIXED_POINT, Neighbours, cross_group_overlaps
 from .windows import WindowSet
 
 FUNNEL = [
@@ -74,9 +74,10 @@ class CheckParams:
 
 
 def _mean_sd(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    count = np.maximum(sums[..., 2], 1)
-    mean = sums[..., 0] / count
-    return mean, np.sqrt(np.maximum(sums[..., 1] / count - mean ** 2, 1e-12))
+    """Mean and spread from the search's fixed-point sums (sum and sum of squares in 2^-32 units)."""
+    count = np.maximum(sums[..., 2], 1).astype(np.float64)
+    mean = sums[..., 0] / FIXED_POINT / count
+    return mean, np.sqrt(np.maximum(sums[..., 1] / FIXED_POINT / count - mean ** 2, 1e-12))
 
 
 def normalised_scores(nb: Neighbours) -> tuple[np.ndarray, np.ndarray]:

@@ -85,6 +85,9 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
                    help="matmul precision of the search (default %(default)s)")
     g.add_argument("--memory", type=int, default=d.memory_mb, dest="memory_mb",
                    help="memory budget of the search blocks in MB (default %(default)s)")
+    g.add_argument("--index", default=d.index, choices=["exact", "ivf"],
+                   help="exact (every similarity) or ivf (approximate, FAISS; millions of windows)")
+    g.add_argument("--nprobe", type=int, default=d.nprobe, help="ivf: lists searched per query (0: auto)")
 
 
 def add_check_options(p: argparse.ArgumentParser) -> None:
@@ -138,7 +141,7 @@ def backend_options(a) -> dict:
 
 
 def search_params(a) -> search.SearchParams:
-    return search.SearchParams(a.top_k, a.correction, a.device, a.precision, a.memory_mb)
+    return search.SearchParams(a.top_k, a.correction, a.device, a.precision, a.memory_mb, a.index, a.nprobe)
 
 
 def check_params(a) -> check.CheckParams:

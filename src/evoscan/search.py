@@ -37,6 +37,7 @@ from .windows import WindowSet, check_tiling
 
 CORRECTIONS = ("none", "center", "standardize")
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+FIXED_POINT = 2.0 ** 32  # similarity sums are kept in units of 2^-32 (int64)
 MIN_QUERY_ROWS = 512  # below this a database pass costs more than it computes
 ENTRY_COLUMNS = {"query": np.int64, "neighbour": np.int64, "score": np.float32, "cosine": np.float32}
 
@@ -48,6 +49,8 @@ class SearchParams:
     device: str = "cpu"
     precision: str = "fp32"
     memory_mb: int = 2048
+    index: str = "exact"  # or "ivf": approximate, FAISS (ann.py)
+    nprobe: int = 0  # ivf: lists searched per query (0: 1/8 of them, at most 64)
 
     def __post_init__(self):
         if self.top_k < 1:
@@ -58,6 +61,8 @@ class SearchParams:
             raise EvoscanError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.memory_mb < 64:
             raise EvoscanError("--memory must be at least 64 (MB)")
+        if self.index not in ("exact", "ivf"):
+            raise EvoscanError("--index must be exact or ivf")
 
 
 @dataclass
@@ -69,8 +74,9 @@ class Neighbours:
     decoy_scores: np.ndarray  # [entries, D]
     n_decoys: int
     rows: tuple[int, int]
-    window_sums: np.ndarray  # [N, 3] sum, sum of squares, count of each query window's similarities
-    decoy_sums: np.ndarray  # [N, D, 3] the same for each decoy, over this chunk's query windows
+    window_sums: np.ndarray  # int64 [N, 3]: sum, sum of squares (units of 2^-32) and count of each
+    #                          query window's similarities
+    decoy_sums: np.ndarray  # int64 [N, D, 3]: the same for each decoy, over this chunk's query windows
 
 
 def overlapping_pairs(chrom: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -173,7 +179,11 @@ def _merge_topk(torch, values, others, new_values, new_others, k):
 
 def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, int] | None = None,
            progress: Callable[[int], None] | None = None) -> Neighbours:
-    """Exact top-k target and decoy neighbours of the query windows of `chunk` (default all)."""
+    """The k slots of every query window of `chunk` (default all): exact, or approximate (ivf)."""
+    if params.index == "ivf":
+        from .ann import approximate_search
+
+        return approximate_search(f, ws, params, chunk, progress)
     import torch
 
     emb, decoys = f["embeddings"], f["decoys"]
@@ -192,7 +202,7 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
     transform = _Transform(mean, scale, device, dtype)
     q_rows, c_rows = block_rows(n, dim, n_decoys, params.memory_mb)
     lo, hi = chunk_rows(chunk, n, q_rows)
-    k, kd = min(params.top_k, n), min(params.top_k, n) * n_decoys
+    k = min(params.top_k, n)
 
     # the database, transformed once if it fits half the budget, else re-read for every query block
     cache_fits = n * dim * 4 * (2 + n_decoys) <= params.memory_mb * 2**20 // 2
@@ -210,8 +220,8 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
         return block
 
     blocks = []
-    window_sums = np.zeros((n, 3))
-    decoy_sums = torch.zeros((n, n_decoys, 3), dtype=torch.float64, device=device)
+    window_sums = np.zeros((n, 3), dtype=np.int64)
+    decoy_sums = torch.zeros((n, n_decoys, 3), dtype=torch.int64, device=device)
     with torch.inference_mode():
         for q0 in range(lo, hi, q_rows):
             q1 = min(hi, q0 + q_rows)
@@ -221,7 +231,7 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
             carried = [torch.zeros((qb, 0), dtype=torch.int64, device=device), best, best,
                        torch.full((qb, 0, n_decoys), -torch.inf, device=device)]  # neighbour, score, cosine, decoys
             a, b = np.searchsorted(ov_rows, [q0, q1])
-            row_sums = torch.zeros((qb, 3), dtype=torch.float64, device=device)
+            row_sums = torch.zeros((qb, 3), dtype=torch.int64, device=device)
             for c0 in range(0, n, c_rows):
                 c1, c_raw, c_corrected, c_decoys = database_block(c0)
                 excluded = group[q0:q1, None] == group[None, c0:c1]
@@ -229,11 +239,11 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
                 if in_block.any():
                     excluded[torch.from_numpy(ov_rows[a:b][in_block] - q0).to(device),
                              torch.from_numpy(ov_cols[a:b][in_block] - c0).to(device)] = True
-                allowed = (~excluded).double()
+                allowed = (~excluded).float()
                 target = (q_corrected @ c_corrected.T).float()
                 decoy = (q_corrected @ c_decoys.T).float().view(qb, c1 - c0, n_decoys)
-                row_sums += _moments(target.double(), allowed, dim=1)
-                decoy_sums[c0:c1] += _moments(decoy.double(), allowed[:, :, None], dim=0)
+                row_sums += _moments(target, allowed, dim=1)
+                decoy_sums[c0:c1] += _moments(decoy, allowed[:, :, None], dim=0)
                 # a slot is a window and its decoys, ranked by the best of them: selection blind to
                 # which one is real, so target and decoys stay exchangeable under the null
                 slot = torch.maximum(target, decoy.max(2).values).masked_fill_(excluded, -torch.inf)
@@ -256,11 +266,16 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
 
 
 def _moments(sims, weights, dim: int):
-    """(sum, sum of squares, count) of the allowed similarities along `dim`, stacked last."""
+    """(sum, sum of squares, count) of the allowed similarities along `dim`, stacked last, as fixed
+    point (units of 2^-32, int64): integer sums do not depend on their order, so a search split
+    into chunks adds up to exactly what one search sums."""
     import torch
 
-    weights = weights.expand_as(sims)
-    return torch.stack([(sims * weights).sum(dim), (sims * sims * weights).sum(dim), weights.sum(dim)], -1)
+    kept = sims * weights
+    count = weights.sum(dim).expand(kept.sum(dim).shape) if weights.shape != sims.shape else weights.sum(dim)
+    moments = torch.stack([kept.sum(dim).double() * FIXED_POINT, (kept * kept).sum(dim).double() * FIXED_POINT,
+                           count.double()], -1)
+    return torch.round(moments).long()
 
 
 # ---- HDF5 I/O --------------------------------------------------------------------------------

@@ -1,0 +1,130 @@
+"""Search throughput and memory: `evoscan search` (exact, streamed from HDF5) against a plain torch
+matmul of the same shape, and the approximate index's recall@10 against the exact search.
+
+The baseline multiplies the same corrected vectors, all in memory, in one call: N queries
+against N windows and N * D decoys (what the search must compute), with no exclusions, top-k,
+moments or reading from disk. Both run in this process on the same random embeddings (genes of
+~80 windows, overlapping tiling); peak memory is measured in a fresh child process per method.
+
+    python benchmarks/bench_search.py [--n 20000] [--dim 2080] [--decoys 1] [--precision fp32]
+    python benchmarks/bench_search.py --n 200000 --skip-matmul --approximate   # recall of the index
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from evoscan.search import PRECISIONS, SearchParams, search
+from evoscan.windows import WindowParams, WindowSet
+
+
+def window_set(n: int) -> WindowSet:
+    """N windows: genes of 80 windows, tiled at stride 256 (neighbours overlap), 800 per chromosome."""
+    genes = np.repeat(np.arange(n // 80 + 1), 80)[:n].astype(str)
+    chrom = np.repeat(np.arange(n // 800 + 1), 800)[:n].astype(str)
+    start = (np.arange(n) % 800) * 256
+    table = pd.DataFrame({"id": [f"w{i}" for i in range(n)], "gene": genes, "chrom": chrom, "start": start,
+                          "end": start + 512, "strand": "+", "region": "intron", "gc": 0.5, "cpg_oe": 0.2,
+                          "n_frac": 0.0, "softmask_frac": 0.0})
+    return WindowSet(table, np.array([b"A"] * n), WindowParams())
+
+
+def write_embeddings(path: Path, n: int, dim: int, n_decoys: int, seed: int = 0) -> None:
+    """Random embeddings with a shared offset (as pooled LM embeddings have), written in blocks."""
+    rng = np.random.default_rng(seed)
+    offset = rng.normal(size=dim).astype(np.float32)
+    with h5py.File(path, "w") as f:
+        emb = f.create_dataset("embeddings", (n, dim), np.float32, chunks=(min(n, 1024), dim))
+        dec = f.create_dataset("decoys", (n, n_decoys, dim), np.float32, chunks=(min(n, 1024), n_decoys, dim))
+        for r0 in range(0, n, 8192):
+            r1 = min(n, r0 + 8192)
+            emb[r0:r1] = rng.normal(size=(r1 - r0, dim)).astype(np.float32) + offset
+            dec[r0:r1] = rng.normal(size=(r1 - r0, n_decoys, dim)).astype(np.float32) + offset
+
+
+def run_matmul(path: Path, precision: str):
+    import torch
+
+    with h5py.File(path) as f:
+        emb, dec = f["embeddings"][()], f["decoys"][()]
+    x = torch.nn.functional.normalize(torch.from_numpy(emb), dim=1).to(getattr(torch, PRECISIONS[precision]))
+    y = torch.nn.functional.normalize(torch.from_numpy(dec.reshape(-1, emb.shape[1])), dim=1).to(x.dtype)
+    with torch.inference_mode():
+        return x @ torch.cat([x, y]).T
+
+
+def run_search(path: Path, n: int, precision: str, memory_mb: int, index: str = "exact"):
+    with h5py.File(path) as f:
+        return search(f, window_set(n), SearchParams(precision=precision, memory_mb=memory_mb, index=index))
+
+
+def vm_hwm_mib() -> float:
+    with open("/proc/self/status") as fh:
+        return int(next(line for line in fh if line.startswith("VmHWM:")).split()[1]) / 1024
+
+
+def peak_child(call: str) -> float:
+    """Peak resident memory (MiB) of a fresh process running `call`, above its start-up."""
+    code = ("import sys; sys.path.insert(0, 'benchmarks'); import bench_search as b; from pathlib import Path; "
+            f"base = b.vm_hwm_mib(); {call}; print(b.vm_hwm_mib() - base)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    return float(out.stdout.strip().splitlines()[-1])
+
+
+def recall_at(exact, approx, k: int = 10) -> float:
+    """Fraction of each query's exact top-k slots that the approximate search also found."""
+    key = lambda nb: set(zip(nb.entries["query"], nb.entries["neighbour"]))  # noqa: E731
+    return len(key(exact) & key(approx)) / max(1, len(key(exact)))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=20000)
+    ap.add_argument("--dim", type=int, default=2080, help="2080 = kmer k=6; 4096 = Evo 2 7B")
+    ap.add_argument("--decoys", type=int, default=1)
+    ap.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
+    ap.add_argument("--memory", type=int, default=2048, help="search memory budget (MB)")
+    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--skip-matmul", action="store_true", help="no baseline (it needs N x N(1+D) floats)")
+    ap.add_argument("--approximate", action="store_true", help="also the approximate index, with recall@10")
+    ap.add_argument("--workdir", type=Path, default=None)
+    a = ap.parse_args()
+    with tempfile.TemporaryDirectory(dir=a.workdir) as tmp:
+        path = Path(tmp) / "emb.h5"
+        write_embeddings(path, a.n, a.dim, a.decoys)
+        result = {"n": a.n, "dim": a.dim, "decoys": a.decoys, "precision": a.precision, "memory_mb": a.memory,
+                  "embeddings_gib_on_disk": round(path.stat().st_size / 2**30, 2)}
+        times = {"matmul": [], "search": []}
+        for _ in range(a.repeats):  # interleaved, so drift in machine load hits both alike
+            if not a.skip_matmul:
+                t = time.perf_counter(); run_matmul(path, a.precision); times["matmul"].append(time.perf_counter() - t)
+            t = time.perf_counter(); exact = run_search(path, a.n, a.precision, a.memory)
+            times["search"].append(time.perf_counter() - t)
+        result["search_s"] = round(statistics.median(times["search"]), 2)
+        result["peak_mib_search"] = round(peak_child(f"b.run_search(Path('{path}'), {a.n}, '{a.precision}', {a.memory})"))
+        if not a.skip_matmul:
+            result["matmul_s"] = round(statistics.median(times["matmul"]), 2)
+            result["throughput_ratio"] = round(result["matmul_s"] / result["search_s"], 3)
+            result["peak_mib_matmul"] = round(peak_child(f"b.run_matmul(Path('{path}'), '{a.precision}')"))
+        if a.approximate:
+            t = time.perf_counter(); approx = run_search(path, a.n, a.precision, a.memory, "ivf")
+            result["approximate_s"] = round(time.perf_counter() - t, 2)
+            result["recall_at_10"] = round(recall_at(exact, approx), 4)
+            result["peak_mib_approximate"] = round(peak_child(
+                f"b.run_search(Path('{path}'), {a.n}, '{a.precision}', {a.memory}, 'ivf')"))
+        print(json.dumps(result), flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,115 @@
+"""Time, peak memory and disk of every step at growing numbers of windows (docs/scaling.md).
+
+Window sets: `demo` (the 25 real loci, 2,031 windows), `regions` (the 8,283 real 401-bp chr10
+regions of shared/data/scale, one 401-bp window each), and `copies:C` (C dinucleotide-shuffled
+copies of the 25 loci: real composition, synthetic sequence, 2,031 windows per copy). Each step
+runs as the `evoscan` command, under /usr/bin/time for its wall time and peak resident memory.
+
+    python benchmarks/scaling.py demo regions copies:10 [--search exact|ivf|both] [--precision bf16]
+    python benchmarks/scaling.py copies:500 --steps windows,mask,embed --search-chunk 1/64   # 1 M: part of a search
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(REPO / "tests"))
+
+from evoscan.decoys import dinucleotide_shuffle  # noqa: E402
+from evoscan.io.fasta import read_fasta  # noqa: E402
+from evoscan.pipeline import find_demo_data  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+
+def make_input(spec: str, data: Path, tmp: Path) -> list[str]:
+    """The `evoscan windows` input options of a window set."""
+    loci = data / "loci" / "grch38_loci.softmasked.fa"
+    if spec == "demo":
+        return ["--fasta", str(loci), "--gtf", str(data / "annotation" / "lrg_derived_grch38.gtf")]
+    if spec == "regions":
+        return ["--fasta", str(data / "scale" / "chr10_exon_starts_401bp.fa.gz"), "--window-size", "401",
+                "--stride", "401"]
+    copies = int(spec.split(":")[1])
+    path = tmp / f"copies{copies}.fa"
+    records = list(read_fasta(loci))
+    with open(path, "w") as out:
+        for c in range(copies):
+            for i, rec in enumerate(records):
+                seq = dinucleotide_shuffle(rec.seq.upper(), np.random.default_rng([c, i]))
+                out.write(f">{rec.name}_c{c} copy{c}:1-{len(seq)}\n{seq}\n")
+    return ["--fasta", str(path)]
+
+
+def timed(args: list[str]) -> dict:
+    """Run `evoscan ARGS` under /usr/bin/time; wall seconds and peak resident MiB."""
+    proc = subprocess.run(["/usr/bin/time", "-v", str(Path(sys.executable).parent / "evoscan"), *args],
+                          capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(f"evoscan {args[0]} failed: {proc.stderr[-2000:]}")
+    wall = re.search(r"Elapsed \(wall clock\) time .*: (?:(\d+):)?(\d+):([\d.]+)", proc.stderr)
+    h, m, s = (float(x) if x else 0.0 for x in wall.groups())
+    rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
+    return {"seconds": round(h * 3600 + m * 60 + s, 1), "peak_mib": round(rss / 1024)}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("sets", nargs="+", help="demo | regions | copies:C")
+    ap.add_argument("--steps", default="windows,mask,embed,search,check")
+    ap.add_argument("--search", default="exact", choices=["exact", "ivf", "both"])
+    ap.add_argument("--precision", default="fp32")
+    ap.add_argument("--search-chunk", help="search only this query chunk I/N (a part of a large search)")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--workdir", type=Path)
+    a = ap.parse_args()
+    data = find_demo_data(REPO)
+    steps = a.steps.split(",")
+    for spec in a.sets:
+        with tempfile.TemporaryDirectory(dir=a.workdir) as tmp:
+            tmp = Path(tmp)
+            t = time.perf_counter()
+            source = make_input(spec, data, tmp)
+            row = {"set": spec, "make_input_s": round(time.perf_counter() - t, 1)}
+            f = {name: tmp / f"{name}.h5" for name in ("windows", "masks", "embeddings", "neighbours", "scores")}
+            plan = {
+                "windows": ["windows", *source, "-o", f["windows"]],
+                "mask": ["mask", "--windows", f["windows"], "-o", f["masks"]],
+                "embed": ["embed", "--windows", f["windows"], "-o", f["embeddings"]],
+            }
+            for step in ("windows", "mask", "embed"):
+                if step in steps:
+                    row[step] = timed([str(x) for x in plan[step]])
+            if "windows" in steps:
+                import h5py
+
+                with h5py.File(f["windows"]) as w:
+                    row["windows_n"] = int(w.attrs["n_windows"])
+            for index in (["exact", "ivf"] if a.search == "both" else [a.search]):
+                if "search" not in steps:
+                    break
+                out = tmp / f"neighbours.{index}.h5"
+                args = ["search", "--windows", f["windows"], "--embeddings", f["embeddings"], "--index", index,
+                        "--precision", a.precision, "-o", out] + (["--chunk", a.search_chunk] if a.search_chunk else [])
+                row[f"search_{index}"] = timed([str(x) for x in args])
+                row[f"search_{index}"]["mib_on_disk"] = round(out.stat().st_size / 2**20, 1)
+                if index == a.search or a.search == "both" and index == "exact":
+                    out.replace(f["neighbours"])
+            if "check" in steps and not a.search_chunk:
+                row["check"] = timed([str(x) for x in ["check", "--windows", f["windows"], "--masks", f["masks"],
+                                                      "--neighbours", f["neighbours"], "--threads", a.threads,
+                                                      "-o", f["scores"]]])
+            row["mib_on_disk"] = {name: round(p.stat().st_size / 2**20, 1) for name, p in f.items() if p.exists()}
+            print(json.dumps(row), flush=True)
+
+
+if __name__ == "__main__":
+    main()
