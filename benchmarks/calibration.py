@@ -3,8 +3,8 @@
 Calibration: the 25 real loci, each dinucleotide-shuffled as a whole (real composition,
 overlapping windows, no signal), one copy per seed; kmer backend, 1 decoy per window. Reports per
 seed the pairs at q <= 0.05 (overall and in each GC tertile of the pair's mean GC), the target and
-decoy wins, and the target wins at or above the 10th/30th/100th largest decoy margin (the decoys'
-estimate of the false target wins there: 10, 30, 100).
+decoy wins, and the target wins by a lead at least the 20th/60th/200th largest decoy win's (the
+decoys' estimate of the false target wins there, with 2 decoy scores per pair: 10, 30, 100).
 
 Power: 8 shuffled loci with 20 planted pairs: a shared vocabulary of 40 random 8-mers (positive
 control) and shared sets of 12/20/30 JASPAR motifs (each instance sampled anew), 1 and 4 decoys.
@@ -27,7 +27,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from conftest import subset_fasta  # noqa: E402
-from evoscan.check import competition  # noqa: E402
+from evoscan.decoys import compete  # noqa: E402
 from evoscan.pipeline import find_demo_data  # noqa: E402
 from evoscan.windows import WindowParams, make_windows  # noqa: E402
 from synthetic import kmer_search, plant_motifs, plant_words, shuffled_loci  # noqa: E402
@@ -38,16 +38,17 @@ LOCI = ["DES", "ACTC1", "TNNC1", "MYL2", "PLN", "SOD1", "TTR", "AVP"]
 def calibration(loci: Path, tmp: Path, seed: int) -> dict:
     ws = make_windows(WindowParams(), fasta=shuffled_loci(loci, tmp / "s.fa", seed))
     pairs, nb = kmer_search(ws, tmp, seed=seed)
-    margin = competition(nb)["margin"].to_numpy()
+    wins, lead = compete(pairs["score_z"].to_numpy(), pairs.attrs["decoy_z"])
     gc = ws.table["gc"].to_numpy()
     tertile = np.digitize((gc[pairs.window_a] + gc[pairs.window_b]) / 2, np.quantile(gc, [1 / 3, 2 / 3]))
     called = pairs["qvalue"].to_numpy() <= 0.05
-    decoy_margins = np.sort(-margin[margin < 0])
+    decoy_leads = np.sort(lead[~wins])
+    # the decoys' estimate of the false target wins at a lead >= the r-th best decoy win's: r / 2D
     return {"seed": seed, "windows": len(ws), "pairs": len(pairs), "called_q05": int(called.sum()),
             "called_by_gc_tertile": [int((called & (tertile == t)).sum()) for t in range(3)],
             "min_q": round(float(pairs["qvalue"].min()), 3),
-            "target_wins": int((margin > 0).sum()), "decoy_wins": int((margin < 0).sum()),
-            "target_wins_at_decoy_rank": {r: int((margin >= decoy_margins[-r]).sum()) for r in (10, 30, 100)}}
+            "target_wins": int(wins.sum()), "decoy_wins": int((~wins).sum()),
+            "target_wins_at_decoy_rank": {r: int((lead[wins] >= decoy_leads[-r]).sum()) for r in (20, 60, 200)}}
 
 
 def power(base, data: Path, tmp: Path, kind: str, load: int, n_decoys: int, seed: int) -> dict:

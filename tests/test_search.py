@@ -44,7 +44,7 @@ def data(tmp_path_factory):
 
 
 def brute_force(ws, emb, decoys, k, correction):
-    """Slots by the best of a window and its decoys; (slots {(query, window): (score, decoy scores)}, raw)."""
+    """Slots by the best of a pair's 1 + 2D scores; (slots {(query, window): (score, decoy scores)}, raw)."""
     pooled = np.concatenate([emb, decoys.reshape(-1, emb.shape[1])]).astype(np.float64)
     mean = pooled.mean(0) if correction != "none" else 0
     scale = pooled.std(0) + 1e-6 if correction == "standardize" else 1
@@ -55,7 +55,8 @@ def brute_force(ws, emb, decoys, k, correction):
     excluded = (gene[:, None] == gene[None, :]) | (
         (chrom[:, None] == chrom[None, :]) & (start[:, None] < end[None, :]) & (start[None, :] < end[:, None]))
     sims = e @ e.T
-    dsims = np.einsum("id,jcd->ijc", e, d)
+    dsims = np.concatenate([np.einsum("id,jcd->ijc", e, d),  # i with j's decoys, i's decoys with j
+                            np.einsum("icd,jd->ijc", d, e)], 2)
     slot = np.maximum(sims, dsims.max(2))
     slot[excluded] = -np.inf
     slots = {(i, int(j)): (sims[i, j], dsims[i, j]) for i in range(len(e)) for j in np.argsort(-slot[i])[:k]}
@@ -169,3 +170,4 @@ def test_approximate_index_finds_the_exact_slots(data):
     e = default.entries
     assert len(e) == 700 * 5 and not (gene[e["query"]] == gene[e["neighbour"]]).any()
     assert (default.window_sums[:, 2] > 0).all() and (default.decoy_sums[:, :, 2] > 0).all()
+    assert default.decoy_scores.shape == (700 * 5, 4)

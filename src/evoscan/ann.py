@@ -2,11 +2,11 @@
 inverted-file index with 8-bit scalar-quantised vectors (1 byte per dimension) over the corrected
 windows, and one over their decoys.
 
-Each query takes its nearest windows and nearest decoys from the two indexes; every window found
-either way becomes a candidate, and its slot is scored like the exact search scores it (its
-score and its decoys' scores, from the quantised vectors), so the selection stays blind to which
-of a window and its decoys is real, and the target-decoy competition stays fair: targets and
-decoys are searched and scored by the same approximation. Recall against the exact search is
+Each query takes its nearest windows and nearest decoys from the two indexes, and its own
+decoys their nearest windows; every window found any of these ways becomes a candidate, and the
+pair is scored as the exact search scores it (its score and its 2D decoy scores, from the
+quantised vectors), so the selection stays blind to which score is real and the target-decoy
+competition stays fair: real and decoy scores are found and computed by the same approximation. Recall against the exact search is
 measured in benchmarks/bench_search.py.
 
 The normalisation sums come from a fixed random sample of reference windows (exact vectors)
@@ -49,8 +49,7 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
                        progress: Callable[[int], None] | None = None):
     import torch
 
-    from .search import (ENTRY_COLUMNS, FIXED_POINT, Neighbours, _Transform, chunk_rows, cross_group_overlaps,
-                         embedding_stats)
+    from .search import FIXED_POINT, _neighbours, _Transform, chunk_rows, cross_group_overlaps, embedding_stats
 
     faiss = _faiss()
     emb, decoys = f["embeddings"], f["decoys"]
@@ -116,22 +115,28 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
         rows = np.arange(q0, q1)
         block = emb[q0:q1]
         query, query_raw = corrected(block), raw_unit(block)
+        query_decoys = corrected(decoys[q0:q1].reshape(-1, dim))
         window_sums[q0:q1] = moments(query @ ref_vectors.T, allowed(rows, reference))
-        own_decoys = corrected(decoys[q0:q1].reshape(-1, dim)) @ ref_vectors.T
-        decoy_sums[q0:q1] = moments(own_decoys, np.repeat(allowed(rows, reference), n_decoys, 0)).reshape(
-            q1 - q0, n_decoys, 3)
+        decoy_sums[q0:q1] = moments(query_decoys @ ref_vectors.T, np.repeat(allowed(rows, reference), n_decoys, 0)
+                                    ).reshape(q1 - q0, n_decoys, 3)
+        # candidates: windows near the query, windows whose decoys are near it, windows near its
+        # decoys; found alike for a pair's real score and each of its decoy scores
         _, by_window = windows_index.search(query, min(searched, n))
         _, by_decoy = decoys_index.search(query, min(searched * n_decoys, n * n_decoys))
-        candidates = np.concatenate([by_window, np.where(by_decoy >= 0, by_decoy // n_decoys, -1)], 1)
+        _, by_own_decoys = windows_index.search(query_decoys, min(searched, n))
+        candidates = np.concatenate([by_window, np.where(by_decoy >= 0, by_decoy // n_decoys, -1),
+                                     by_own_decoys.reshape(q1 - q0, -1)], 1)
         candidates = np.sort(candidates, 1)
         candidates[:, 1:][candidates[:, 1:] == candidates[:, :-1]] = -1  # each window once
         valid = candidates >= 0
         safe = np.where(valid, candidates, 0)
         ok = valid & (group[safe] != group[rows][:, None]) & ~overlapping(rows[:, None] * n + safe)
-        target = np.einsum("qd,qcd->qc", query, windows_index.reconstruct_batch(safe.ravel()).reshape(*safe.shape, dim))
+        windows = windows_index.reconstruct_batch(safe.ravel()).reshape(*safe.shape, dim)
+        target = np.einsum("qd,qcd->qc", query, windows)
         decoy_ids = (safe[:, :, None] * n_decoys + np.arange(n_decoys)).ravel()
-        decoy = np.einsum("qd,qcrd->qcr", query, decoys_index.reconstruct_batch(decoy_ids).reshape(
-            *safe.shape, n_decoys, dim))
+        decoy = np.concatenate([
+            np.einsum("qd,qcrd->qcr", query, decoys_index.reconstruct_batch(decoy_ids).reshape(*safe.shape, n_decoys, dim)),
+            np.einsum("qrd,qcd->qcr", query_decoys.reshape(q1 - q0, n_decoys, dim), windows)], 2)
         slot = np.where(ok, np.maximum(target, decoy.max(2)), -np.inf)
         top = np.argsort(-slot, axis=1, kind="stable")[:, :k]
         keep = np.isfinite(np.take_along_axis(slot, top, 1))
@@ -143,8 +148,4 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
                       np.take_along_axis(decoy, top[:, :, None], 1)[keep]])
         if progress:
             progress(q1 - q0)
-    columns = [np.concatenate(x) for x in zip(*found)] if found else [np.empty(0)] * 4 + [np.empty((0, n_decoys))]
-    entries = pd.DataFrame({name: np.asarray(col).astype(dtype) for (name, dtype), col
-                            in zip(ENTRY_COLUMNS.items(), columns)})
-    return Neighbours(entries=entries, decoy_scores=np.asarray(columns[4], np.float32).reshape(-1, n_decoys),
-                      n_decoys=n_decoys, rows=(lo, hi), window_sums=window_sums, decoy_sums=decoy_sums)
+    return _neighbours(found, n_decoys, (lo, hi), window_sums, decoy_sums)

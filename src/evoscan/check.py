@@ -1,14 +1,14 @@
 """Step 5, `evoscan check`: what makes a nominated pair believable, computed on the pairs the
 search nominates only (cost grows with N * k, not N²).
 
-- Significance: target-decoy competition (`decoys.py`). In each slot the search keeps, the window
-  b competes with its own decoys (shuffles of b: same composition, no content) for the query a;
-  `margin` is how far b's normalised score beats the best decoy's (negative: a decoy won), and
-  `qvalue` comes from the winners' margins over the decoys' winning margins. Scores are compared
+- Significance: target-decoy competition (`decoys.py`). Each nominated pair (a, b) competes
+  once: its score against the scores of a with b's decoys and of a's decoys with b (shuffles:
+  same composition, no content). `margin` is how far the pair's normalised score beats the best
+  decoy's (negative: a decoy won); `qvalue` comes from the winners' leads. Scores are compared
   after symmetric normalisation (the S-norm of speaker verification), `score_z` =
-  ((s - m_a) / sd_a + (s - m_b) / sd_b) / 2, where m and sd are a window's mean and spread of
-  similarity to every window it may pair with (for a decoy: to every query window): hubs and
-  composition outliers, similar to everything, are measured against what they usually score.
+  ((s - m_a) / sd_a + (s - m_b) / sd_b) / 2, where m and sd are a window's (or decoy's) mean and
+  spread of similarity to every window it may pair with: hubs and composition outliers, similar
+  to everything, are measured against what they usually score.
 - Composition control: `kmer_cosine` (6-mer composition) of every pair whatever the backend, and
   `composition_residual`, what a linear fit on it leaves of `score`; the fit's R² says how much of
   the model's similarity composition explains.
@@ -31,7 +31,7 @@ import pandas as pd
 
 from . import blast
 from .backends.kmer import KmerBackend
-from .decoys import target_decoy_qvalues
+from .decoys import competition_qvalues
 from .errors import EvoscanError
 from .homology import sw_significance
 from .io import h5
@@ -81,49 +81,41 @@ def _mean_sd(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 
 def normalised_scores(nb: Neighbours) -> tuple[np.ndarray, np.ndarray]:
-    """S-norm of every entry's target score [entries] and decoy scores [entries, D]."""
+    """S-norm of every entry's target score [entries] and decoy scores [entries, 2D]."""
     w_mean, w_sd = _mean_sd(nb.window_sums)
     d_mean, d_sd = _mean_sd(nb.decoy_sums)
     e = nb.entries
     q, j = e["query"].to_numpy(), e["neighbour"].to_numpy()
+    z = lambda s, m, sd: (s - m) / sd  # noqa: E731
     s = e["score"].to_numpy(np.float64)
-    target = ((s - w_mean[q]) / w_sd[q] + (s - w_mean[j]) / w_sd[j]) / 2
+    target = (z(s, w_mean[q], w_sd[q]) + z(s, w_mean[j], w_sd[j])) / 2
+    d = nb.n_decoys
     s = nb.decoy_scores.astype(np.float64)
-    decoy = ((s - w_mean[q][:, None]) / w_sd[q][:, None] + (s - d_mean[j]) / d_sd[j]) / 2
-    return target.astype(np.float32), decoy.astype(np.float32)
-
-
-def competition(nb: Neighbours) -> pd.DataFrame:
-    """Per entry: the normalised target score, its margin over the best of its decoys (negative:
-    a decoy won), and the q-value of the entries the target wins (1 where a decoy wins). Entries
-    are selected blind to which of a window and its decoys scored, so each is a fair competition."""
-    target_z, decoy_z = normalised_scores(nb)
-    best_decoy = decoy_z.max(1)
-    ranked = np.sort(np.column_stack([target_z, decoy_z]), axis=1)
-    gap = ranked[:, -1] - ranked[:, -2]  # how far the winner is ahead of the runner-up
-    wins = target_z > best_decoy
-    q = np.ones(len(target_z))
-    q[wins], _ = target_decoy_qvalues(gap[wins], gap[~wins], nb.n_decoys)
-    return pd.DataFrame({"score_z": target_z, "margin": target_z - best_decoy, "qvalue": q})
+    neighbour_decoys = (z(s[:, :d], w_mean[q][:, None], w_sd[q][:, None]) + z(s[:, :d], d_mean[j], d_sd[j])) / 2
+    query_decoys = (z(s[:, d:], d_mean[q], d_sd[q]) + z(s[:, d:], w_mean[j][:, None], w_sd[j][:, None])) / 2
+    return target.astype(np.float32), np.concatenate([neighbour_decoys, query_decoys], 1).astype(np.float32)
 
 
 def nominated_pairs(nb: Neighbours) -> pd.DataFrame:
-    """Entries to unique pairs window_a < window_b, best normalised score first.
+    """Unique pairs window_a < window_b, each with one competition, best normalised score first.
 
-    A pair found from both ends has two entries, each competing with the other end's decoys, and
-    is called when either wins: its q-value is twice the smaller entry q-value. Why twice: false
-    pairs called are at most the false entries called, true pairs at least half the true entries,
-    so the pairs' FDR is at most twice the entries'."""
+    Both ends of a pair hold the same 1 + 2D scores, so its entries agree and one stands for it.
+    `margin`: the normalised score minus the best decoy's (negative: a decoy won); `qvalue`: from
+    the winners' leads over the runner-up (target wins against decoy wins / 2D; 1 where a decoy
+    wins)."""
     e = nb.entries
+    target_z, decoy_z = normalised_scores(nb)
     pairs = pd.DataFrame({"window_a": np.minimum(e["query"], e["neighbour"]),
                           "window_b": np.maximum(e["query"], e["neighbour"]),
-                          "score": e["score"].to_numpy(), "cosine": e["cosine"].to_numpy(), **competition(nb)})
-    pairs = pairs.groupby(["window_a", "window_b"], sort=False).agg(
-        score=("score", "first"), cosine=("cosine", "first"), score_z=("score_z", "first"),
-        margin=("margin", "max"), qvalue=("qvalue", "min")).reset_index()
-    pairs["qvalue"] = np.minimum(2 * pairs["qvalue"], 1.0)
-    return pairs.sort_values(["score_z", "window_a", "window_b"], ascending=[False, True, True],
-                             kind="stable", ignore_index=True)
+                          "score": e["score"].to_numpy(), "score_z": target_z, "cosine": e["cosine"].to_numpy()})
+    first = ~pairs.duplicated(["window_a", "window_b"]).to_numpy()
+    pairs, decoy_z = pairs[first], decoy_z[first]
+    order = np.lexsort((pairs["window_b"], pairs["window_a"], -pairs["score_z"].to_numpy()))
+    pairs, decoy_z = pairs.iloc[order].reset_index(drop=True), decoy_z[order]
+    pairs["margin"] = pairs["score_z"] - decoy_z.max(1)
+    pairs["qvalue"] = competition_qvalues(pairs["score_z"].to_numpy(), decoy_z)
+    pairs.attrs["decoy_z"] = decoy_z  # the null of each pair, row-aligned (calibration, report)
+    return pairs
 
 
 def kmer_cosine(ws: WindowSet, a: np.ndarray, b: np.ndarray, block: int = 4096) -> np.ndarray:
@@ -163,6 +155,8 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
     `hits`: best BLAST hits of an all-vs-all search (opt-in; `blast_args` then says how they were
     found); by default the nominated pairs are searched here with `blast_args`."""
     pairs = nominated_pairs(nb)
+    decoy_z = pairs.attrs.pop("decoy_z")
+    pairs["row"] = np.arange(len(pairs))  # to keep each pair's decoy scores with it
     a, b = pairs["window_a"].to_numpy(), pairs["window_b"].to_numpy()
     pairs["kmer_cosine"] = kmer_cosine(ws, a, b)
     pairs["composition_residual"], r2 = composition_fit(pairs["score"].to_numpy(np.float64),
@@ -193,8 +187,10 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
                             for x, y in zip(gene[pairs["window_a"]], gene[pairs["window_b"]])]
     pairs["candidate"] = (pairs["repeat_free"] & ~pairs["blast_hit"] & pairs["significant"]
                           & ~pairs["sw_homology"] & (pairs["cosine"] >= params.min_cosine))
-    pairs = pairs[PAIR_COLUMNS].sort_values(["candidate", "score_z", "window_a", "window_b"],
-                                            ascending=[False, False, True, True], kind="stable", ignore_index=True)
+    pairs = pairs[[*PAIR_COLUMNS, "row"]].sort_values(["candidate", "score_z", "window_a", "window_b"],
+                                                      ascending=[False, False, True, True], kind="stable",
+                                                      ignore_index=True)
+    pairs.attrs["decoy_z"] = decoy_z[pairs.pop("row").to_numpy()]
     stats["sw_alignments"] = int(pairs["sw_score"].notna().sum() * (2 * params.sw_shuffles + 2))
     return pairs, funnel_counts(ws, pairs), stats
 
@@ -236,13 +232,13 @@ def read_families(path) -> dict[str, str]:
 # ---- HDF5 I/O --------------------------------------------------------------------------------
 
 def write_scores(path, ws: WindowSet, pairs: pd.DataFrame, funnel: dict, params: CheckParams, meta: dict,
-                 stats: dict, decoy_scores: np.ndarray) -> None:
-    """scores.h5: every nominated pair, the funnel, and the decoys' normalised scores (the null)."""
+                 stats: dict) -> None:
+    """scores.h5: every nominated pair with its checks and its decoys' normalised scores, and the funnel."""
     attrs = h5.provenance("scores", ws.digest, asdict(params))
     attrs.update(funnel=json.dumps(funnel), backend=json.dumps(meta["backend"]), search=json.dumps(meta["params"]),
                  blastn_args=stats["blastn_args"], stats=json.dumps(stats))
     data = {c: pairs[c].to_numpy() for c in PAIR_COLUMNS}
-    data["decoy_score_z"] = np.asarray(decoy_scores, np.float32)
+    data["decoy_score_z"] = np.asarray(pairs.attrs["decoy_z"], np.float32)
     h5.write_h5(path, data, attrs)
 
 

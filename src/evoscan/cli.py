@@ -215,7 +215,7 @@ def cmd_check(a) -> None:
     hits, blast_args = blast.read_blast(a.blast_hits, ws) if a.blast_hits else (None, a.blast_args)
     families = check.read_families(a.families) if a.families else None
     pairs, funnel, stats = check.check_pairs(ws, nb, repeat_frac, params, blast_args, a.threads, hits, families)
-    check.write_scores(a.out, ws, pairs, funnel, params, meta, stats, check.normalised_scores(nb)[1])
+    check.write_scores(a.out, ws, pairs, funnel, params, meta, stats)
 
 
 def cmd_report(a) -> None:

@@ -18,18 +18,19 @@ MIN_SEGMENT would keep too little room to shuffle: then each window is shuffled 
 
 Significance: target-decoy competition, as proteomics search engines estimate their FDR and as
 the knockoff filter controls it (Barber and Candes 2015; with D decoys, Gimenez and Zou 2019).
-For a pair (a, b), b competes with its own decoys for a: under the null that a and b share
-nothing beyond composition, b and its D decoys are exchangeable, so each of the D + 1 wins with
-equal chance, and the winner's margin over the runner-up is distributed alike whoever wins. So
-among competitions won by a margin of at least t, the false target wins are estimated by the
-decoy wins / D, and
+A pair (a, b) competes with its decoys: the scores of a with b's D decoys and of a's D decoys
+with b. Under the null that a and b share nothing beyond composition, the pair's score and its
+2D decoy scores are exchangeable, so each of the 1 + 2D wins with equal chance, and the winner's
+lead over the runner-up is distributed alike whoever wins. So among competitions won by a lead of
+at least t, the false target wins are estimated by the decoy wins / 2D, and
 
-    FDR(t) = (decoy wins(>= t) + 1) / (D * target wins(>= t)),   q(t) = min over t' <= t of FDR(t').
+    FDR(t) = (decoy wins(>= t) + 1) / (2D * target wins(>= t)),   q(t) = min over t' <= t of FDR(t').
 
 The +1 keeps the estimate conservative in the far tail where calls are made (knockoff+): with no
-decoy win above t, a call still needs 1 / (D * q) target wins above it. The competition is
-pair-specific: two windows of the same unusual composition are as similar to each other's
-shuffles as to each other, and win nothing.
+decoy win above t, a call still needs 1 / (2D * q) target wins above it (10 pairs at q = 0.05
+with one decoy per window, 3 with four). The competition is pair-specific: two windows of the
+same unusual composition are as similar to each other's shuffles as to each other, and win
+nothing.
 """
 
 from __future__ import annotations
@@ -110,6 +111,21 @@ def decoy_sequences(seqs: list[str], chrom: list[str], start: list[int], strand:
                      for m, o in enumerate(offsets)]
             out.append("".join(parts) + seq[n_seg * segment:])
     return out
+
+
+def compete(target: np.ndarray, decoys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(target wins, lead of the winner over the runner-up) of competitions between `target`
+    [pairs] and their `decoys` [pairs, m]."""
+    ranked = np.sort(np.column_stack([target, decoys]), axis=1)
+    return target > decoys.max(1), ranked[:, -1] - ranked[:, -2]
+
+
+def competition_qvalues(target: np.ndarray, decoys: np.ndarray) -> np.ndarray:
+    """q-values of target-decoy competitions (1 where a decoy wins); see the module docstring."""
+    wins, lead = compete(target, decoys)
+    q = np.ones(len(target))
+    q[wins], _ = target_decoy_qvalues(lead[wins], lead[~wins], decoys.shape[1])
+    return q
 
 
 def target_decoy_qvalues(target_scores: np.ndarray, decoy_scores: np.ndarray, n_decoys: int

@@ -124,7 +124,7 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
         nb, meta = search.read_neighbours(out["neighbours"], ws)
         pairs, funnel, stats = check.check_pairs(ws, nb, repeat_frac, cfg.check, blast_args, cfg.threads,
                                                  hits, families, lambda n: bar.advance(task, n))
-        check.write_scores(out["scores"], ws, pairs, funnel, cfg.check, meta, stats, check.normalised_scores(nb)[1])
+        check.write_scores(out["scores"], ws, pairs, funnel, cfg.check, meta, stats)
         timings["check"] = time.perf_counter() - t
 
         t = time.perf_counter()

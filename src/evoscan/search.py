@@ -7,13 +7,12 @@ top-k per query is kept. Memory is bounded by `memory_mb` (a query block, a data
 windows and their decoys, and their similarity blocks), never by N x N or N x decoys x D.
 
 Same-group pairs and pairs of windows that overlap in the genome are excluded, for decoys as for
-windows (a decoy stands in for its window). Each query keeps k slots: the windows whose best
-score, over the window itself and its D decoys, is highest, each with the window's score and its
-decoys' scores: the target-decoy competition of `check`. Ranking a slot by the best of the window
-and its decoys keeps the selection blind to which one is real. On the way, the search sums every window's similarities to the
-windows it may pair with, and every decoy's similarities to the query windows (sum, sum of
-squares, count): the mean and spread behind the normalised score in `check`. Decoy sums of a
-chunk are partial; `merge` adds them up.
+windows (a decoy stands in for its window). A pair (a, b) has 1 + 2D scores: a with b, a with
+b's D decoys, and a's D decoys with b; both ends of the pair see the same ones. Each query keeps
+k slots, the pairs whose best of those scores is highest (a selection blind to which score is
+the real one), with all their scores: the target-decoy competition of `check`. On the way, the
+search sums every query window's and every query decoy's similarities to the windows it may pair
+with (sum, sum of squares, count): the mean and spread behind the normalised scores in `check`.
 
 Query rows are processed in blocks of a fixed grid that depends only on the data's shape and the
 parameters, and `--chunk I/N` takes whole blocks of that grid, so a search scattered over chunks
@@ -68,15 +67,16 @@ class SearchParams:
 @dataclass
 class Neighbours:
     """Search results, one entry per (query, slot): the neighbour window, its corrected-space
-    `score` and raw `cosine`, and the scores of the neighbour's decoys against the query."""
+    `score` and raw `cosine`, and the pair's decoy scores: the query against the neighbour's D
+    decoys, then the query's D decoys against the neighbour."""
 
     entries: pd.DataFrame  # query, neighbour, score, cosine
-    decoy_scores: np.ndarray  # [entries, D]
+    decoy_scores: np.ndarray  # [entries, 2D]
     n_decoys: int
     rows: tuple[int, int]
     window_sums: np.ndarray  # int64 [N, 3]: sum, sum of squares (units of 2^-32) and count of each
-    #                          query window's similarities
-    decoy_sums: np.ndarray  # int64 [N, D, 3]: the same for each decoy, over this chunk's query windows
+    #                          query window's similarities (rows outside this chunk: 0)
+    decoy_sums: np.ndarray  # int64 [N, D, 3]: the same for each of its decoys
 
 
 def overlapping_pairs(chrom: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -131,7 +131,7 @@ def block_rows(n: int, dim: int, n_decoys: int, memory_mb: int) -> tuple[int, in
     per_db_row = dim * 4 * (2 + n_decoys) * 2  # raw and corrected windows, corrected decoys, temporaries
     db = max(64, min(n, budget // 4 // per_db_row))
     # similarities (values, masked copy) of a query row against a database block: 1/2 of the budget
-    per_query_row = dim * 4 * (2 + 10) + db * (1 + n_decoys) * 4 * 3  # + raw rows of ~10 neighbours
+    per_query_row = dim * 4 * (2 + n_decoys + 10) + db * (1 + 2 * n_decoys) * 4 * 3  # + ~10 neighbours' raw rows
     query = max(64, min(n, budget // 2 // per_query_row))
     query = min(query, max(MIN_QUERY_ROWS, math.ceil(n / 16)))  # at least ~16 blocks to scatter
     return query, db
@@ -221,19 +221,22 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
 
     blocks = []
     window_sums = np.zeros((n, 3), dtype=np.int64)
-    decoy_sums = torch.zeros((n, n_decoys, 3), dtype=torch.int64, device=device)
+    decoy_sums = np.zeros((n, n_decoys, 3), dtype=np.int64)
     with torch.inference_mode():
         for q0 in range(lo, hi, q_rows):
             q1 = min(hi, q0 + q_rows)
-            q_raw, q_corrected = transform(emb[q0:q1])
             qb = q1 - q0
+            q_raw, q_corrected = transform(emb[q0:q1])
+            _, q_decoys = transform(decoys[q0:q1].reshape(-1, dim), raw=False)
             best = torch.full((qb, 0), -torch.inf, device=device)
-            carried = [torch.zeros((qb, 0), dtype=torch.int64, device=device), best, best,
-                       torch.full((qb, 0, n_decoys), -torch.inf, device=device)]  # neighbour, score, cosine, decoys
+            no_decoys = torch.full((qb, 0, 2 * n_decoys), -torch.inf, device=device)
+            carried = [torch.zeros((qb, 0), dtype=torch.int64, device=device), best, best, no_decoys]
             a, b = np.searchsorted(ov_rows, [q0, q1])
             row_sums = torch.zeros((qb, 3), dtype=torch.int64, device=device)
+            decoy_row_sums = torch.zeros((qb, n_decoys, 3), dtype=torch.int64, device=device)
             for c0 in range(0, n, c_rows):
                 c1, c_raw, c_corrected, c_decoys = database_block(c0)
+                cb = c1 - c0
                 excluded = group[q0:q1, None] == group[None, c0:c1]
                 in_block = (ov_cols[a:b] >= c0) & (ov_cols[a:b] < c1)
                 if in_block.any():
@@ -241,28 +244,37 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
                              torch.from_numpy(ov_cols[a:b][in_block] - c0).to(device)] = True
                 allowed = (~excluded).float()
                 target = (q_corrected @ c_corrected.T).float()
-                decoy = (q_corrected @ c_decoys.T).float().view(qb, c1 - c0, n_decoys)
+                # the pair's decoys: the query against the window's decoys, the query's decoys
+                # against the window; both ends of a pair see the same 1 + 2D scores
+                decoy = torch.cat([(q_corrected @ c_decoys.T).float().view(qb, cb, n_decoys),
+                                   (q_decoys @ c_corrected.T).float().view(qb, n_decoys, cb).transpose(1, 2)], 2)
                 row_sums += _moments(target, allowed, dim=1)
-                decoy_sums[c0:c1] += _moments(decoy, allowed[:, :, None], dim=0)
-                # a slot is a window and its decoys, ranked by the best of them: selection blind to
-                # which one is real, so target and decoys stay exchangeable under the null
+                decoy_row_sums += _moments(decoy[:, :, n_decoys:].transpose(1, 2), allowed[:, None, :], dim=2)
+                # a slot is a pair ranked by the best of its 1 + 2D scores: a selection blind to
+                # which one is real, so under the null they stay exchangeable
                 slot = torch.maximum(target, decoy.max(2).values).masked_fill_(excluded, -torch.inf)
-                vals, idx = torch.topk(slot, min(k, c1 - c0), dim=1)
+                vals, idx = torch.topk(slot, min(k, cb), dim=1)
                 new = [idx + c0, torch.gather(target, 1, idx), torch.einsum("qd,qkd->qk", q_raw, c_raw[idx]),
-                       torch.gather(decoy, 1, idx[:, :, None].expand(-1, -1, n_decoys))]
+                       torch.gather(decoy, 1, idx[:, :, None].expand(-1, -1, 2 * n_decoys))]
                 best, carried = _merge_topk(torch, best, carried, vals, new, k)
             window_sums[q0:q1] = row_sums.cpu().numpy()
+            decoy_sums[q0:q1] = decoy_row_sums.cpu().numpy()
             keep = torch.isfinite(best).cpu().numpy()
             query = np.broadcast_to(np.arange(q0, q1)[:, None], keep.shape)
             blocks.append([query[keep], *(c.cpu().numpy()[keep] for c in carried)])
             if progress:
                 progress(q1 - q0)
-    columns = [np.concatenate(x) for x in zip(*blocks)] if blocks else [np.empty(0)] * 4 + [np.empty((0, n_decoys))]
+    return _neighbours(blocks, n_decoys, (lo, hi), window_sums, decoy_sums)
+
+
+def _neighbours(blocks: list, n_decoys: int, rows: tuple[int, int], window_sums, decoy_sums) -> Neighbours:
+    """Per-block columns (query, neighbour, score, cosine, decoy scores) to a Neighbours."""
+    columns = ([np.concatenate(x) for x in zip(*blocks)] if blocks
+               else [np.empty(0)] * 4 + [np.empty((0, 2 * n_decoys))])
     entries = pd.DataFrame({name: np.asarray(col).astype(dtype) for (name, dtype), col
                             in zip(ENTRY_COLUMNS.items(), columns)})
-    return Neighbours(entries=entries, decoy_scores=np.asarray(columns[4], np.float32).reshape(-1, n_decoys),
-                      n_decoys=n_decoys, rows=(lo, hi), window_sums=window_sums,
-                      decoy_sums=decoy_sums.cpu().numpy())
+    return Neighbours(entries=entries, decoy_scores=np.asarray(columns[4], np.float32).reshape(-1, 2 * n_decoys),
+                      n_decoys=n_decoys, rows=rows, window_sums=window_sums, decoy_sums=decoy_sums)
 
 
 def _moments(sims, weights, dim: int):
@@ -317,7 +329,7 @@ def merge_neighbours(parts: list, ws: WindowSet, out_path) -> None:
                         decoy_scores=np.concatenate([p[0].decoy_scores for p in pieces]),
                         n_decoys=pieces[0][0].n_decoys, rows=(0, len(ws)),
                         window_sums=sum(p[0].window_sums for p in pieces),  # each chunk holds its own rows
-                        decoy_sums=sum(p[0].decoy_sums for p in pieces))  # partial sums over query chunks
+                        decoy_sums=sum(p[0].decoy_sums for p in pieces))
     attrs = pieces[0][1]
     params = SearchParams(**json.loads(attrs["params"]))
     write_neighbours(out_path, ws, merged, params, json.loads(attrs["backend"]))
