@@ -246,16 +246,18 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
                 target = (q_corrected @ c_corrected.T).float()
                 # the pair's decoys: the query against the window's decoys, the query's decoys
                 # against the window; both ends of a pair see the same 1 + 2D scores
-                decoy = torch.cat([(q_corrected @ c_decoys.T).float().view(qb, cb, n_decoys),
-                                   (q_decoys @ c_corrected.T).float().view(qb, n_decoys, cb).transpose(1, 2)], 2)
+                their = (q_corrected @ c_decoys.T).float().view(qb, cb, n_decoys)
+                ours = (q_decoys @ c_corrected.T).float().view(qb, n_decoys, cb)
                 row_sums += _moments(target, allowed, dim=1)
-                decoy_row_sums += _moments(decoy[:, :, n_decoys:].transpose(1, 2), allowed[:, None, :], dim=2)
+                decoy_row_sums += _moments(ours, allowed[:, None, :], dim=2)
                 # a slot is a pair ranked by the best of its 1 + 2D scores: a selection blind to
                 # which one is real, so under the null they stay exchangeable
-                slot = torch.maximum(target, decoy.max(2).values).masked_fill_(excluded, -torch.inf)
+                best_decoy = torch.maximum(their.amax(2), ours.amax(1))
+                slot = torch.maximum(target, best_decoy).masked_fill_(excluded, -torch.inf)
                 vals, idx = torch.topk(slot, min(k, cb), dim=1)
-                new = [idx + c0, torch.gather(target, 1, idx), torch.einsum("qd,qkd->qk", q_raw, c_raw[idx]),
-                       torch.gather(decoy, 1, idx[:, :, None].expand(-1, -1, 2 * n_decoys))]
+                decoys_of = torch.cat([torch.gather(their, 1, idx[:, :, None].expand(-1, -1, n_decoys)),
+                                       torch.gather(ours, 2, idx[:, None, :].expand(-1, n_decoys, -1)).transpose(1, 2)], 2)
+                new = [idx + c0, torch.gather(target, 1, idx), torch.einsum("qd,qkd->qk", q_raw, c_raw[idx]), decoys_of]
                 best, carried = _merge_topk(torch, best, carried, vals, new, k)
             window_sums[q0:q1] = row_sums.cpu().numpy()
             decoy_sums[q0:q1] = decoy_row_sums.cpu().numpy()
@@ -284,10 +286,11 @@ def _moments(sims, weights, dim: int):
     import torch
 
     kept = sims * weights
-    count = weights.sum(dim).expand(kept.sum(dim).shape) if weights.shape != sims.shape else weights.sum(dim)
-    moments = torch.stack([kept.sum(dim).double() * FIXED_POINT, (kept * kept).sum(dim).double() * FIXED_POINT,
-                           count.double()], -1)
-    return torch.round(moments).long()
+    total = kept.sum(dim)
+    squares = torch.linalg.vector_norm(kept, dim=dim) ** 2
+    count = weights.sum(dim).expand(total.shape)
+    return torch.round(torch.stack([total.double() * FIXED_POINT, squares.double() * FIXED_POINT,
+                                    count.double()], -1)).long()
 
 
 # ---- HDF5 I/O --------------------------------------------------------------------------------
