@@ -1,9 +1,9 @@
 """Search throughput and memory: `evoscan search` (exact, streamed from HDF5) against a plain torch
 matmul of the same shape, and the approximate index's recall@10 against the exact search.
 
-The baseline multiplies the same corrected vectors, all in memory, in one call: N queries
-against N windows and N * D decoys (what the search must compute), with no exclusions, top-k,
-moments or reading from disk. Both run in this process on the same random embeddings (genes of
+The baseline multiplies the same normalised vectors, all in memory: N queries against N windows
+and N * D decoys, and the N * D decoys against the N windows (what the search must compute),
+with no exclusions, top-k, sums or reading from disk. Both run in this process on the same random embeddings (genes of
 ~80 windows, overlapping tiling); peak memory is measured in a fresh child process per method.
 
     python benchmarks/bench_search.py [--n 20000] [--dim 2080] [--decoys 1] [--precision fp32]
@@ -60,8 +60,8 @@ def run_matmul(path: Path, precision: str):
         emb, dec = f["embeddings"][()], f["decoys"][()]
     x = torch.nn.functional.normalize(torch.from_numpy(emb), dim=1).to(getattr(torch, PRECISIONS[precision]))
     y = torch.nn.functional.normalize(torch.from_numpy(dec.reshape(-1, emb.shape[1])), dim=1).to(x.dtype)
-    with torch.inference_mode():
-        return x @ torch.cat([x, y]).T
+    with torch.inference_mode():  # windows with windows and decoys, decoys with windows
+        return x @ torch.cat([x, y]).T, y @ x.T
 
 
 def run_search(path: Path, n: int, precision: str, memory_mb: int, index: str = "exact"):

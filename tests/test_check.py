@@ -1,0 +1,80 @@
+"""The checks on nominated pairs: one competition per pair, filters and funnel, family flags."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from evoscan.check import CheckParams, check_pairs, nominated_pairs, read_families
+from evoscan.errors import EvoscanError
+from evoscan.search import FIXED_POINT, Neighbours
+from evoscan.windows import WindowParams, WindowSet
+
+NO_HITS = pd.DataFrame({c: pd.Series(dtype=t) for c, t in
+                        zip(["window_a", "window_b", "evalue", "bitscore", "pident", "length"],
+                            ["i8", "i8", "f8", "f4", "f4", "i8"])})
+
+
+def four_windows():
+    rng = np.random.default_rng(4)
+    table = pd.DataFrame({"id": [f"w{i}" for i in range(4)], "gene": list("ABCD"), "chrom": "c1",
+                          "start": [0, 1000, 2000, 3000], "end": [512, 1512, 2512, 3512], "strand": "+",
+                          "region": "intron", "gc": 0.5, "cpg_oe": 0.2, "n_frac": 0.0, "softmask_frac": 0.0})
+    seqs = np.array(["".join(rng.choice(list("ACGT"), 512)).encode() for _ in range(4)])
+    return WindowSet(table, seqs, WindowParams())
+
+
+def neighbours(query, neighbour, score, decoys):
+    """Neighbours with every window's and decoy's similarity distribution N(0, 0.1)."""
+    sums = lambda shape: np.stack([np.zeros(shape), np.full(shape, 0.01 * 100 * FIXED_POINT),  # noqa: E731
+                                   np.full(shape, 100)], -1).astype(np.int64)
+    entries = pd.DataFrame({"query": query, "neighbour": neighbour, "score": np.float32(score),
+                            "cosine": np.float32(score)})
+    return Neighbours(entries, np.asarray(decoys, np.float32), 1, (0, 4), sums((4,)), sums((4, 1)))
+
+
+def test_a_pair_found_from_both_ends_competes_once():
+    # pair (0,1) from both ends: the same three scores, decoy halves swapped
+    nb = neighbours([0, 1, 2], [1, 0, 3], [0.5, 0.5, 0.1], [[0.1, 0.2], [0.2, 0.1], [0.3, 0.0]])
+    pairs = nominated_pairs(nb)
+    assert pairs[["window_a", "window_b"]].values.tolist() == [[0, 1], [2, 3]]
+    assert pairs["score_z"].tolist() == pytest.approx([5.0, 1.0])  # (0.5 - 0) / 0.1
+    assert pairs["margin"].tolist() == pytest.approx([3.0, -2.0])  # against the best decoy, 0.2 / 0.3
+    assert pairs["qvalue"].iloc[1] == 1.0  # a decoy won
+    assert pairs.attrs["decoy_z"].shape == (2, 2)
+
+
+def test_filters_and_funnel():
+    ws = four_windows()
+    nb = neighbours([0, 2], [1, 3], [0.5, 0.4], [[0.0, 0.0], [0.0, 0.0]])
+    repeat = np.array([0.0, 0.05, 0.5, 0.0], dtype=np.float32)
+    hits = pd.DataFrame({"window_a": [0], "window_b": [1], "evalue": [1e-3], "bitscore": [40.0],
+                         "pident": [90.0], "length": [50]})
+    params = CheckParams(max_qvalue=1.0, sw_shuffles=5)
+    pairs, funnel, stats = check_pairs(ws, nb, repeat, params, hits=hits)
+    by_pair = pairs.set_index(["window_a", "window_b"])
+    assert by_pair.loc[(0, 1), "blast_hit"] and not by_pair.loc[(0, 1), "candidate"]
+    assert not by_pair.loc[(2, 3), "repeat_free"] and not by_pair.loc[(2, 3), "candidate"]
+    assert funnel == {"window_pairs": 6, "cross_gene": 6, "nominated": 2, "repeat_free": 1,
+                      "no_blast_hit": 0, "significant": 0, "no_sw_homology": 0, "candidates": 0}
+    assert stats["blast_mode"] == "all-vs-all" and pairs.attrs["decoy_z"].shape == (2, 2)
+    # relaxing the filters lets both through, and Smith-Waterman then runs on them
+    pairs, funnel, _ = check_pairs(ws, nb, repeat, CheckParams(max_qvalue=1.0, sw_shuffles=5, max_repeat_frac=0.6,
+                                                               max_blast_evalue=1e-6), hits=hits)
+    assert pairs["candidate"].all() and funnel["candidates"] == 2 and pairs["sw_score"].notna().all()
+
+
+def test_family_table_flags_paralog_pairs(tmp_path):
+    table = tmp_path / "families.tsv"
+    table.write_text("# gene\tfamily\nA\tIF_type3\nB\tIF_type3\nC\tmyosin\n")
+    families = read_families(table)
+    assert families == {"A": "IF_type3", "B": "IF_type3", "C": "myosin"}
+    nb = neighbours([0, 2], [1, 3], [0.5, 0.4], [[0.0, 0.0], [0.0, 0.0]])
+    pairs, _, _ = check_pairs(four_windows(), nb, np.zeros(4, np.float32), CheckParams(max_qvalue=1.0, sw_shuffles=5),
+                              hits=NO_HITS, families=families)
+    flagged = pairs.set_index(["window_a", "window_b"])
+    assert flagged.loc[(0, 1), "same_family"] and not flagged.loc[(2, 3), "same_family"]  # D has no family
+    assert flagged.loc[(0, 1), "candidate"]  # flagged, not dropped
+    bad = tmp_path / "bad.tsv"
+    bad.write_text("just one column\n")
+    with pytest.raises(EvoscanError, match="two-column TSV of gene and family"):
+        read_families(bad)
