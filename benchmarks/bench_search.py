@@ -117,6 +117,11 @@ def main() -> None:
             result["matmul_s"] = round(statistics.median(times["matmul"]), 2)
             result["throughput_ratio"] = round(result["matmul_s"] / result["search_s"], 3)
             result["peak_mib_matmul"] = round(peak_child(f"b.run_matmul(Path('{path}'), '{a.precision}')"))
+        if a.precision != "fp32":  # agreement of reduced precision with fp32
+            reference = run_search(path, a.n, "fp32", a.memory)
+            both = reference.entries.merge(exact.entries, on=["query", "neighbour"])
+            result["recall_at_10_vs_fp32"] = round(recall_at(reference, exact), 4)
+            result["max_abs_score_diff_vs_fp32"] = round(float((both["score_x"] - both["score_y"]).abs().max()), 4)
         if a.approximate:
             t = time.perf_counter(); approx = run_search(path, a.n, a.precision, a.memory, "ivf")
             result["approximate_s"] = round(time.perf_counter() - t, 2)

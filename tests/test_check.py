@@ -78,3 +78,15 @@ def test_family_table_flags_paralog_pairs(tmp_path):
     bad.write_text("just one column\n")
     with pytest.raises(EvoscanError, match="two-column TSV of gene and family"):
         read_families(bad)
+
+
+def test_kmer_cosine_of_pairs_equals_the_kmer_backend():
+    from evoscan.backends.kmer import KmerBackend
+    from evoscan.check import kmer_cosine
+
+    rng = np.random.default_rng(1)
+    seqs = np.array(["".join(rng.choice(list("ACGT"), 512)).encode() for _ in range(300)])
+    ws = WindowSet(pd.DataFrame({"id": range(300)}), seqs, WindowParams())
+    a, b = rng.integers(0, 300, 5000), rng.integers(0, 300, 5000)
+    vectors = KmerBackend(6).embed([s.decode() for s in seqs])
+    assert np.allclose(kmer_cosine(ws, a, b, block=700), np.einsum("pd,pd->p", vectors[a], vectors[b]), atol=1e-6)

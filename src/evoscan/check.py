@@ -118,14 +118,17 @@ def nominated_pairs(nb: Neighbours) -> pd.DataFrame:
     return pairs
 
 
-def kmer_cosine(ws: WindowSet, a: np.ndarray, b: np.ndarray, block: int = 4096) -> np.ndarray:
-    """6-mer composition cosine of pairs (a, b), computed block by block from the sequences."""
+def kmer_cosine(ws: WindowSet, a: np.ndarray, b: np.ndarray, block: int = 8192) -> np.ndarray:
+    """6-mer composition cosine of pairs (a, b), block by block from the sequences, each window of a
+    block embedded once (pairs taken in order of `a`, so a block holds few distinct `a`)."""
     kmer = KmerBackend(k=6)
     out = np.empty(len(a), dtype=np.float32)
+    order = np.argsort(a, kind="stable")
     for s in range(0, len(a), block):
-        x = kmer.embed([ws.seqs[i].decode("ascii") for i in a[s:s + block]])
-        y = kmer.embed([ws.seqs[i].decode("ascii") for i in b[s:s + block]])
-        out[s:s + block] = np.einsum("pd,pd->p", x, y)
+        rows = order[s:s + block]
+        needed, where = np.unique(np.concatenate([a[rows], b[rows]]), return_inverse=True)
+        vectors = kmer.embed([ws.seqs[i].decode("ascii") for i in needed])
+        out[rows] = np.einsum("pd,pd->p", vectors[where[:len(rows)]], vectors[where[len(rows):]])
     return out
 
 
