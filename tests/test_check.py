@@ -6,7 +6,7 @@ import pytest
 
 from evoscan.check import CheckParams, check_pairs, nominated_pairs, read_families
 from evoscan.errors import EvoscanError
-from evoscan.search import FIXED_POINT, Neighbours
+from evoscan.search import Neighbours
 from evoscan.windows import WindowParams, WindowSet
 
 NO_HITS = pd.DataFrame({c: pd.Series(dtype=t) for c, t in
@@ -25,11 +25,10 @@ def four_windows():
 
 def neighbours(query, neighbour, score, decoys):
     """Neighbours with every window's and decoy's similarity distribution N(0, 0.1)."""
-    sums = lambda shape: np.stack([np.zeros(shape), np.full(shape, 0.01 * 100 * FIXED_POINT),  # noqa: E731
-                                   np.full(shape, 100)], -1).astype(np.int64)
+    sums = lambda shape: np.stack([np.zeros(shape), np.full(shape, 0.01 * 100), np.full(shape, 100)], -1)  # noqa: E731
     entries = pd.DataFrame({"query": query, "neighbour": neighbour, "score": np.float32(score),
                             "cosine": np.float32(score)})
-    return Neighbours(entries, np.asarray(decoys, np.float32), 1, (0, 4), sums((4,)), sums((4, 1)))
+    return Neighbours(entries, np.asarray(decoys, np.float32), 1, (0, 4), sums((4,)), sums((4,)), sums((4, 1)))
 
 
 def test_a_pair_found_from_both_ends_competes_once():
@@ -40,7 +39,25 @@ def test_a_pair_found_from_both_ends_competes_once():
     assert pairs["score_z"].tolist() == pytest.approx([5.0, 1.0])  # (0.5 - 0) / 0.1
     assert pairs["margin"].tolist() == pytest.approx([3.0, -2.0])  # against the best decoy, 0.2 / 0.3
     assert pairs["qvalue"].iloc[1] == 1.0  # a decoy won
-    assert pairs.attrs["decoy_z"].shape == (2, 2)
+    # decoy halves in the documented order whichever end held the pair: window_a with window_b's
+    # decoys, then window_a's decoys with window_b (the entry of window 1 had them the other way)
+    assert pairs.attrs["decoy_z"][0].tolist() == pytest.approx([1.0, 2.0])
+    from_b = nominated_pairs(neighbours([1, 2], [0, 3], [0.5, 0.1], [[0.2, 0.1], [0.3, 0.0]]))
+    assert from_b.attrs["decoy_z"][0].tolist() == pytest.approx([1.0, 2.0])
+
+
+def test_qvalues_among_the_pairs_calls_are_made_from():
+    """Pairs stopped by the repeat filter or BLAST do not lend their wins to the rest: `qvalue` is
+    computed among repeat-free pairs without a BLAST hit, `qvalue_all` among all."""
+    ws = four_windows()
+    nb = neighbours([0, 2, 1], [1, 3, 3], [0.9, 0.4, 0.2], [[0.0, 0.0], [0.0, 0.0], [0.0, 0.0]])
+    hits = pd.DataFrame({"window_a": [0], "window_b": [1], "evalue": [1e-30], "bitscore": [200.0],
+                         "pident": [99.0], "length": [400]})
+    pairs, _, stats = check_pairs(ws, nb, np.zeros(4, np.float32), CheckParams(sw_shuffles=5), hits=hits)
+    by_pair = pairs.set_index(["window_a", "window_b"])
+    assert np.isnan(by_pair.loc[(0, 1), "qvalue"]) and by_pair.loc[(0, 1), "qvalue_all"] < 1
+    assert by_pair["qvalue"].notna().sum() == 2 and stats["population_pairs"] == 2
+    assert stats["target_win_fraction"] == 1.0
 
 
 def test_filters_and_funnel():

@@ -9,8 +9,8 @@ quantised vectors), so the selection stays blind to which score is real and the 
 competition stays fair: real and decoy scores are found and computed by the same approximation. Recall against the exact search is
 measured in benchmarks/bench_search.py.
 
-The normalisation sums come from a fixed random sample of reference windows (exact vectors)
-instead of every window; raw cosines from 8-bit codes of the raw vectors. Memory: about
+The normalisation sums come from a fixed random sample of reference windows and their decoys
+(exact vectors) instead of every window; raw cosines from 8-bit codes of the raw vectors. Memory: about
 (2 + D) bytes x dimension per window (for 1 M windows of 2,080 dimensions and one decoy: 6.2 GB),
 plus a block.
 """
@@ -49,7 +49,7 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
                        progress: Callable[[int], None] | None = None):
     import torch
 
-    from .search import FIXED_POINT, _neighbours, _Transform, chunk_rows, cross_group_overlaps, embedding_stats
+    from .search import _neighbours, _Transform, chunk_rows, cross_group_overlaps, embedding_stats
 
     faiss = _faiss()
     emb, decoys = f["embeddings"], f["decoys"]
@@ -65,9 +65,11 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
     nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
     rng = np.random.default_rng(0)
 
-    # train on a spread sample, then add windows and decoys in row order (ids = insertion order)
+    # train on a spread sample of windows and decoys together (the 8-bit ranges must fit both
+    # alike), then add windows and decoys in row order (ids = insertion order)
     step = max(1, n // TRAINING_ROWS)
-    sample = np.concatenate([corrected(emb[r0:r1][::step]) for r0, r1 in _blocks(n)])
+    sample = np.concatenate([corrected(x) for r0, r1 in _blocks(n)
+                             for x in (emb[r0:r1][::step], decoys[r0:r1][::step, 0])])
     windows_index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, nlist,
                                                   faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
     windows_index.train(sample)
@@ -76,14 +78,16 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
     raw_codes.train(np.concatenate([raw_unit(emb[r0:r1][::step]) for r0, r1 in _blocks(n)]))
     codes = np.empty((n, raw_codes.code_size), dtype=np.uint8)
     reference = np.sort(rng.choice(n, min(n, REFERENCE_WINDOWS), replace=False))
-    ref_parts = []
+    ref_parts, ref_decoy_parts = [], []
     for r0, r1 in _blocks(n):
-        block = corrected(emb[r0:r1])
+        block, decoy_block = corrected(emb[r0:r1]), corrected(decoys[r0:r1].reshape(-1, dim))
         windows_index.add(block)
-        decoys_index.add(corrected(decoys[r0:r1].reshape(-1, dim)))
+        decoys_index.add(decoy_block)
         codes[r0:r1] = raw_codes.compute_codes(raw_unit(emb[r0:r1]))
-        ref_parts.append(block[reference[(reference >= r0) & (reference < r1)] - r0])
-    ref_vectors = np.concatenate(ref_parts)
+        picked = reference[(reference >= r0) & (reference < r1)] - r0
+        ref_parts.append(block[picked])
+        ref_decoy_parts.append(decoy_block.reshape(r1 - r0, n_decoys, dim)[picked].reshape(-1, dim))
+    ref_vectors, ref_decoys = np.concatenate(ref_parts), np.concatenate(ref_decoy_parts)
     for index in (windows_index, decoys_index):
         index.make_direct_map(True)
         index.nprobe = params.nprobe or max(1, min(nlist // 8, 64))
@@ -102,13 +106,12 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
 
     def moments(sims: np.ndarray, ok: np.ndarray) -> np.ndarray:
         kept = np.where(ok, sims, 0.0).astype(np.float64)
-        return np.round(np.stack([kept.sum(1) * FIXED_POINT, (kept ** 2).sum(1) * FIXED_POINT, ok.sum(1)], -1)
-                        ).astype(np.int64)
+        return np.stack([kept.sum(1), (kept ** 2).sum(1), ok.sum(1)], -1)
 
     q_rows = max(1, math.ceil(n / 16)) if n < 16 * QUERY_BLOCK else QUERY_BLOCK
     lo, hi = chunk_rows(chunk, n, q_rows)
-    window_sums = np.zeros((n, 3), dtype=np.int64)
-    decoy_sums = np.zeros((n, n_decoys, 3), dtype=np.int64)
+    window_sums, window_decoy_sums = np.zeros((n, 3)), np.zeros((n, 3))
+    decoy_sums = np.zeros((n, n_decoys, 3))
     found, searched = [], max(4 * k, k + 64)  # same-group and overlapping windows are found too
     for q0 in range(lo, hi, q_rows):
         q1 = min(hi, q0 + q_rows)
@@ -116,8 +119,10 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
         block = emb[q0:q1]
         query, query_raw = corrected(block), raw_unit(block)
         query_decoys = corrected(decoys[q0:q1].reshape(-1, dim))
-        window_sums[q0:q1] = moments(query @ ref_vectors.T, allowed(rows, reference))
-        decoy_sums[q0:q1] = moments(query_decoys @ ref_vectors.T, np.repeat(allowed(rows, reference), n_decoys, 0)
+        ok_ref = allowed(rows, reference)
+        window_sums[q0:q1] = moments(query @ ref_vectors.T, ok_ref)
+        window_decoy_sums[q0:q1] = moments(query @ ref_decoys.T, np.repeat(ok_ref, n_decoys, 1))
+        decoy_sums[q0:q1] = moments(query_decoys @ ref_vectors.T, np.repeat(ok_ref, n_decoys, 0)
                                     ).reshape(q1 - q0, n_decoys, 3)
         # candidates: windows near the query, windows whose decoys are near it, windows near its
         # decoys; found alike for a pair's real score and each of its decoy scores
@@ -148,4 +153,4 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
                       np.take_along_axis(decoy, top[:, :, None], 1)[keep]])
         if progress:
             progress(q1 - q0)
-    return _neighbours(found, n_decoys, (lo, hi), window_sums, decoy_sums)
+    return _neighbours(found, n_decoys, (lo, hi), window_sums, window_decoy_sums, decoy_sums)

@@ -4,7 +4,9 @@ search nominates only (cost grows with N * k, not N²).
 - Significance: target-decoy competition (`decoys.py`). Each nominated pair (a, b) competes
   once: its score against the scores of a with b's decoys and of a's decoys with b (shuffles:
   same composition, no content). `margin` is how far the pair's normalised score beats the best
-  decoy's (negative: a decoy won); `qvalue` comes from the winners' leads. Scores are compared
+  decoy's (negative: a decoy won). `qvalue` comes from the winners' leads among the pairs calls
+  are made from — repeat-free, no BLAST hit — and `qvalue_all` among all nominated pairs (where
+  paralogs and repeats win too: what the model sees beyond composition, before the filters). Scores are compared
   after symmetric normalisation (the S-norm of speaker verification), `score_z` =
   ((s - m_a) / sd_a + (s - m_b) / sd_b) / 2, where m and sd are a window's (or decoy's) mean and
   spread of similarity to every window it may pair with: hubs and composition outliers, similar
@@ -35,7 +37,7 @@ from .decoys import competition_qvalues
 from .errors import EvoscanError
 from .homology import sw_significance
 from .io import h5
-from .search import FIXED_POINT, Neighbours, cross_group_overlaps
+from .search import Neighbours, cross_group_overlaps
 from .windows import WindowSet
 
 FUNNEL = [
@@ -48,10 +50,10 @@ FUNNEL = [
     ("no_sw_homology", "no Smith-Waterman homology"),
     ("candidates", "candidates"),
 ]
-PAIR_COLUMNS = ["window_a", "window_b", "score", "score_z", "margin", "qvalue", "cosine", "kmer_cosine",
-                "composition_residual", "repeat_frac_a", "repeat_frac_b", "blast_searched", "blast_evalue",
-                "blast_bitscore", "blast_pident", "sw_score", "sw_zscore", "sw_pvalue", "same_family", "repeat_free", "blast_hit",
-                "significant", "sw_homology", "candidate"]
+PAIR_COLUMNS = ["window_a", "window_b", "score", "score_z", "margin", "qvalue", "qvalue_all", "cosine",
+                "kmer_cosine", "composition_residual", "repeat_frac_a", "repeat_frac_b", "blast_searched",
+                "blast_evalue", "blast_bitscore", "blast_pident", "sw_score", "sw_zscore", "sw_pvalue",
+                "same_family", "repeat_free", "blast_hit", "significant", "sw_homology", "candidate"]
 
 
 @dataclass(frozen=True)
@@ -74,15 +76,22 @@ class CheckParams:
 
 
 def _mean_sd(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Mean and spread from the search's fixed-point sums (sum and sum of squares in 2^-32 units)."""
-    count = np.maximum(sums[..., 2], 1).astype(np.float64)
-    mean = sums[..., 0] / FIXED_POINT / count
-    return mean, np.sqrt(np.maximum(sums[..., 1] / FIXED_POINT / count - mean ** 2, 1e-12))
+    """Mean and spread from the search's sums (sum, sum of squares, count)."""
+    count = np.maximum(sums[..., 2], 1)
+    mean = sums[..., 0] / count
+    return mean, np.sqrt(np.maximum(sums[..., 1] / count - mean ** 2, 1e-12))
 
 
 def normalised_scores(nb: Neighbours) -> tuple[np.ndarray, np.ndarray]:
-    """S-norm of every entry's target score [entries] and decoy scores [entries, 2D]."""
+    """S-norm of every entry's target score [entries] and decoy scores [entries, 2D].
+
+    Each side of a score is measured against its cohort of the other side's kind: for a with b,
+    a's and b's similarities to windows; for a with b's decoy, a's similarities to decoys and the
+    decoy's to windows; for a's decoy with b, the decoy's to windows and b's to decoys. (Real
+    windows resemble real windows more than they resemble decoys; one cohort for all would hand
+    the real score a head start.)"""
     w_mean, w_sd = _mean_sd(nb.window_sums)
+    wd_mean, wd_sd = _mean_sd(nb.window_decoy_sums)
     d_mean, d_sd = _mean_sd(nb.decoy_sums)
     e = nb.entries
     q, j = e["query"].to_numpy(), e["neighbour"].to_numpy()
@@ -91,20 +100,24 @@ def normalised_scores(nb: Neighbours) -> tuple[np.ndarray, np.ndarray]:
     target = (z(s, w_mean[q], w_sd[q]) + z(s, w_mean[j], w_sd[j])) / 2
     d = nb.n_decoys
     s = nb.decoy_scores.astype(np.float64)
-    neighbour_decoys = (z(s[:, :d], w_mean[q][:, None], w_sd[q][:, None]) + z(s[:, :d], d_mean[j], d_sd[j])) / 2
-    query_decoys = (z(s[:, d:], d_mean[q], d_sd[q]) + z(s[:, d:], w_mean[j][:, None], w_sd[j][:, None])) / 2
-    return target.astype(np.float32), np.concatenate([neighbour_decoys, query_decoys], 1).astype(np.float32)
+    with_their = (z(s[:, :d], wd_mean[q][:, None], wd_sd[q][:, None]) + z(s[:, :d], d_mean[j], d_sd[j])) / 2
+    with_ours = (z(s[:, d:], d_mean[q], d_sd[q]) + z(s[:, d:], wd_mean[j][:, None], wd_sd[j][:, None])) / 2
+    return target.astype(np.float32), np.concatenate([with_their, with_ours], 1).astype(np.float32)
 
 
 def nominated_pairs(nb: Neighbours) -> pd.DataFrame:
     """Unique pairs window_a < window_b, each with one competition, best normalised score first.
 
     Both ends of a pair hold the same 1 + 2D scores, so its entries agree and one stands for it.
-    `margin`: the normalised score minus the best decoy's (negative: a decoy won); `qvalue`: from
-    the winners' leads over the runner-up (target wins against decoy wins / 2D; 1 where a decoy
-    wins)."""
+    `margin`: the normalised score minus the best decoy's (negative: a decoy won); `qvalue`: of
+    the competitions of all these pairs (target wins against decoy wins / 2D; 1 where a decoy
+    wins). `attrs["decoy_z"]`: each pair's normalised decoy scores, window_a with window_b's
+    decoys, then window_a's decoys with window_b."""
     e = nb.entries
     target_z, decoy_z = normalised_scores(nb)
+    d = nb.n_decoys
+    from_b = (e["query"] > e["neighbour"]).to_numpy()  # held by window_b: its halves are the other way round
+    decoy_z[from_b] = np.concatenate([decoy_z[from_b, d:], decoy_z[from_b, :d]], 1)
     pairs = pd.DataFrame({"window_a": np.minimum(e["query"], e["neighbour"]),
                           "window_b": np.maximum(e["query"], e["neighbour"]),
                           "score": e["score"].to_numpy(), "score_z": target_z, "cosine": e["cosine"].to_numpy()})
@@ -114,7 +127,7 @@ def nominated_pairs(nb: Neighbours) -> pd.DataFrame:
     pairs, decoy_z = pairs.iloc[order].reset_index(drop=True), decoy_z[order]
     pairs["margin"] = pairs["score_z"] - decoy_z.max(1)
     pairs["qvalue"] = competition_qvalues(pairs["score_z"].to_numpy(), decoy_z)
-    pairs.attrs["decoy_z"] = decoy_z  # the null of each pair, row-aligned (calibration, report)
+    pairs.attrs["decoy_z"] = decoy_z
     return pairs
 
 
@@ -181,7 +194,17 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
     pairs = pairs.merge(best[["window_a", "window_b", "blast_evalue", "blast_bitscore", "blast_pident"]],
                         on=["window_a", "window_b"], how="left")
     pairs["blast_hit"] = pairs["blast_evalue"].le(params.max_blast_evalue)
+    # q-values among the pairs calls are made from (repeat-free, no BLAST hit): q-values over all
+    # pairs would borrow the wins of paralogs and repeats, and not hold for what is left
+    population = (pairs["repeat_free"] & ~pairs["blast_hit"]).to_numpy()
+    pairs["qvalue_all"], pairs["qvalue"] = pairs["qvalue"], np.nan
+    pairs.loc[population, "qvalue"] = competition_qvalues(pairs["score_z"].to_numpy()[population],
+                                                          decoy_z[pairs["row"].to_numpy()[population]])
     pairs["significant"] = pairs["qvalue"].le(params.max_qvalue)
+    # under the null a pair's own score wins 1 / (1 + 2D) of its competitions: more is signal
+    # (or a bias of the decoys, which the calibration on signal-free copies rules out)
+    stats.update(population_pairs=int(population.sum()),
+                 target_win_fraction=float((pairs["margin"].to_numpy()[population] > 0).mean()) if population.any() else 0.0)
     pairs = _smith_waterman(ws, pairs, pairs["repeat_free"] & ~pairs["blast_hit"] & pairs["significant"], params)
     pairs["sw_homology"] = pairs["sw_pvalue"].lt(params.min_sw_pvalue)
     fam = families or {}

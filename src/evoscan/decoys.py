@@ -35,6 +35,7 @@ nothing.
 
 from __future__ import annotations
 
+import hashlib
 import math
 
 import numpy as np
@@ -85,7 +86,8 @@ def segment_length(size: int, stride: int) -> int:
 
 
 def _chrom_code(chrom: str) -> int:
-    return int.from_bytes(chrom.encode()[:8].ljust(8, b"\0"), "little") % (2**63)
+    """A 63-bit seed part from the whole chromosome (or record) name."""
+    return int.from_bytes(hashlib.blake2b(chrom.encode(), digest_size=8).digest(), "little") >> 1
 
 
 def decoy_sequences(seqs: list[str], chrom: list[str], start: list[int], strand: list[str],

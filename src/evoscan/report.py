@@ -14,7 +14,7 @@ from .check import FUNNEL
 from .windows import WindowSet
 
 PAIR_VALUES = ["cosine", "repeat_frac_a", "repeat_frac_b", "blast_evalue", "blast_bitscore", "blast_pident", "blast_searched",
-               "score", "score_z", "margin", "qvalue", "kmer_cosine", "composition_residual",
+               "score", "score_z", "margin", "qvalue", "qvalue_all", "kmer_cosine", "composition_residual",
                "sw_score", "sw_zscore", "sw_pvalue", "same_family"]
 TSV_COLUMNS = ["window_a", "window_b", "gene_a", "gene_b", "chrom_a", "start_a", "end_a",
                "chrom_b", "start_b", "end_b", "region_a", "region_b", *PAIR_VALUES,
@@ -80,7 +80,9 @@ def summary(console: Console, ws: WindowSet, pairs: pd.DataFrame, meta: dict, to
     console.print(f"[dim]{len(ws):,} windows of {ws.table['gene'].nunique()} genes or regions; "
                   f"backend {meta['backend'].get('backend')}; {s['correction']} correction; top-k {s['top_k']}; "
                   f"q-values from competition with {stats['n_decoys']} dinucleotide-shuffle decoy(s) per window "
-                  f"({stats['entries']:,} neighbour slots); "
+                  f"({stats['entries']:,} neighbour slots); among the {stats['population_pairs']:,} repeat-free pairs "
+                  f"without a BLAST hit the pair's own score wins {stats['target_win_fraction']:.1%} of its "
+                  f"competitions ({1 / (1 + 2 * stats['n_decoys']):.1%} expected without signal); "
                   f"repeat fraction <= {p['max_repeat_frac']}; no BLAST hit at e-value <= {p['max_blast_evalue']} "
                   f"({blast_scope}; {meta['blastn_args']}); q <= {p['max_qvalue']}; Smith-Waterman p >= "
                   f"{p['min_sw_pvalue']} ({stats['sw_alignments']:,} alignments). Composition (6-mer cosine) "

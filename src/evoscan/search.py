@@ -11,8 +11,11 @@ windows (a decoy stands in for its window). A pair (a, b) has 1 + 2D scores: a w
 b's D decoys, and a's D decoys with b; both ends of the pair see the same ones. Each query keeps
 k slots, the pairs whose best of those scores is highest (a selection blind to which score is
 the real one), with all their scores: the target-decoy competition of `check`. On the way, the
-search sums every query window's and every query decoy's similarities to the windows it may pair
-with (sum, sum of squares, count): the mean and spread behind the normalised scores in `check`.
+search sums each query window's similarities to the windows it may pair with and to their
+decoys, and each of its decoys' similarities to those windows (sum, sum of squares, count): the
+means and spreads behind the normalised scores in `check`, each score measured against the
+cohort of its partner's kind (a decoy's partner is a window, a window's partner a window or a
+decoy).
 
 Query rows are processed in blocks of a fixed grid that depends only on the data's shape and the
 parameters, and `--chunk I/N` takes whole blocks of that grid, so a search scattered over chunks
@@ -36,7 +39,6 @@ from .windows import WindowSet, check_tiling
 
 CORRECTIONS = ("none", "center", "standardize")
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
-FIXED_POINT = 2.0 ** 32  # similarity sums are kept in units of 2^-32 (int64)
 MIN_QUERY_ROWS = 512  # below this a database pass costs more than it computes
 ENTRY_COLUMNS = {"query": np.int64, "neighbour": np.int64, "score": np.float32, "cosine": np.float32}
 
@@ -74,9 +76,12 @@ class Neighbours:
     decoy_scores: np.ndarray  # [entries, 2D]
     n_decoys: int
     rows: tuple[int, int]
-    window_sums: np.ndarray  # int64 [N, 3]: sum, sum of squares (units of 2^-32) and count of each
-    #                          query window's similarities (rows outside this chunk: 0)
-    decoy_sums: np.ndarray  # int64 [N, D, 3]: the same for each of its decoys
+    # sum, sum of squares and count of each query window's similarities to the windows it may pair
+    # with [N, 3], to their decoys [N, 3], and of each of its decoys to those windows [N, D, 3]
+    # (rows outside this chunk: 0)
+    window_sums: np.ndarray
+    window_decoy_sums: np.ndarray
+    decoy_sums: np.ndarray
 
 
 def overlapping_pairs(chrom: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -106,10 +111,10 @@ def cross_group_overlaps(ws: WindowSet) -> tuple[np.ndarray, np.ndarray]:
 
 def embedding_stats(emb: h5py.Dataset, decoys: h5py.Dataset, correction: str, rows: int = 4096
                     ) -> tuple[np.ndarray, np.ndarray]:
-    """(mean, scale) of the correction, over windows and decoys together (one streaming pass).
-
-    Pooled, because statistics of the windows alone would pull window-window similarities below
-    window-decoy ones and bias the decoys."""
+    """(mean, scale) of the correction, over windows and decoys together (one streaming pass):
+    one transformation for both, so that neither is favoured by it. (It does not make windows
+    as similar to decoys as to windows; the normalisation in `check` measures each score against
+    its own cohort for that.)"""
     dim = emb.shape[1]
     if correction == "none":
         return np.zeros(dim, np.float32), np.ones(dim, np.float32)
@@ -125,13 +130,13 @@ def embedding_stats(emb: h5py.Dataset, decoys: h5py.Dataset, correction: str, ro
     return mean.astype(np.float32), (np.ones(dim) * scale).astype(np.float32)
 
 
-def block_rows(n: int, dim: int, n_decoys: int, memory_mb: int) -> tuple[int, int]:
+def block_rows(n: int, dim: int, n_decoys: int, memory_mb: int, top_k: int = 10) -> tuple[int, int]:
     """(query rows, database rows) per block so that one step fits `memory_mb`."""
     budget = memory_mb * 2**20
     per_db_row = dim * 4 * (2 + n_decoys) * 2  # raw and corrected windows, corrected decoys, temporaries
     db = max(64, min(n, budget // 4 // per_db_row))
     # similarities (values, masked copy) of a query row against a database block: 1/2 of the budget
-    per_query_row = dim * 4 * (2 + n_decoys + 10) + db * (1 + 2 * n_decoys) * 4 * 3  # + ~10 neighbours' raw rows
+    per_query_row = dim * 4 * (2 + n_decoys + top_k) + db * (1 + 2 * n_decoys) * 4 * 3  # + neighbours' raw rows
     query = max(64, min(n, budget // 2 // per_query_row))
     query = min(query, max(MIN_QUERY_ROWS, math.ceil(n / 16)))  # at least ~16 blocks to scatter
     return query, db
@@ -200,7 +205,7 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
     ov_rows, ov_cols = cross_group_overlaps(ws)
     mean, scale = embedding_stats(emb, decoys, params.correction)
     transform = _Transform(mean, scale, device, dtype)
-    q_rows, c_rows = block_rows(n, dim, n_decoys, params.memory_mb)
+    q_rows, c_rows = block_rows(n, dim, n_decoys, params.memory_mb, params.top_k)
     lo, hi = chunk_rows(chunk, n, q_rows)
     k = min(params.top_k, n)
 
@@ -220,8 +225,8 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
         return block
 
     blocks = []
-    window_sums = np.zeros((n, 3), dtype=np.int64)
-    decoy_sums = np.zeros((n, n_decoys, 3), dtype=np.int64)
+    window_sums, window_decoy_sums = np.zeros((n, 3)), np.zeros((n, 3))
+    decoy_sums = np.zeros((n, n_decoys, 3))
     with torch.inference_mode():
         for q0 in range(lo, hi, q_rows):
             q1 = min(hi, q0 + q_rows)
@@ -232,8 +237,9 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
             no_decoys = torch.full((qb, 0, 2 * n_decoys), -torch.inf, device=device)
             carried = [torch.zeros((qb, 0), dtype=torch.int64, device=device), best, best, no_decoys]
             a, b = np.searchsorted(ov_rows, [q0, q1])
-            row_sums = torch.zeros((qb, 3), dtype=torch.int64, device=device)
-            decoy_row_sums = torch.zeros((qb, n_decoys, 3), dtype=torch.int64, device=device)
+            row_sums = torch.zeros((qb, 3), dtype=torch.float64, device=device)
+            row_decoy_sums = torch.zeros((qb, 3), dtype=torch.float64, device=device)
+            decoy_row_sums = torch.zeros((qb, n_decoys, 3), dtype=torch.float64, device=device)
             for c0 in range(0, n, c_rows):
                 c1, c_raw, c_corrected, c_decoys = database_block(c0)
                 cb = c1 - c0
@@ -248,8 +254,9 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
                 # against the window; both ends of a pair see the same 1 + 2D scores
                 their = (q_corrected @ c_decoys.T).float().view(qb, cb, n_decoys)
                 ours = (q_decoys @ c_corrected.T).float().view(qb, n_decoys, cb)
-                row_sums += _moments(target, allowed, dim=1)
-                decoy_row_sums += _moments(ours, allowed[:, None, :], dim=2)
+                row_sums += _moments(target, allowed, dim=(1,))
+                row_decoy_sums += _moments(their, allowed[:, :, None], dim=(1, 2))
+                decoy_row_sums += _moments(ours, allowed[:, None, :], dim=(2,))
                 # a slot is a pair ranked by the best of its 1 + 2D scores: a selection blind to
                 # which one is real, so under the null they stay exchangeable
                 best_decoy = torch.maximum(their.amax(2), ours.amax(1))
@@ -260,37 +267,37 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
                 new = [idx + c0, torch.gather(target, 1, idx), torch.einsum("qd,qkd->qk", q_raw, c_raw[idx]), decoys_of]
                 best, carried = _merge_topk(torch, best, carried, vals, new, k)
             window_sums[q0:q1] = row_sums.cpu().numpy()
+            window_decoy_sums[q0:q1] = row_decoy_sums.cpu().numpy()
             decoy_sums[q0:q1] = decoy_row_sums.cpu().numpy()
             keep = torch.isfinite(best).cpu().numpy()
             query = np.broadcast_to(np.arange(q0, q1)[:, None], keep.shape)
             blocks.append([query[keep], *(c.cpu().numpy()[keep] for c in carried)])
             if progress:
                 progress(q1 - q0)
-    return _neighbours(blocks, n_decoys, (lo, hi), window_sums, decoy_sums)
+    return _neighbours(blocks, n_decoys, (lo, hi), window_sums, window_decoy_sums, decoy_sums)
 
 
-def _neighbours(blocks: list, n_decoys: int, rows: tuple[int, int], window_sums, decoy_sums) -> Neighbours:
+def _neighbours(blocks: list, n_decoys: int, rows: tuple[int, int], window_sums, window_decoy_sums,
+                decoy_sums) -> Neighbours:
     """Per-block columns (query, neighbour, score, cosine, decoy scores) to a Neighbours."""
     columns = ([np.concatenate(x) for x in zip(*blocks)] if blocks
                else [np.empty(0)] * 4 + [np.empty((0, 2 * n_decoys))])
     entries = pd.DataFrame({name: np.asarray(col).astype(dtype) for (name, dtype), col
                             in zip(ENTRY_COLUMNS.items(), columns)})
     return Neighbours(entries=entries, decoy_scores=np.asarray(columns[4], np.float32).reshape(-1, 2 * n_decoys),
-                      n_decoys=n_decoys, rows=rows, window_sums=window_sums, decoy_sums=decoy_sums)
+                      n_decoys=n_decoys, rows=rows, window_sums=window_sums, window_decoy_sums=window_decoy_sums,
+                      decoy_sums=decoy_sums)
 
 
-def _moments(sims, weights, dim: int):
-    """(sum, sum of squares, count) of the allowed similarities along `dim`, stacked last, as fixed
-    point (units of 2^-32, int64): integer sums do not depend on their order, so a search split
-    into chunks adds up to exactly what one search sums."""
+def _moments(sims, weights, dim: tuple[int, ...]):
+    """(sum, sum of squares, count) of the allowed similarities over `dim`, stacked last: float32
+    within a block, float64 across blocks."""
     import torch
 
     kept = sims * weights
     total = kept.sum(dim)
-    squares = torch.linalg.vector_norm(kept, dim=dim) ** 2
-    count = weights.sum(dim).expand(total.shape)
-    return torch.round(torch.stack([total.double() * FIXED_POINT, squares.double() * FIXED_POINT,
-                                    count.double()], -1)).long()
+    return torch.stack([total.double(), (torch.linalg.vector_norm(kept, dim=dim) ** 2).double(),
+                        weights.expand_as(sims).sum(dim).double()], -1)
 
 
 # ---- HDF5 I/O --------------------------------------------------------------------------------
@@ -300,7 +307,8 @@ def write_neighbours(path, ws: WindowSet, nb: Neighbours, params: SearchParams, 
     attrs.update(rows_start=nb.rows[0], rows_end=nb.rows[1], n_decoys=nb.n_decoys,
                  backend=json.dumps(embeddings_meta))
     data = {c: nb.entries[c].to_numpy() for c in ENTRY_COLUMNS}
-    data.update(decoy_scores=nb.decoy_scores, window_sums=nb.window_sums, decoy_sums=nb.decoy_sums)
+    data.update(decoy_scores=nb.decoy_scores, window_sums=nb.window_sums, window_decoy_sums=nb.window_decoy_sums,
+                decoy_sums=nb.decoy_sums)
     h5.write_h5(path, data, attrs)
 
 
@@ -309,7 +317,8 @@ def _read_part(path, ws: WindowSet) -> tuple[Neighbours, dict]:
         nb = Neighbours(entries=pd.DataFrame({c: f[c][()] for c in ENTRY_COLUMNS}), decoy_scores=f["decoy_scores"][()],
                         n_decoys=int(f.attrs["n_decoys"]),
                         rows=(int(f.attrs["rows_start"]), int(f.attrs["rows_end"])),
-                        window_sums=f["window_sums"][()], decoy_sums=f["decoy_sums"][()])
+                        window_sums=f["window_sums"][()], window_decoy_sums=f["window_decoy_sums"][()],
+                        decoy_sums=f["decoy_sums"][()])
         return nb, dict(f.attrs)
 
 
@@ -331,7 +340,9 @@ def merge_neighbours(parts: list, ws: WindowSet, out_path) -> None:
     merged = Neighbours(entries=pd.concat([p[0].entries for p in pieces], ignore_index=True),
                         decoy_scores=np.concatenate([p[0].decoy_scores for p in pieces]),
                         n_decoys=pieces[0][0].n_decoys, rows=(0, len(ws)),
-                        window_sums=sum(p[0].window_sums for p in pieces),  # each chunk holds its own rows
+                        # each chunk holds its own rows (zeros elsewhere): adding them is exact
+                        window_sums=sum(p[0].window_sums for p in pieces),
+                        window_decoy_sums=sum(p[0].window_decoy_sums for p in pieces),
                         decoy_sums=sum(p[0].decoy_sums for p in pieces))
     attrs = pieces[0][1]
     params = SearchParams(**json.loads(attrs["params"]))
