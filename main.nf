@@ -9,8 +9,9 @@
 */
 include { EVOSCAN } from './workflows/evoscan'
 
-// One row per gene set: sample, fasta (loci) | genome + genes, gtf. Relative paths are read from
-// the samplesheet's own folder, so a samplesheet travels with its data.
+// One row per gene set: sample, fasta (loci) | genome + gtf + genes (names or all, gene_type) |
+// genome + regions (BED). Relative paths are read from the samplesheet's own folder, so a
+// samplesheet travels with its data.
 def locate(Path sheet, String name) {
     return name.startsWith('/') || name.contains('://') ? file(name, checkIfExists: true) : file(sheet.parent.resolve(name).toString(), checkIfExists: true)
 }
@@ -25,9 +26,10 @@ workflow {
         .splitCsv(header: true)
         .map { row ->
             def r = row as Map<String, String>
-            def meta = [id: r['sample'], genes: r['genes'] ?: '']
+            def meta = [id: r['sample'], genes: r['genes'] ?: '', gene_type: r['gene_type'] ?: '']
             def gtf = r['gtf'] ? [locate(sheet, r['gtf'])] : []
-            tuple(meta, locate(sheet, r['fasta'] ?: r['genome']), gtf)
+            def regions = r['regions'] ? [locate(sheet, r['regions'])] : []
+            tuple(meta, locate(sheet, r['fasta'] ?: r['genome']), gtf, regions)
         }
     rmsk = params.rmsk ? [file(params.rmsk as String, checkIfExists: true)] : []
     families = params.families ? [file(params.families as String, checkIfExists: true)] : []

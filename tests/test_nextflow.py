@@ -14,7 +14,7 @@ import pytest
 from conftest import REPO
 from evoscan.cli import build_parser
 
-TEST_META = {"id": "grch38_loci", "genes": ""}
+TEST_META = {"id": "grch38_loci", "genes": "", "gene_type": ""}
 
 
 def nextflow_tools(renders=(), configs=("conf/test.config",)) -> dict:
@@ -31,7 +31,7 @@ def renders_for(data_dir, workdir):
     gtf = data_dir / "annotation" / "lrg_derived_grch38.gtf"
     meta, w = TEST_META, "grch38_loci.windows.h5"
     return [
-        {"module": "windows", "bindings": {"meta": meta, "sequences": str(fasta), "gtf": str(gtf)}},
+        {"module": "windows", "bindings": {"meta": meta, "sequences": str(fasta), "gtf": str(gtf), "regions": []}},
         {"module": "mask", "bindings": {"meta": meta, "windows": w, "rmsk": []}},
         {"module": "embed", "bindings": {"meta": meta, "windows": w, "chunk": 1, "chunks": 2}},
         {"module": "embed", "bindings": {"meta": meta, "windows": w, "chunk": 2, "chunks": 2}},
@@ -117,6 +117,28 @@ def test_test_samplesheet_validates(data_dir):
     bad = [{"sample": "x", "fasta": "a.fa", "genome": "g.fa", "gtf": "a.gtf", "genes": "VIM"}]
     with pytest.raises(jsonschema.ValidationError):
         jsonschema.validate(bad, schema)
+    scale = [{"sample": "all_coding", "genome": "g.fa", "gtf": "a.gtf", "genes": "all", "gene_type": "protein_coding"},
+             {"sample": "peaks", "genome": "g.fa.gz", "regions": "peaks.bed.gz"}]
+    jsonschema.validate(scale, schema)
+    for bad_row in ({"sample": "x", "genome": "g.fa", "regions": "r.bed", "genes": "VIM"},  # regions or genes
+                    {"sample": "x", "fasta": "a.fa", "regions": "r.bed"},  # regions need a genome
+                    {"sample": "x", "fasta": "a.fa", "gene_type": "protein_coding"}):  # a type needs genes
+        with pytest.raises(jsonschema.ValidationError):
+            jsonschema.validate([bad_row], schema)
+
+
+def test_windows_module_renders_genome_inputs_at_scale():
+    """A samplesheet row of all genes of a type, or of regions, becomes the right `evoscan windows`."""
+    renders = [{"module": "windows", "bindings": {"meta": {"id": "coding", "genes": "all", "gene_type": "protein_coding"},
+                                                  "sequences": "g.fa", "gtf": "a.gtf", "regions": []}},
+               {"module": "windows", "bindings": {"meta": {"id": "peaks", "genes": "", "gene_type": ""},
+                                                  "sequences": "g.fa", "gtf": [], "regions": "peaks.bed"}}]
+    commands = nextflow_tools(renders)["commands"]
+    parser = build_parser()
+    genes = parser.parse_args(shlex.split(commands[0])[1:])
+    assert (genes.genome.name, genes.genes, genes.gene_type) == ("g.fa", ["all"], "protein_coding")
+    regions = parser.parse_args(shlex.split(commands[1])[1:])
+    assert (regions.genome.name, regions.regions.name, regions.gtf) == ("g.fa", "peaks.bed", None)
 
 
 @pytest.mark.slow

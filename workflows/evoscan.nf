@@ -12,7 +12,7 @@ include { SCATTER_SEARCH  } from '../subworkflows/local/scatter_search'
 
 workflow EVOSCAN {
     take:
-    ch_samples    // channel: [ val(meta), path(sequences), path(gtf) or [] ]
+    ch_samples    // channel: [ val(meta), path(sequences), path(gtf) or [], path(regions BED) or [] ]
     rmsk          // list: [ path(RepeatMasker .out or repeat BED) ] or []
     embed_chunks  // integer: embedding chunks (one GPU task each with evo2/hf)
     search_chunks // integer: search chunks (query blocks)

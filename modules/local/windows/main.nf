@@ -3,7 +3,7 @@ process EVOSCAN_WINDOWS {
     label 'process_single'
 
     input:
-    tuple val(meta), path(sequences), path(gtf)
+    tuple val(meta), path(sequences), path(gtf), path(regions)
 
     output:
     tuple val(meta), path("${meta.id}.windows.h5"), emit: windows
@@ -11,8 +11,12 @@ process EVOSCAN_WINDOWS {
 
     script:
     def args = task.ext.args ?: ''
-    // a loci FASTA (GTF optional, for region classes) or a genome with a GTF and gene names
-    def source = meta.genes ? "--genome ${sequences} --gtf ${gtf} --genes ${meta.genes}" : "--fasta ${sequences}" + (gtf ? " --gtf ${gtf}" : '')
+    // a loci FASTA (GTF optional, for region classes), a genome with a GTF and gene names (or all,
+    // of one gene type), or a genome with a BED of regions
+    def gene_type = meta.gene_type ? " --gene-type ${meta.gene_type}" : ''
+    def source = regions ? "--genome ${sequences} --regions ${regions}"
+        : meta.genes ? "--genome ${sequences} --gtf ${gtf} --genes ${meta.genes}${gene_type}"
+        : "--fasta ${sequences}" + (gtf ? " --gtf ${gtf}" : '')
     """
     evoscan windows ${source} ${args} -o ${meta.id}.windows.h5
     """
