@@ -53,20 +53,25 @@ def write_embeddings(path: Path, n: int, dim: int, n_decoys: int, seed: int = 0)
             dec[r0:r1] = rng.normal(size=(r1 - r0, n_decoys, dim)).astype(np.float32) + offset
 
 
-def run_matmul(path: Path, precision: str):
+def run_matmul(path: Path, precision: str, device: str = "cpu"):
     import torch
 
     with h5py.File(path) as f:
         emb, dec = f["embeddings"][()], f["decoys"][()]
-    x = torch.nn.functional.normalize(torch.from_numpy(emb), dim=1).to(getattr(torch, PRECISIONS[precision]))
-    y = torch.nn.functional.normalize(torch.from_numpy(dec.reshape(-1, emb.shape[1])), dim=1).to(x.dtype)
+    dtype = getattr(torch, PRECISIONS[precision])
+    x = torch.nn.functional.normalize(torch.from_numpy(emb), dim=1).to(device, dtype)
+    y = torch.nn.functional.normalize(torch.from_numpy(dec.reshape(-1, emb.shape[1])), dim=1).to(device, dtype)
     with torch.inference_mode():  # windows with windows and decoys, decoys with windows
-        return x @ torch.cat([x, y]).T, y @ x.T
+        out = x @ torch.cat([x, y]).T, y @ x.T
+        if device != "cpu":
+            torch.cuda.synchronize()
+        return out
 
 
-def run_search(path: Path, n: int, precision: str, memory_mb: int, index: str = "exact"):
+def run_search(path: Path, n: int, precision: str, memory_mb: int, index: str = "exact", device: str = "cpu"):
     with h5py.File(path) as f:
-        return search(f, window_set(n), SearchParams(precision=precision, memory_mb=memory_mb, index=index))
+        return search(f, window_set(n), SearchParams(precision=precision, memory_mb=memory_mb, index=index,
+                                                      device=device))
 
 
 def vm_hwm_mib() -> float:
@@ -95,6 +100,7 @@ def main() -> None:
     ap.add_argument("--decoys", type=int, default=1)
     ap.add_argument("--precision", default="fp32", choices=list(PRECISIONS))
     ap.add_argument("--memory", type=int, default=2048, help="search memory budget (MB)")
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the GPU figures of docs/benchmarks.md)")
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--skip-matmul", action="store_true", help="no baseline (it needs N x N(1+D) floats)")
     ap.add_argument("--approximate", action="store_true", help="also the approximate index, with recall@10")
@@ -104,19 +110,22 @@ def main() -> None:
         path = Path(tmp) / "emb.h5"
         write_embeddings(path, a.n, a.dim, a.decoys)
         result = {"n": a.n, "dim": a.dim, "decoys": a.decoys, "precision": a.precision, "memory_mb": a.memory,
+                  "device": a.device,
                   "embeddings_gib_on_disk": round(path.stat().st_size / 2**30, 2)}
         times = {"matmul": [], "search": []}
         for _ in range(a.repeats):  # interleaved, so drift in machine load hits both alike
             if not a.skip_matmul:
-                t = time.perf_counter(); run_matmul(path, a.precision); times["matmul"].append(time.perf_counter() - t)
-            t = time.perf_counter(); exact = run_search(path, a.n, a.precision, a.memory)
+                t = time.perf_counter(); run_matmul(path, a.precision, a.device)
+                times["matmul"].append(time.perf_counter() - t)
+            t = time.perf_counter(); exact = run_search(path, a.n, a.precision, a.memory, "exact", a.device)
             times["search"].append(time.perf_counter() - t)
         result["search_s"] = round(statistics.median(times["search"]), 2)
-        result["peak_mib_search"] = round(peak_child(f"b.run_search(Path('{path}'), {a.n}, '{a.precision}', {a.memory})"))
+        result["peak_mib_search"] = round(peak_child(
+            f"b.run_search(Path('{path}'), {a.n}, '{a.precision}', {a.memory}, 'exact', '{a.device}')"))
         if not a.skip_matmul:
             result["matmul_s"] = round(statistics.median(times["matmul"]), 2)
             result["throughput_ratio"] = round(result["matmul_s"] / result["search_s"], 3)
-            result["peak_mib_matmul"] = round(peak_child(f"b.run_matmul(Path('{path}'), '{a.precision}')"))
+            result["peak_mib_matmul"] = round(peak_child(f"b.run_matmul(Path('{path}'), '{a.precision}', '{a.device}')"))
         if a.precision != "fp32":  # agreement of reduced precision with fp32
             reference = run_search(path, a.n, "fp32", a.memory)
             both = reference.entries.merge(exact.entries, on=["query", "neighbour"])
