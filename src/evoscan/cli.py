@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 from pathlib import Path
 
@@ -201,10 +202,14 @@ def cmd_merge(a) -> None:
 def cmd_search(a) -> None:
     ws = read_windows(a.windows)
     params = search_params(a)
+    partial = a.out.with_name(a.out.name + ".partial")  # finished query blocks of a killed run
     with embed.open_embeddings(a.embeddings, ws) as f:
         provenance = json.loads(f.attrs["params"])
-        nb = search.search(f, ws, params, chunk_spec(a.chunk))
+        nb = search.search(f, ws, params, chunk_spec(a.chunk), resume_dir=partial)
+    if nb.resumed_blocks:
+        print(f"evoscan search: resumed {nb.resumed_blocks} finished query block(s) from {partial}", file=sys.stderr)
     search.write_neighbours(a.out, ws, nb, params, provenance)
+    shutil.rmtree(partial, ignore_errors=True)
 
 
 def cmd_check(a) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -57,7 +58,7 @@ def cleanup_on_error(outdir: Path) -> Iterator[None]:
         yield
     except BaseException:
         for path in set(outdir.iterdir()) - before:
-            path.unlink(missing_ok=True)
+            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         if not existed and not any(outdir.iterdir()):
             outdir.rmdir()
         raise
@@ -101,10 +102,12 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
 
         t = time.perf_counter()
         task = step("search", len(ws))
+        partial = out["neighbours"].with_name(out["neighbours"].name + ".partial")
         with embed.open_embeddings(out["embeddings"], ws) as f:
             provenance = json.loads(f.attrs["params"])
-            nb = search.search(f, ws, cfg.search, progress=lambda n: bar.advance(task, n))
+            nb = search.search(f, ws, cfg.search, progress=lambda n: bar.advance(task, n), resume_dir=partial)
         search.write_neighbours(out["neighbours"], ws, nb, cfg.search, provenance)
+        shutil.rmtree(partial, ignore_errors=True)
         timings["search"] = time.perf_counter() - t
 
         hits, blast_args = None, cfg.blast_args

@@ -26,7 +26,10 @@ from __future__ import annotations
 
 import json
 import math
+import os
+import shutil
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 import h5py
@@ -41,6 +44,7 @@ CORRECTIONS = ("none", "center", "standardize")
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
 MIN_QUERY_ROWS = 512  # below this a database pass costs more than it computes
 ENTRY_COLUMNS = {"query": np.int64, "neighbour": np.int64, "score": np.float32, "cosine": np.float32}
+BLOCK_COLUMNS = ["query", "neighbour", "score", "cosine", "decoy_scores"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +86,7 @@ class Neighbours:
     window_sums: np.ndarray
     window_decoy_sums: np.ndarray
     decoy_sums: np.ndarray
+    resumed_blocks: int = 0  # query blocks a killed search had finished (not stored)
 
 
 def overlapping_pairs(chrom: np.ndarray, start: np.ndarray, end: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -183,8 +188,11 @@ def _merge_topk(torch, values, others, new_values, new_others, k):
 
 
 def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, int] | None = None,
-           progress: Callable[[int], None] | None = None) -> Neighbours:
-    """The k slots of every query window of `chunk` (default all): exact, or approximate (ivf)."""
+           progress: Callable[[int], None] | None = None, resume_dir: Path | None = None) -> Neighbours:
+    """The k slots of every query window of `chunk` (default all): exact, or approximate (ivf).
+
+    With `resume_dir`, every finished query block of the exact search is kept there, and a
+    search killed and started again continues from them."""
     if params.index == "ivf":
         from .ann import approximate_search
 
@@ -224,57 +232,112 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
             cache[c0] = block
         return block
 
-    blocks = []
-    window_sums, window_decoy_sums = np.zeros((n, 3)), np.zeros((n, 3))
-    decoy_sums = np.zeros((n, n_decoys, 3))
+    def query_block(q0: int, q1: int) -> dict[str, np.ndarray]:
+        """The slots and sums of query rows q0..q1, against every database block."""
+        qb = q1 - q0
+        q_raw, q_corrected = transform(emb[q0:q1])
+        _, q_decoys = transform(decoys[q0:q1].reshape(-1, dim), raw=False)
+        best = torch.full((qb, 0), -torch.inf, device=device)
+        no_decoys = torch.full((qb, 0, 2 * n_decoys), -torch.inf, device=device)
+        carried = [torch.zeros((qb, 0), dtype=torch.int64, device=device), best, best, no_decoys]
+        a, b = np.searchsorted(ov_rows, [q0, q1])
+        row_sums = torch.zeros((qb, 3), dtype=torch.float64, device=device)
+        row_decoy_sums = torch.zeros((qb, 3), dtype=torch.float64, device=device)
+        decoy_row_sums = torch.zeros((qb, n_decoys, 3), dtype=torch.float64, device=device)
+        for c0 in range(0, n, c_rows):
+            c1, c_raw, c_corrected, c_decoys = database_block(c0)
+            cb = c1 - c0
+            excluded = group[q0:q1, None] == group[None, c0:c1]
+            in_block = (ov_cols[a:b] >= c0) & (ov_cols[a:b] < c1)
+            if in_block.any():
+                excluded[torch.from_numpy(ov_rows[a:b][in_block] - q0).to(device),
+                         torch.from_numpy(ov_cols[a:b][in_block] - c0).to(device)] = True
+            allowed = (~excluded).float()
+            target = (q_corrected @ c_corrected.T).float()
+            # the pair's decoys: the query against the window's decoys, the query's decoys
+            # against the window; both ends of a pair see the same 1 + 2D scores
+            their = (q_corrected @ c_decoys.T).float().view(qb, cb, n_decoys)
+            ours = (q_decoys @ c_corrected.T).float().view(qb, n_decoys, cb)
+            row_sums += _moments(target, allowed, dim=(1,))
+            row_decoy_sums += _moments(their, allowed[:, :, None], dim=(1, 2))
+            decoy_row_sums += _moments(ours, allowed[:, None, :], dim=(2,))
+            # a slot is a pair ranked by the best of its 1 + 2D scores: a selection blind to
+            # which one is real, so under the null they stay exchangeable
+            best_decoy = torch.maximum(their.amax(2), ours.amax(1))
+            slot = torch.maximum(target, best_decoy).masked_fill_(excluded, -torch.inf)
+            vals, idx = torch.topk(slot, min(k, cb), dim=1)
+            decoys_of = torch.cat([torch.gather(their, 1, idx[:, :, None].expand(-1, -1, n_decoys)),
+                                   torch.gather(ours, 2, idx[:, None, :].expand(-1, n_decoys, -1)).transpose(1, 2)], 2)
+            new = [idx + c0, torch.gather(target, 1, idx), torch.einsum("qd,qkd->qk", q_raw, c_raw[idx]), decoys_of]
+            best, carried = _merge_topk(torch, best, carried, vals, new, k)
+        keep = torch.isfinite(best).cpu().numpy()
+        query = np.broadcast_to(np.arange(q0, q1)[:, None], keep.shape)
+        columns = [query[keep], *(c.cpu().numpy()[keep] for c in carried)]
+        return {**dict(zip(BLOCK_COLUMNS, columns)), "window_sums": row_sums.cpu().numpy(),
+                "window_decoy_sums": row_decoy_sums.cpu().numpy(), "decoy_sums": decoy_row_sums.cpu().numpy()}
+
+    store = _BlockStore(resume_dir, {"window_digest": ws.digest, "params": asdict(params), "rows": [lo, hi],
+                                     "grid": q_rows, "embeddings": f.attrs.get("params", "")}) if resume_dir else None
     with torch.inference_mode():
+        results = []
         for q0 in range(lo, hi, q_rows):
             q1 = min(hi, q0 + q_rows)
-            qb = q1 - q0
-            q_raw, q_corrected = transform(emb[q0:q1])
-            _, q_decoys = transform(decoys[q0:q1].reshape(-1, dim), raw=False)
-            best = torch.full((qb, 0), -torch.inf, device=device)
-            no_decoys = torch.full((qb, 0, 2 * n_decoys), -torch.inf, device=device)
-            carried = [torch.zeros((qb, 0), dtype=torch.int64, device=device), best, best, no_decoys]
-            a, b = np.searchsorted(ov_rows, [q0, q1])
-            row_sums = torch.zeros((qb, 3), dtype=torch.float64, device=device)
-            row_decoy_sums = torch.zeros((qb, 3), dtype=torch.float64, device=device)
-            decoy_row_sums = torch.zeros((qb, n_decoys, 3), dtype=torch.float64, device=device)
-            for c0 in range(0, n, c_rows):
-                c1, c_raw, c_corrected, c_decoys = database_block(c0)
-                cb = c1 - c0
-                excluded = group[q0:q1, None] == group[None, c0:c1]
-                in_block = (ov_cols[a:b] >= c0) & (ov_cols[a:b] < c1)
-                if in_block.any():
-                    excluded[torch.from_numpy(ov_rows[a:b][in_block] - q0).to(device),
-                             torch.from_numpy(ov_cols[a:b][in_block] - c0).to(device)] = True
-                allowed = (~excluded).float()
-                target = (q_corrected @ c_corrected.T).float()
-                # the pair's decoys: the query against the window's decoys, the query's decoys
-                # against the window; both ends of a pair see the same 1 + 2D scores
-                their = (q_corrected @ c_decoys.T).float().view(qb, cb, n_decoys)
-                ours = (q_decoys @ c_corrected.T).float().view(qb, n_decoys, cb)
-                row_sums += _moments(target, allowed, dim=(1,))
-                row_decoy_sums += _moments(their, allowed[:, :, None], dim=(1, 2))
-                decoy_row_sums += _moments(ours, allowed[:, None, :], dim=(2,))
-                # a slot is a pair ranked by the best of its 1 + 2D scores: a selection blind to
-                # which one is real, so under the null they stay exchangeable
-                best_decoy = torch.maximum(their.amax(2), ours.amax(1))
-                slot = torch.maximum(target, best_decoy).masked_fill_(excluded, -torch.inf)
-                vals, idx = torch.topk(slot, min(k, cb), dim=1)
-                decoys_of = torch.cat([torch.gather(their, 1, idx[:, :, None].expand(-1, -1, n_decoys)),
-                                       torch.gather(ours, 2, idx[:, None, :].expand(-1, n_decoys, -1)).transpose(1, 2)], 2)
-                new = [idx + c0, torch.gather(target, 1, idx), torch.einsum("qd,qkd->qk", q_raw, c_raw[idx]), decoys_of]
-                best, carried = _merge_topk(torch, best, carried, vals, new, k)
-            window_sums[q0:q1] = row_sums.cpu().numpy()
-            window_decoy_sums[q0:q1] = row_decoy_sums.cpu().numpy()
-            decoy_sums[q0:q1] = decoy_row_sums.cpu().numpy()
-            keep = torch.isfinite(best).cpu().numpy()
-            query = np.broadcast_to(np.arange(q0, q1)[:, None], keep.shape)
-            blocks.append([query[keep], *(c.cpu().numpy()[keep] for c in carried)])
+            block = store.load(q0) if store else None
+            if block is None:
+                block = query_block(q0, q1)
+                if store:
+                    store.save(q0, block)
+            results.append((q0, q1, block))
             if progress:
                 progress(q1 - q0)
-    return _neighbours(blocks, n_decoys, (lo, hi), window_sums, window_decoy_sums, decoy_sums)
+    window_sums, window_decoy_sums = np.zeros((n, 3)), np.zeros((n, 3))
+    decoy_sums = np.zeros((n, n_decoys, 3))
+    for q0, q1, block in results:
+        window_sums[q0:q1], window_decoy_sums[q0:q1] = block["window_sums"], block["window_decoy_sums"]
+        decoy_sums[q0:q1] = block["decoy_sums"]
+    nb = _neighbours([[block[c] for c in BLOCK_COLUMNS] for _, _, block in results], n_decoys, (lo, hi),
+                     window_sums, window_decoy_sums, decoy_sums)
+    nb.resumed_blocks = store.resumed if store else 0
+    return nb
+
+
+class _BlockStore:
+    """Finished query blocks of a search, one .npz file each, written atomically (temporary name,
+    then rename): a search killed at any moment keeps every finished block, and a rerun with the
+    same inputs and settings (checked against `identity`) computes only the missing ones."""
+
+    def __init__(self, folder: Path, identity: dict):
+        self.folder = Path(folder)
+        stamp = self.folder / "identity.json"
+        text = json.dumps(identity, sort_keys=True, default=str)
+        if self.folder.exists() and (not stamp.exists() or stamp.read_text() != text):
+            shutil.rmtree(self.folder)  # left by another search: nothing to reuse
+        self.folder.mkdir(parents=True, exist_ok=True)
+        if not stamp.exists():
+            tmp = stamp.with_suffix(".tmp")
+            tmp.write_text(text)
+            os.replace(tmp, stamp)
+        self.resumed = 0
+
+    def load(self, q0: int) -> dict | None:
+        path = self.folder / f"block{q0:012d}.npz"
+        if not path.exists():
+            return None
+        try:
+            with np.load(path) as data:
+                block = {name: data[name] for name in data.files}
+        except (OSError, ValueError, EOFError):
+            return None  # unreadable: compute it again
+        self.resumed += 1
+        return block
+
+    def save(self, q0: int, block: dict) -> None:
+        tmp = self.folder / f".block{q0:012d}.{os.getpid()}.npz"
+        with open(tmp, "wb") as out:
+            np.savez(out, **block)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, self.folder / f"block{q0:012d}.npz")
 
 
 def _neighbours(blocks: list, n_decoys: int, rows: tuple[int, int], window_sums, window_decoy_sums,
