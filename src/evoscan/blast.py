@@ -19,6 +19,7 @@ database and merged (`merge_blast`) give exactly the all-vs-all result.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shlex
 import tempfile
@@ -31,6 +32,7 @@ import pandas as pd
 from . import tools
 from .errors import EvoscanError
 from .io import h5
+from .io.checkpoint import BlockStore
 from .mask import write_fasta_upper
 from .windows import WindowSet, check_tiling
 
@@ -132,8 +134,11 @@ def _search_block(queries: np.ndarray, partners: dict[int, np.ndarray], ws: Wind
 
 
 def nominated_hits(ws: WindowSet, window_a: np.ndarray, window_b: np.ndarray, args: str = DEFAULT_ARGS,
-                   threads: int = 1, progress=None) -> tuple[pd.DataFrame, dict]:
-    """Best hit of each nominated pair (a, b), with the e-values an all-vs-all search would give."""
+                   threads: int = 1, progress=None, resume_dir: Path | None = None) -> tuple[pd.DataFrame, dict]:
+    """Best hit of each nominated pair (a, b), with the e-values an all-vs-all search would give.
+
+    With `resume_dir`, the HSPs of every finished block of queries are kept there, and a run
+    killed and started again continues from them."""
     words = blastn_args(args, len(ws))
     versions = {"blastn": tools.version("blastn")}
     both = pd.DataFrame({"q": np.concatenate([window_a, window_b]), "s": np.concatenate([window_b, window_a])})
@@ -145,15 +150,28 @@ def nominated_hits(ws: WindowSet, window_a: np.ndarray, window_b: np.ndarray, ar
         tools.run(["makeblastdb", "-in", str(tmp / "windows.fa"), "-dbtype", "nucl", "-out", str(tmp / "db")])
         searchsp = effective_search_space(tmp / "windows.fa", tmp / "db", words, tmp)
         blocks = [queries[i:i + QUERY_BLOCK] for i in range(0, len(queries), QUERY_BLOCK)]
+        pairs = hashlib.sha256(np.concatenate([window_a, window_b]).astype(np.int64).tobytes()).hexdigest()
+        store = BlockStore(resume_dir, {"window_digest": ws.digest, "blastn": words, "searchsp": searchsp,
+                                        "pairs": pairs, "block": QUERY_BLOCK}) if resume_dir else None
+
+        def block_hsps(i: int) -> pd.DataFrame:
+            kept = store.load(i) if store else None
+            if kept is not None:
+                return pd.DataFrame(kept)
+            hsps = _search_block(blocks[i], partners, ws, words, searchsp, tmp)
+            if store:
+                store.save(i, {c: hsps[c].to_numpy() for c in hsps.columns})
+            return hsps
+
         with ThreadPoolExecutor(max(1, threads)) as pool:  # one single-threaded blastn per block
             found = []
-            for hsps in pool.map(lambda b: _search_block(b, partners, ws, words, searchsp, tmp), blocks):
+            for hsps in pool.map(block_hsps, range(len(blocks))):
                 found.append(hsps)
                 if progress:
                     progress(1)
     hsps = pd.concat(found, ignore_index=True) if found else read_outfmt6(Path("/dev/null"))
     info = {"blastn_args": " ".join(words), "versions": versions, "searchsp": searchsp,
-            "pairs_searched": len(window_a), "query_blocks": len(blocks)}
+            "pairs_searched": len(window_a), "query_blocks": len(blocks), "resumed_blocks": store.resumed if store else 0}
     return best_per_pair(hsps), info
 
 

@@ -164,12 +164,13 @@ def cross_group_pairs(ws: WindowSet) -> int:
 
 def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: CheckParams,
                 blast_args: str = blast.DEFAULT_ARGS, threads: int = 1, hits: pd.DataFrame | None = None,
-                families: dict[str, str] | None = None, progress: Callable[[int], None] | None = None
-                ) -> tuple[pd.DataFrame, dict, dict]:
+                families: dict[str, str] | None = None, progress: Callable[[int], None] | None = None,
+                resume_dir=None) -> tuple[pd.DataFrame, dict, dict]:
     """Every nominated pair with its significance, controls and checks; (pairs, funnel, stats).
 
     `hits`: best BLAST hits of an all-vs-all search (opt-in; `blast_args` then says how they were
-    found); by default the nominated pairs are searched here with `blast_args`."""
+    found); by default the nominated pairs are searched here with `blast_args`, keeping finished
+    blocks in `resume_dir` if given (a killed check continues from them)."""
     pairs = nominated_pairs(nb)
     decoy_z = pairs.attrs.pop("decoy_z")
     pairs["row"] = np.arange(len(pairs))  # to keep each pair's decoy scores with it
@@ -183,10 +184,11 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
     stats = {"composition_r2": r2, "n_decoys": nb.n_decoys, "entries": len(nb.entries)}
     if hits is None:
         free = pairs["repeat_free"].to_numpy()
-        hits, info = blast.nominated_hits(ws, a[free], b[free], blast_args, threads, progress)
+        hits, info = blast.nominated_hits(ws, a[free], b[free], blast_args, threads, progress, resume_dir)
         pairs["blast_searched"] = free
         stats.update(blast_mode="nominated", blast_pairs=int(free.sum()), blast_searchsp=info["searchsp"],
                      blastn_args=info["blastn_args"])
+        stats["resumed_blast_blocks"] = info["resumed_blocks"]
     else:
         pairs["blast_searched"] = True
         stats.update(blast_mode="all-vs-all", blast_pairs=len(ws) * (len(ws) - 1) // 2, blastn_args=blast_args)

@@ -219,8 +219,13 @@ def cmd_check(a) -> None:
     repeat_frac = mask.read_repeat_frac(a.masks, ws)["repeat_frac"]
     hits, blast_args = blast.read_blast(a.blast_hits, ws) if a.blast_hits else (None, a.blast_args)
     families = check.read_families(a.families) if a.families else None
-    pairs, funnel, stats = check.check_pairs(ws, nb, repeat_frac, params, blast_args, a.threads, hits, families)
+    partial = a.out.with_name(a.out.name + ".partial")  # finished BLAST blocks of a killed run
+    pairs, funnel, stats = check.check_pairs(ws, nb, repeat_frac, params, blast_args, a.threads, hits, families,
+                                             resume_dir=partial)
+    if stats.pop("resumed_blast_blocks", 0):
+        print(f"evoscan check: resumed finished BLAST blocks from {partial}", file=sys.stderr)
     check.write_scores(a.out, ws, pairs, funnel, params, meta, stats)
+    shutil.rmtree(partial, ignore_errors=True)
 
 
 def cmd_report(a) -> None:

@@ -125,9 +125,12 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
         repeat_frac = mask.read_repeat_frac(out["masks"], ws)["repeat_frac"]
         families = check.read_families(cfg.families) if cfg.families else None
         nb, meta = search.read_neighbours(out["neighbours"], ws)
+        partial = out["scores"].with_name(out["scores"].name + ".partial")
         pairs, funnel, stats = check.check_pairs(ws, nb, repeat_frac, cfg.check, blast_args, cfg.threads,
-                                                 hits, families, lambda n: bar.advance(task, n))
+                                                 hits, families, lambda n: bar.advance(task, n), partial)
+        stats.pop("resumed_blast_blocks", None)  # how the run went, not what it found
         check.write_scores(out["scores"], ws, pairs, funnel, cfg.check, meta, stats)
+        shutil.rmtree(partial, ignore_errors=True)
         timings["check"] = time.perf_counter() - t
 
         t = time.perf_counter()

@@ -26,8 +26,6 @@ from __future__ import annotations
 
 import json
 import math
-import os
-import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -38,6 +36,7 @@ import pandas as pd
 
 from .errors import EvoscanError
 from .io import h5
+from .io.checkpoint import BlockStore
 from .windows import WindowSet, check_tiling
 
 CORRECTIONS = ("none", "center", "standardize")
@@ -276,7 +275,7 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
         return {**dict(zip(BLOCK_COLUMNS, columns)), "window_sums": row_sums.cpu().numpy(),
                 "window_decoy_sums": row_decoy_sums.cpu().numpy(), "decoy_sums": decoy_row_sums.cpu().numpy()}
 
-    store = _BlockStore(resume_dir, {"window_digest": ws.digest, "params": asdict(params), "rows": [lo, hi],
+    store = BlockStore(resume_dir, {"window_digest": ws.digest, "params": asdict(params), "rows": [lo, hi],
                                      "grid": q_rows, "embeddings": f.attrs.get("params", "")}) if resume_dir else None
     with torch.inference_mode():
         results = []
@@ -299,45 +298,6 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
                      window_sums, window_decoy_sums, decoy_sums)
     nb.resumed_blocks = store.resumed if store else 0
     return nb
-
-
-class _BlockStore:
-    """Finished query blocks of a search, one .npz file each, written atomically (temporary name,
-    then rename): a search killed at any moment keeps every finished block, and a rerun with the
-    same inputs and settings (checked against `identity`) computes only the missing ones."""
-
-    def __init__(self, folder: Path, identity: dict):
-        self.folder = Path(folder)
-        stamp = self.folder / "identity.json"
-        text = json.dumps(identity, sort_keys=True, default=str)
-        if self.folder.exists() and (not stamp.exists() or stamp.read_text() != text):
-            shutil.rmtree(self.folder)  # left by another search: nothing to reuse
-        self.folder.mkdir(parents=True, exist_ok=True)
-        if not stamp.exists():
-            tmp = stamp.with_suffix(".tmp")
-            tmp.write_text(text)
-            os.replace(tmp, stamp)
-        self.resumed = 0
-
-    def load(self, q0: int) -> dict | None:
-        path = self.folder / f"block{q0:012d}.npz"
-        if not path.exists():
-            return None
-        try:
-            with np.load(path) as data:
-                block = {name: data[name] for name in data.files}
-        except (OSError, ValueError, EOFError):
-            return None  # unreadable: compute it again
-        self.resumed += 1
-        return block
-
-    def save(self, q0: int, block: dict) -> None:
-        tmp = self.folder / f".block{q0:012d}.{os.getpid()}.npz"
-        with open(tmp, "wb") as out:
-            np.savez(out, **block)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, self.folder / f"block{q0:012d}.npz")
 
 
 def _neighbours(blocks: list, n_decoys: int, rows: tuple[int, int], window_sums, window_decoy_sums,
