@@ -3,9 +3,10 @@ chunk by chunk.
 
 Each window gets `n_decoys` tiled dinucleotide-shuffle decoys (`decoys.py`), embedded by the same
 backend: the null of the target-decoy significance, at 1 + D embeddings per window. Rows go to
-`<out>.partial` as they are computed, with the number of finished rows recorded after
-each batch; a killed run started again with the same inputs continues from there, and the
-finished file is renamed into place, so `<out>` only ever exists complete. A run may cover one
+`<out>.partial/` as they are computed (flat memory-mapped arrays, flushed, then the count of
+finished rows written atomically after each batch); a run killed at any moment, even by SIGKILL,
+and started again with the same inputs continues from there, and the finished HDF5 file is
+written under a temporary name and renamed, so `<out>` only ever exists complete. A run may cover one
 chunk of the windows (`--chunk I/N`, for scattering over GPUs); `merge_embeddings` joins chunks.
 """
 
@@ -13,6 +14,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Callable
 
@@ -26,29 +28,46 @@ from .decoys import decoy_sequences, segment_length
 from .windows import WindowSet, check_tiling
 
 
-def _open_partial(partial: Path, n: int, dim: int, attrs: dict, batch: int, n_decoys: int) -> h5py.File:
-    """Reopen a partial file made by the same backend from the same windows, or start a new one."""
-    if partial.exists():
+class _Partial:
+    """Rows finished so far, kept crash-safe in `<out>.partial/`: flat .npy arrays (memory-mapped;
+    a kill cannot damage rows already flushed) and `done.json`, rewritten atomically after each
+    batch is flushed. A run with another identity (windows, backend settings, rows) starts over."""
+
+    def __init__(self, folder: Path, identity: dict, n: int, dim: int, n_decoys: int):
+        self.folder = folder
+        stamp, text = folder / "identity.json", json.dumps(identity, sort_keys=True, default=str)
+        if folder.is_file():
+            folder.unlink()  # an HDF5 partial of evoscan 0.1, not resumable
+        if folder.exists() and (not stamp.exists() or stamp.read_text() != text):
+            shutil.rmtree(folder)
+        fresh = not folder.exists()
+        folder.mkdir(exist_ok=True)
+        mode = "w+" if fresh else "r+"
+        self.embeddings = np.lib.format.open_memmap(folder / "embeddings.npy", mode, np.float32, (n, dim))
+        self.decoys = np.lib.format.open_memmap(folder / "decoys.npy", mode, np.float32, (n, n_decoys, dim))
+        if fresh:
+            self._write(stamp, text)
+            self.mark(0)
         try:
-            f = h5py.File(partial, "a")
-            same = (f.attrs.get("window_digest") == attrs["window_digest"]
-                    and f.attrs.get("params") == attrs["params"]
-                    and f["embeddings"].shape == (n, dim))
-            if same:
-                return f
-            f.close()
-        except (OSError, KeyError):
-            pass  # unreadable leftovers of a killed run: start over
-        partial.unlink()
-    f = h5py.File(partial, "w")
-    for key, value in attrs.items():
-        f.attrs[key] = value
-    f.attrs["n_done"] = 0
-    rows = max(1, min(batch, n))
-    f.create_dataset("embeddings", shape=(n, dim), dtype=np.float32, chunks=(rows, dim))
-    if n_decoys:  # same precision as the windows: decoys and targets must be scored alike
-        f.create_dataset("decoys", shape=(n, n_decoys, dim), dtype=np.float32, chunks=(rows, n_decoys, dim))
-    return f
+            self.done = int(json.loads((folder / "done.json").read_text())["n_done"])
+        except (OSError, ValueError, KeyError):
+            self.done = 0
+
+    @staticmethod
+    def _write(path: Path, text: str) -> None:
+        tmp = path.with_name(path.name + ".tmp")
+        with open(tmp, "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+
+    def mark(self, n_done: int) -> None:
+        """Rows 0..n_done are final: flush them to disk first, then say so."""
+        self.embeddings.flush()
+        self.decoys.flush()
+        self._write(self.folder / "done.json", json.dumps({"n_done": n_done}))
+        self.done = n_done
 
 
 def _embed_all(backend: Backend, seqs: list[str]) -> np.ndarray:
@@ -73,28 +92,36 @@ def embed_windows(ws: WindowSet, backend: Backend, out_path, progress: Callable[
     attrs = h5.provenance("embeddings", ws.digest, params)
     attrs.update(backend=backend.name, dim=backend.dim, rows_start=lo, rows_end=hi, n_windows=len(ws))
     table = ws.table
-    with _open_partial(partial, hi - lo, backend.dim, attrs, backend.batch_size, n_decoys) as f:
-        done = int(f.attrs["n_done"])
-        if progress and done:
-            progress(done)
-        for start in range(lo + done, hi, backend.batch_size):
-            end = min(hi, start + backend.batch_size)
-            seqs = [s.decode("ascii") for s in ws.seqs[start:end]]
-            vectors = backend.embed(seqs)
-            if vectors.shape != (end - start, backend.dim) or not np.isfinite(vectors).all():
-                raise EvoscanError(f"backend {backend.name} returned bad embeddings for windows {start}..{end}")
-            f["embeddings"][start - lo:end - lo] = vectors
-            decoys = _embed_all(backend, decoy_sequences(
-                seqs, table["chrom"].iloc[start:end].tolist(), table["start"].iloc[start:end].tolist(),
-                table["strand"].iloc[start:end].tolist(), n_decoys, seed, segment))
-            if not np.isfinite(decoys).all():
-                raise EvoscanError(f"backend {backend.name} returned bad decoy embeddings for windows {start}..{end}")
-            f["decoys"][start - lo:end - lo] = decoys.reshape(end - start, n_decoys, -1)
-            f.attrs["n_done"] = end - lo
-            f.flush()
-            if progress:
-                progress(end - start)
-    os.replace(partial, out_path)
+    partial = _Partial(out_path.with_name(out_path.name + ".partial"),
+                       {"window_digest": ws.digest, "params": attrs["params"], "rows": [lo, hi]},
+                       hi - lo, backend.dim, n_decoys)
+    if progress and partial.done:
+        progress(partial.done)
+    for start in range(lo + partial.done, hi, backend.batch_size):
+        end = min(hi, start + backend.batch_size)
+        seqs = [s.decode("ascii") for s in ws.seqs[start:end]]
+        vectors = backend.embed(seqs)
+        if vectors.shape != (end - start, backend.dim) or not np.isfinite(vectors).all():
+            raise EvoscanError(f"backend {backend.name} returned bad embeddings for windows {start}..{end}")
+        decoys = _embed_all(backend, decoy_sequences(
+            seqs, table["chrom"].iloc[start:end].tolist(), table["start"].iloc[start:end].tolist(),
+            table["strand"].iloc[start:end].tolist(), n_decoys, seed, segment))
+        if not np.isfinite(decoys).all():
+            raise EvoscanError(f"backend {backend.name} returned bad decoy embeddings for windows {start}..{end}")
+        partial.embeddings[start - lo:end - lo] = vectors
+        partial.decoys[start - lo:end - lo] = decoys.reshape(end - start, n_decoys, -1)
+        partial.mark(end - lo)
+        if progress:
+            progress(end - start)
+    rows_per_chunk = max(1, min(backend.batch_size, hi - lo))
+    with h5.atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
+        f.attrs.update({**attrs, "n_done": hi - lo})
+        for name, data in (("embeddings", partial.embeddings), ("decoys", partial.decoys)):
+            ds = f.create_dataset(name, shape=data.shape, dtype=np.float32, chunks=(rows_per_chunk, *data.shape[1:]))
+            for r0 in range(0, len(data), 4096):  # bounded memory whatever the number of windows
+                ds[r0:r0 + 4096] = data[r0:r0 + 4096]
+    del partial.embeddings, partial.decoys  # close the memory maps before removing their files
+    shutil.rmtree(partial.folder)
 
 
 def _read_part(path, ws: WindowSet) -> tuple[h5py.File, int, int]:
