@@ -27,7 +27,7 @@ import pandas as pd
 from .errors import EvoscanError
 from .windows import WindowSet
 
-REFERENCE_WINDOWS = 10_000  # sample behind the normalisation sums
+REFERENCE_WINDOWS = 2_000  # sample behind the normalisation sums (mean and spread to ~2 %)
 QUERY_BLOCK = 256
 TRAINING_ROWS = 100_000
 
