@@ -45,6 +45,15 @@ def _blocks(n: int, block: int = 8192):
         yield r0, min(n, r0 + block)
 
 
+def _rowwise(x: np.ndarray, y: np.ndarray) -> np.ndarray:
+    """Per query q: x[q] ([d] or [r, d]) against each row of y[q] ([c, d]) -> [c] or [r, c] (batched BLAS)."""
+    import torch
+
+    x, y = torch.from_numpy(np.ascontiguousarray(x)), torch.from_numpy(np.ascontiguousarray(y))
+    out = torch.bmm(x[:, None, :] if x.dim() == 2 else x, y.transpose(1, 2))
+    return (out[:, 0] if x.dim() == 2 else out).numpy()
+
+
 def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
                        progress: Callable[[int], None] | None = None):
     import torch
@@ -137,17 +146,17 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
         safe = np.where(valid, candidates, 0)
         ok = valid & (group[safe] != group[rows][:, None]) & ~overlapping(rows[:, None] * n + safe)
         windows = windows_index.reconstruct_batch(safe.ravel()).reshape(*safe.shape, dim)
-        target = np.einsum("qd,qcd->qc", query, windows)
+        target = _rowwise(query, windows)
         decoy_ids = (safe[:, :, None] * n_decoys + np.arange(n_decoys)).ravel()
         decoy = np.concatenate([
-            np.einsum("qd,qcrd->qcr", query, decoys_index.reconstruct_batch(decoy_ids).reshape(*safe.shape, n_decoys, dim)),
-            np.einsum("qrd,qcd->qcr", query_decoys.reshape(q1 - q0, n_decoys, dim), windows)], 2)
+            _rowwise(query, decoys_index.reconstruct_batch(decoy_ids).reshape(q1 - q0, -1, dim)).reshape(
+                *safe.shape, n_decoys),
+            _rowwise(query_decoys.reshape(q1 - q0, n_decoys, dim), windows).transpose(0, 2, 1)], 2)
         slot = np.where(ok, np.maximum(target, decoy.max(2)), -np.inf)
         top = np.argsort(-slot, axis=1, kind="stable")[:, :k]
         keep = np.isfinite(np.take_along_axis(slot, top, 1))
         neighbour = np.take_along_axis(safe, top, 1)
-        cosine = np.einsum("qd,qkd->qk", query_raw, raw_codes.decode(codes[neighbour.ravel()]).reshape(
-            *neighbour.shape, dim))
+        cosine = _rowwise(query_raw, raw_codes.decode(codes[neighbour.ravel()]).reshape(*neighbour.shape, dim))
         found.append([np.broadcast_to(rows[:, None], top.shape)[keep], neighbour[keep],
                       np.take_along_axis(target, top, 1)[keep], cosine[keep],
                       np.take_along_axis(decoy, top[:, :, None], 1)[keep]])
