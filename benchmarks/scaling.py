@@ -49,12 +49,16 @@ def make_input(spec: str, data: Path, tmp: Path) -> list[str]:
     return ["--fasta", str(path)]
 
 
+class StepFailed(Exception):
+    pass
+
+
 def timed(args: list[str]) -> dict:
     """Run `evoscan ARGS` under /usr/bin/time; wall seconds and peak resident MiB."""
     proc = subprocess.run(["/usr/bin/time", "-v", str(Path(sys.executable).parent / "evoscan"), *args],
                           capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SystemExit(f"evoscan {args[0]} failed: {proc.stderr[-2000:]}")
+        raise StepFailed(f"evoscan {args[0]} failed: {proc.stderr[-2000:]}")
     wall = re.search(r"Elapsed \(wall clock\) time .*: (?:(\d+):)?(\d+):([\d.]+)", proc.stderr)
     h, m, s = (float(x) if x else 0.0 for x in wall.groups())
     rss = int(re.search(r"Maximum resident set size \(kbytes\): (\d+)", proc.stderr).group(1))
@@ -68,6 +72,8 @@ def main() -> None:
     ap.add_argument("--search", default="exact", choices=["exact", "ivf", "both"])
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--search-chunk", help="search only this query chunk I/N (a part of a large search)")
+    ap.add_argument("--exact-chunk-only", action="store_true",
+                    help="with --search both: only the exact search takes --search-chunk (ivf searches all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", type=Path)
     a = ap.parse_args()
@@ -75,40 +81,51 @@ def main() -> None:
     steps = a.steps.split(",")
     for spec in a.sets:
         with tempfile.TemporaryDirectory(dir=a.workdir) as tmp:
-            tmp = Path(tmp)
-            t = time.perf_counter()
-            source = make_input(spec, data, tmp)
-            row = {"set": spec, "make_input_s": round(time.perf_counter() - t, 1)}
-            f = {name: tmp / f"{name}.h5" for name in ("windows", "masks", "embeddings", "neighbours", "scores")}
-            plan = {
-                "windows": ["windows", *source, "-o", f["windows"]],
-                "mask": ["mask", "--windows", f["windows"], "-o", f["masks"]],
-                "embed": ["embed", "--windows", f["windows"], "-o", f["embeddings"]],
-            }
-            for step in ("windows", "mask", "embed"):
-                if step in steps:
-                    row[step] = timed([str(x) for x in plan[step]])
-            if "windows" in steps:
-                import h5py
-
-                with h5py.File(f["windows"]) as w:
-                    row["windows_n"] = int(w.attrs["n_windows"])
-            for index in (["exact", "ivf"] if a.search == "both" else [a.search]):
-                if "search" not in steps:
-                    break
-                out = tmp / f"neighbours.{index}.h5"
-                args = ["search", "--windows", f["windows"], "--embeddings", f["embeddings"], "--index", index,
-                        "--precision", a.precision, "-o", out] + (["--chunk", a.search_chunk] if a.search_chunk else [])
-                row[f"search_{index}"] = timed([str(x) for x in args])
-                row[f"search_{index}"]["mib_on_disk"] = round(out.stat().st_size / 2**20, 1)
-                if index == a.search or a.search == "both" and index == "exact":
-                    out.replace(f["neighbours"])
-            if "check" in steps and not a.search_chunk:
-                row["check"] = timed([str(x) for x in ["check", "--windows", f["windows"], "--masks", f["masks"],
-                                                      "--neighbours", f["neighbours"], "--threads", a.threads,
-                                                      "-o", f["scores"]]])
-            row["mib_on_disk"] = {name: round(p.stat().st_size / 2**20, 1) for name, p in f.items() if p.exists()}
+            row = {"set": spec}
+            try:
+                run_set(spec, Path(tmp), data, steps, a, row)
+            except StepFailed as err:  # keep what was measured
+                row["failed"] = str(err)[:300]
             print(json.dumps(row), flush=True)
+
+
+def run_set(spec: str, tmp: Path, data: Path, steps: list[str], a, row: dict) -> None:
+    """Run the steps of one window set, filling `row` (each step's figures, as soon as measured)."""
+    def step(name: str, args: list) -> None:
+        row[name] = timed([str(x) for x in args])
+        print(f"# {row['set']} {name}: {row[name]}", file=sys.stderr, flush=True)
+
+    t = time.perf_counter()
+    source = make_input(spec, data, tmp)
+    row["make_input_s"] = round(time.perf_counter() - t, 1)
+    f = {name: tmp / f"{name}.h5" for name in ("windows", "masks", "embeddings", "neighbours", "scores")}
+    plan = {
+        "windows": ["windows", *source, "-o", f["windows"]],
+        "mask": ["mask", "--windows", f["windows"], "-o", f["masks"]],
+        "embed": ["embed", "--windows", f["windows"], "-o", f["embeddings"]],
+    }
+    for name in ("windows", "mask", "embed"):
+        if name in steps:
+            step(name, plan[name])
+    if "windows" in steps:
+        import h5py
+
+        with h5py.File(f["windows"]) as w:
+            row["windows_n"] = int(w.attrs["n_windows"])
+    # the last index searched is the one `check` reads
+    for index in ((["exact", "ivf"] if a.search == "both" else [a.search]) if "search" in steps else []):
+        out = tmp / f"neighbours.{index}.h5"
+        args = ["search", "--windows", f["windows"], "--embeddings", f["embeddings"], "--index", index,
+                "--precision", a.precision, "-o", out]
+        chunk = a.search_chunk if index == "exact" or not a.exact_chunk_only else None
+        step(f"search_{index}", args + (["--chunk", chunk] if chunk else []))
+        row[f"search_{index}"]["mib_on_disk"] = round(out.stat().st_size / 2**20, 1)
+        if not chunk:
+            out.replace(f["neighbours"])
+    if "check" in steps and f["neighbours"].exists():
+        step("check", ["check", "--windows", f["windows"], "--masks", f["masks"], "--neighbours",
+                       f["neighbours"], "--threads", a.threads, "-o", f["scores"]])
+    row["mib_on_disk"] = {name: round(p.stat().st_size / 2**20, 1) for name, p in f.items() if p.exists()}
 
 
 if __name__ == "__main__":
