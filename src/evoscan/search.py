@@ -336,12 +336,16 @@ def write_neighbours(path, ws: WindowSet, nb: Neighbours, params: SearchParams, 
 
 
 def _read_part(path, ws: WindowSet) -> tuple[Neighbours, dict]:
+    sums = ("window_sums", "window_decoy_sums", "decoy_sums")
     with h5.open_checked(path, "neighbours", ws.digest) as f:
-        nb = Neighbours(entries=pd.DataFrame({c: f[c][()] for c in ENTRY_COLUMNS}), decoy_scores=f["decoy_scores"][()],
-                        n_decoys=int(f.attrs["n_decoys"]),
+        missing = [name for name in (*ENTRY_COLUMNS, "decoy_scores", *sums) if name not in f]
+        if missing:
+            raise EvoscanError(f"{path} lacks {', '.join(missing)}: made by another evoscan version or damaged; "
+                               "rerun `evoscan search`")
+        nb = Neighbours(entries=pd.DataFrame({c: f[c][()] for c in ENTRY_COLUMNS}),
+                        decoy_scores=f["decoy_scores"][()], n_decoys=int(f.attrs["n_decoys"]),
                         rows=(int(f.attrs["rows_start"]), int(f.attrs["rows_end"])),
-                        window_sums=f["window_sums"][()], window_decoy_sums=f["window_decoy_sums"][()],
-                        decoy_sums=f["decoy_sums"][()])
+                        **{name: f[name][()] for name in sums})
         return nb, dict(f.attrs)
 
 
