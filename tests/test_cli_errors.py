@@ -116,3 +116,19 @@ def test_missing_output_directory(tmp_path):
     fa = write_fasta(tmp_path / "s.fa", {"a": "ACGT" * 300})
     assert_refused(evoscan("windows", "--fasta", fa, "-o", tmp_path / "nope" / "w.h5"),
                    "output directory")
+
+
+def test_neighbours_of_another_version_are_refused(two_sets, tmp_path):
+    import shutil
+
+    import h5py
+
+    s = two_sets
+    old = tmp_path / "old.neighbours.h5"
+    shutil.copy(s / "one.neighbours.h5", old)
+    with h5py.File(old, "a") as f:
+        del f["window_decoy_sums"]
+    proc = evoscan("check", "--windows", s / "one.windows.h5", "--masks", s / "one.masks.h5", "--neighbours", old,
+                   "-o", tmp_path / "scores.h5")
+    assert_refused(proc, "lacks window_decoy_sums: made by another evoscan version or damaged")
+    assert not (tmp_path / "scores.h5").exists()
