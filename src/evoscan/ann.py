@@ -71,7 +71,7 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
     corrected = lambda x: transform(x, raw=False)[1].numpy()  # noqa: E731
     raw_unit = lambda x: transform(x)[0].numpy()  # noqa: E731
     k = min(params.top_k, n)
-    nlist = max(1, min(int(4 * math.sqrt(n)), n // 39))
+    nlist = max(1, min(int(math.sqrt(n)), n // 39))  # training k-means costs nlist x sample x dim per pass
     rng = np.random.default_rng(0)
 
     # train on a spread sample of windows and decoys together (the 8-bit ranges must fit both
