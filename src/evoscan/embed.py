@@ -3,8 +3,8 @@ chunk by chunk.
 
 Each window gets `n_decoys` tiled dinucleotide-shuffle decoys (`decoys.py`), embedded by the same
 backend: the null of the target-decoy significance, at 1 + D embeddings per window. Rows go to
-`<out>.partial/` as they are computed (flat memory-mapped arrays, flushed, then the count of
-finished rows written atomically after each batch); a run killed at any moment, even by SIGKILL,
+`<out>.partial/` as they are computed (flat arrays written in place and flushed, then the count
+of finished rows written atomically after each batch); a run killed at any moment, even by SIGKILL,
 and started again with the same inputs continues from there, and the finished HDF5 file is
 written under a temporary name and renamed, so `<out>` only ever exists complete. A run may cover one
 chunk of the windows (`--chunk I/N`, for scattering over GPUs); `merge_embeddings` joins chunks.
@@ -29,9 +29,10 @@ from .windows import WindowSet, check_tiling
 
 
 class _Partial:
-    """Rows finished so far, kept crash-safe in `<out>.partial/`: flat .npy arrays (memory-mapped;
-    a kill cannot damage rows already flushed) and `done.json`, rewritten atomically after each
-    batch is flushed. A run with another identity (windows, backend settings, rows) starts over."""
+    """Rows finished so far, kept crash-safe in `<out>.partial/`: flat .npy arrays written in place
+    (a kill cannot damage rows already flushed; plain writes, not a memory map, so the process
+    does not hold the file's pages) and `done.json`, rewritten atomically after each batch is
+    flushed. A run with another identity (windows, backend settings, rows) starts over."""
 
     def __init__(self, folder: Path, identity: dict, n: int, dim: int, n_decoys: int):
         self.folder = folder
@@ -42,9 +43,19 @@ class _Partial:
             shutil.rmtree(folder)
         fresh = not folder.exists()
         folder.mkdir(exist_ok=True)
-        mode = "w+" if fresh else "r+"
-        self.embeddings = np.lib.format.open_memmap(folder / "embeddings.npy", mode, np.float32, (n, dim))
-        self.decoys = np.lib.format.open_memmap(folder / "decoys.npy", mode, np.float32, (n, n_decoys, dim))
+        self.shapes = {"embeddings": (n, dim), "decoys": (n, n_decoys, dim)}
+        self.offsets = {}
+        for name, shape in self.shapes.items():
+            path = folder / f"{name}.npy"
+            if fresh:  # a .npy header, then the file grown to full size (sparse until written)
+                with open(path, "wb") as fh:
+                    np.lib.format.write_array_header_1_0(fh, {"descr": "<f4", "fortran_order": False, "shape": shape})
+                    fh.truncate(fh.tell() + int(np.prod(shape)) * 4)
+            with open(path, "rb") as fh:
+                np.lib.format.read_magic(fh)
+                np.lib.format.read_array_header_1_0(fh)
+                self.offsets[name] = fh.tell()
+        self.files = {name: open(folder / f"{name}.npy", "r+b") for name in self.shapes}
         if fresh:
             self._write(stamp, text)
             self.mark(0)
@@ -62,12 +73,31 @@ class _Partial:
             os.fsync(out.fileno())
         os.replace(tmp, path)
 
+    def write(self, name: str, row: int, values: np.ndarray) -> None:
+        row_bytes = int(np.prod(self.shapes[name][1:])) * 4
+        fh = self.files[name]
+        fh.seek(self.offsets[name] + row * row_bytes)
+        fh.write(np.ascontiguousarray(values, dtype=np.float32).tobytes())
+
+    def read(self, name: str, start: int, stop: int) -> np.ndarray:
+        shape = self.shapes[name]
+        row_bytes = int(np.prod(shape[1:])) * 4
+        fh = self.files[name]
+        fh.seek(self.offsets[name] + start * row_bytes)
+        return np.frombuffer(fh.read((stop - start) * row_bytes), np.float32).reshape(stop - start, *shape[1:])
+
     def mark(self, n_done: int) -> None:
         """Rows 0..n_done are final: flush them to disk first, then say so."""
-        self.embeddings.flush()
-        self.decoys.flush()
+        for fh in self.files.values():
+            fh.flush()
+            os.fsync(fh.fileno())
         self._write(self.folder / "done.json", json.dumps({"n_done": n_done}))
         self.done = n_done
+
+    def remove(self) -> None:
+        for fh in self.files.values():
+            fh.close()
+        shutil.rmtree(self.folder)
 
 
 def _embed_all(backend: Backend, seqs: list[str]) -> np.ndarray:
@@ -108,20 +138,19 @@ def embed_windows(ws: WindowSet, backend: Backend, out_path, progress: Callable[
             table["strand"].iloc[start:end].tolist(), n_decoys, seed, segment))
         if not np.isfinite(decoys).all():
             raise EvoscanError(f"backend {backend.name} returned bad decoy embeddings for windows {start}..{end}")
-        partial.embeddings[start - lo:end - lo] = vectors
-        partial.decoys[start - lo:end - lo] = decoys.reshape(end - start, n_decoys, -1)
+        partial.write("embeddings", start - lo, vectors)
+        partial.write("decoys", start - lo, decoys)
         partial.mark(end - lo)
         if progress:
             progress(end - start)
     rows_per_chunk = max(1, min(backend.batch_size, hi - lo))
     with h5.atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
         f.attrs.update({**attrs, "n_done": hi - lo})
-        for name, data in (("embeddings", partial.embeddings), ("decoys", partial.decoys)):
-            ds = f.create_dataset(name, shape=data.shape, dtype=np.float32, chunks=(rows_per_chunk, *data.shape[1:]))
-            for r0 in range(0, len(data), 4096):  # bounded memory whatever the number of windows
-                ds[r0:r0 + 4096] = data[r0:r0 + 4096]
-    del partial.embeddings, partial.decoys  # close the memory maps before removing their files
-    shutil.rmtree(partial.folder)
+        for name, shape in partial.shapes.items():
+            ds = f.create_dataset(name, shape=shape, dtype=np.float32, chunks=(rows_per_chunk, *shape[1:]))
+            for r0 in range(0, shape[0], 4096):  # bounded memory whatever the number of windows
+                ds[r0:min(shape[0], r0 + 4096)] = partial.read(name, r0, min(shape[0], r0 + 4096))
+    partial.remove()
 
 
 def _read_part(path, ws: WindowSet) -> tuple[h5py.File, int, int]:
