@@ -12,7 +12,9 @@ measured in benchmarks/bench_search.py.
 The normalisation sums come from a fixed random sample of reference windows and their decoys
 (exact vectors) instead of every window; raw cosines from 8-bit codes of the raw vectors. Memory: about
 (2 + D) bytes x dimension per window (for 1 M windows of 2,080 dimensions and one decoy: 6.2 GB),
-plus a block.
+plus FAISS's growth of its inverted lists (up to twice their size; 13.5 GB measured at 1 M) and a
+block: beyond the exact search's few GB. Compressed codes (IVF-PQ) or lists on disk are the way
+to go further; not done yet.
 """
 
 from __future__ import annotations
@@ -82,6 +84,7 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
     windows_index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, nlist,
                                                   faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
     windows_index.train(sample)
+    del sample  # up to 1.7 GB at a million windows
     decoys_index = faiss.clone_index(windows_index)
     raw_codes = faiss.ScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit)
     raw_codes.train(np.concatenate([raw_unit(emb[r0:r1][::step]) for r0, r1 in _blocks(n)]))
