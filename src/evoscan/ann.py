@@ -6,8 +6,8 @@ Each query takes its nearest windows and nearest decoys from the two indexes, an
 decoys their nearest windows; every window found any of these ways becomes a candidate, and the
 pair is scored as the exact search scores it (its score and its 2D decoy scores, from the
 quantised vectors), so the selection stays blind to which score is real and the target-decoy
-competition stays fair: real and decoy scores are found and computed by the same approximation. Recall against the exact search is
-measured in benchmarks/bench_search.py.
+competition stays fair: real and decoy scores are found and computed by the same approximation.
+Recall against the exact search is measured in benchmarks/bench_search.py.
 
 The normalisation sums come from a fixed random sample of reference windows and their decoys
 (exact vectors) instead of every window; raw cosines from 8-bit codes of the raw vectors. Memory: about
