@@ -1,15 +1,16 @@
 """Calibration and power of the target-decoy q-values (figures of docs/validation.md).
 
 Calibration: the 25 real loci, each dinucleotide-shuffled as a whole (real composition,
-overlapping windows, no signal), one copy per seed; kmer backend, 1 decoy per window. Reports per
+overlapping windows, no signal), one copy per seed; kmer or motifs backend, 1 decoy per window. Reports per
 seed the pairs at q <= 0.05 (overall and in each GC tertile of the pair's mean GC), the target and
-decoy wins, and the target wins by a lead at least the 20th/60th/200th largest decoy win's (the
+decoy wins, and the target wins with a score of at least the 20th/60th/200th best decoy win's (the
 decoys' estimate of the false target wins there, with 2 decoy scores per pair: 10, 30, 100).
 
 Power: 8 shuffled loci with 20 planted pairs: a shared vocabulary of 40 random 8-mers (positive
-control) and shared sets of 12/20/30 JASPAR motifs (each instance sampled anew), 1 and 4 decoys.
+control) and shared sets of 12/20/30 JASPAR motifs (each instance sampled anew), 1 and 4 decoys,
+kmer and motifs backends side by side on the same planted windows.
 
-    python benchmarks/calibration.py [--seeds 20]
+    python benchmarks/calibration.py [--seeds 20] [--backend kmer|motifs] [--skip-power]
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
 from conftest import subset_fasta  # noqa: E402
+from evoscan.backends.motifs import MotifBackend  # noqa: E402
 from evoscan.decoys import compete  # noqa: E402
 from evoscan.pipeline import find_demo_data  # noqa: E402
 from evoscan.windows import WindowParams, make_windows  # noqa: E402
@@ -35,54 +37,61 @@ from synthetic import kmer_search, plant_motifs, plant_words, shuffled_loci  # n
 LOCI = ["DES", "ACTC1", "TNNC1", "MYL2", "PLN", "SOD1", "TTR", "AVP"]
 
 
-def calibration(loci: Path, tmp: Path, seed: int) -> dict:
+def calibration(loci: Path, tmp: Path, seed: int, backend=None) -> dict:
     ws = make_windows(WindowParams(), fasta=shuffled_loci(loci, tmp / "s.fa", seed))
-    pairs, nb = kmer_search(ws, tmp, seed=seed)
-    wins, lead = compete(pairs["score_z"].to_numpy(), pairs.attrs["decoy_z"])
+    pairs, nb = kmer_search(ws, tmp, seed=seed, backend=backend)
+    wins, winning = compete(pairs["score_z"].to_numpy(), pairs.attrs["decoy_z"])
     gc = ws.table["gc"].to_numpy()
     tertile = np.digitize((gc[pairs.window_a] + gc[pairs.window_b]) / 2, np.quantile(gc, [1 / 3, 2 / 3]))
     called = pairs["qvalue"].to_numpy() <= 0.05
-    decoy_leads = np.sort(lead[~wins])
-    # the decoys' estimate of the false target wins at a lead >= the r-th best decoy win's: r / 2D
+    decoy_best = np.sort(winning[~wins])
+    # the decoys' estimate of the false target wins at a score >= the r-th best decoy win's: r / 2D
     return {"seed": seed, "windows": len(ws), "pairs": len(pairs), "called_q05": int(called.sum()),
             "called_by_gc_tertile": [int((called & (tertile == t)).sum()) for t in range(3)],
             "min_q": round(float(pairs["qvalue"].min()), 3),
             "target_wins": int(wins.sum()), "decoy_wins": int((~wins).sum()),
-            "target_wins_at_decoy_rank": {r: int((lead[wins] >= decoy_leads[-r]).sum()) for r in (20, 60, 200)}}
+            "target_wins_at_decoy_rank": {r: int((winning[wins] >= decoy_best[-r]).sum()) for r in (20, 60, 200)}}
 
 
-def power(base, data: Path, tmp: Path, kind: str, load: int, n_decoys: int, seed: int) -> dict:
+def power(base, data: Path, tmp: Path, kind: str, load: int, n_decoys: int, seed: int, backend=None) -> dict:
     if kind == "words":
         ws, planted = plant_words(base, 20, load, seed)
     else:
         ws, planted = plant_motifs(data / "motifs" / "JASPAR2024_CORE_vertebrates_latest.jaspar", base, 20, load, seed)
-    pairs, _ = kmer_search(ws, tmp, n_decoys=n_decoys)
+    pairs, _ = kmer_search(ws, tmp, n_decoys=n_decoys, backend=backend)
     called = set(zip(pairs.window_a[pairs.qvalue <= 0.05], pairs.window_b[pairs.qvalue <= 0.05]))
     carriers = {w for p in planted for w in p}
     false = [p for p in called if p[0] not in carriers or p[1] not in carriers]
     nominated = set(zip(pairs.window_a, pairs.window_b)) & set(planted)
-    return {"planted": kind, "load": load, "decoys": n_decoys, "seed": seed, "nominated": len(nominated),
-            "recovered_q05": len(called & set(planted)), "called": len(called), "false": len(false)}
+    return {"backend": backend.name if backend else "kmer", "planted": kind, "load": load, "decoys": n_decoys,
+            "seed": seed, "nominated": len(nominated), "recovered_q05": len(called & set(planted)), "called": len(called), "false": len(false)}
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--seeds", type=int, default=20)
+    ap.add_argument("--backend", default="kmer", choices=["kmer", "motifs"], help="backend of the calibration runs")
+    ap.add_argument("--skip-power", action="store_true")
     a = ap.parse_args()
+    motif_backend = MotifBackend()
     data = find_demo_data(REPO)
     loci = data / "loci" / "grch38_loci.softmasked.fa"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for seed in range(a.seeds):
             t = time.perf_counter()
-            row = calibration(loci, tmp, seed)
-            print(json.dumps({"calibration": {**row, "seconds": round(time.perf_counter() - t, 1)}}), flush=True)
+            row = calibration(loci, tmp, seed, motif_backend if a.backend == "motifs" else None)
+            print(json.dumps({"calibration": {"backend": a.backend, **row, "seconds": round(time.perf_counter() - t, 1)}}), flush=True)
+        if a.skip_power:
+            return
         base = make_windows(WindowParams(), fasta=shuffled_loci(subset_fasta(loci, LOCI, tmp / "8.fa"), tmp / "8s.fa", 42))
         for kind, loads in (("words", (20, 40)), ("motifs", (12, 20, 30))):
             for load in loads:
                 for n_decoys in (1, 4):
                     for seed in (5, 6, 7):
-                        print(json.dumps({"power": power(base, data, tmp, kind, load, n_decoys, seed)}), flush=True)
+                        for backend in (None, motif_backend):
+                            row = power(base, data, tmp, kind, load, n_decoys, seed, backend)
+                            print(json.dumps({"power": row}), flush=True)
 
 
 if __name__ == "__main__":

@@ -61,12 +61,13 @@ def plant_motifs(motif_file: Path, ws: WindowSet, n_pairs: int, n_motifs: int, s
     return WindowSet(ws.table, np.array([s.encode() for s in seqs]), ws.params), planted
 
 
-def kmer_search(ws: WindowSet, workdir: Path, n_decoys: int = 1, params=search.SearchParams(), seed: int = 1):
-    """Embed (kmer, with decoys) and search; the nominated pairs with their target-decoy q-values,
-    and the neighbours."""
+def kmer_search(ws: WindowSet, workdir: Path, n_decoys: int = 1, params=search.SearchParams(), seed: int = 1,
+                backend=None):
+    """Embed (kmer unless another backend is given, with decoys) and search; the nominated pairs
+    with their target-decoy q-values, and the neighbours."""
     path = workdir / f"emb.{n_decoys}.{seed}.h5"
     path.unlink(missing_ok=True)
-    embed.embed_windows(ws, KmerBackend(k=6), path, n_decoys=n_decoys, seed=seed)
+    embed.embed_windows(ws, backend or KmerBackend(k=6), path, n_decoys=n_decoys, seed=seed)
     with embed.open_embeddings(path, ws) as f:
         nb = search.search(f, ws, params)
     path.unlink()

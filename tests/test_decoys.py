@@ -84,17 +84,19 @@ LOCI = ["DES", "ACTC1", "TNNC1", "MYL2", "PLN", "SOD1", "TTR", "AVP"]
 def test_calibration_no_calls_without_signal(loci_fasta, tmp_path, seed):
     """The 25 real loci, each dinucleotide-shuffled as a whole (real composition, overlapping
     windows, no signal): no pair at q <= 0.05; the pair's score wins a third of its competitions
-    (against two decoys), and the pairs winning by at least the lead of the r-th best decoy win are
-    about r / 2, as the decoys predict, within sampling error. (The benchmark does 20 seeds.)"""
+    (against two decoys), and the pairs winning with at least the score of the r-th best decoy win
+    are about r / 2, as the decoys predict, within sampling error. High scores come in clumps of up
+    to four (two overlapping windows on each side), so the counts vary up to 4 times as much as
+    Poisson counts would; the benchmark does 20 seeds and compares the means."""
     ws = make_windows(WindowParams(), fasta=shuffled_loci(loci_fasta, tmp_path / "s.fa", seed))
     pairs, nb = kmer_search(ws, tmp_path, seed=seed)
     assert len(pairs) > 10_000 and (pairs["qvalue"] > 0.05).all()
-    wins, lead = compete(pairs["score_z"].to_numpy(), pairs.attrs["decoy_z"])
+    wins, winning = compete(pairs["score_z"].to_numpy(), pairs.attrs["decoy_z"])
     assert abs(wins.mean() - 1 / 3) < 0.02
     for rank in (20, 60, 200):
-        threshold = np.sort(lead[~wins])[-rank]
-        observed = int((lead[wins] >= threshold).sum())
-        assert abs(observed - rank / 2) <= 4 * np.sqrt(rank / 2) + 2, (rank, observed)
+        threshold = np.sort(winning[~wins])[-rank]
+        observed = int((winning[wins] >= threshold).sum())
+        assert abs(observed - rank / 2) <= 4 * np.sqrt(4 * rank / 2) + 2, (rank, observed)
 
 
 def called_pairs(pairs, planted):

@@ -101,7 +101,7 @@ def test_schema_names_exactly_the_config_params(rendered):
         if name not in ("input", "search_chunks", "embed_chunks") and defaults[name] is not None:
             assert str(defaults[name]) == str(value), name
     # the parameters themselves validate against the schema
-    values = {k: (float(v) if k in ("max_n_frac", "max_repeat_frac", "max_qvalue", "min_sw_pvalue") else v)
+    values = {k: (float(v) if k in ("max_n_frac", "max_repeat_frac", "max_qvalue", "min_sw_pvalue", "motif_pvalue") else v)
               for k, v in rendered["params"].items() if v is not None}
     jsonschema.validate(values, schema)
 

@@ -4,7 +4,7 @@ search nominates only (cost grows with N * k, not N²).
 - Significance: target-decoy competition (`decoys.py`). Each nominated pair (a, b) competes
   once: its score against the scores of a with b's decoys and of a's decoys with b (shuffles:
   same composition, no content). `margin` is how far the pair's normalised score beats the best
-  decoy's (negative: a decoy won). `qvalue` comes from the winners' leads among the pairs calls
+  decoy's (negative: a decoy won). `qvalue` comes from the winning scores among the pairs calls
   are made from — repeat-free, no BLAST hit — and `qvalue_all` among all nominated pairs (where
   paralogs and repeats win too: what the model sees beyond composition, before the filters). Scores are compared
   after symmetric normalisation (the S-norm of speaker verification), `score_z` =
@@ -14,6 +14,15 @@ search nominates only (cost grows with N * k, not N²).
 - Composition control: `kmer_cosine` (6-mer composition) of every pair whatever the backend, and
   `composition_residual`, what a linear fit on it leaves of `score`; the fit's R² says how much of
   the model's similarity composition explains.
+- Motif control: `motif_cosine`, the cosine of the two windows' JASPAR motif-cluster profiles
+  (binding potential beyond composition, `motifs.py`), for the pairs calls are made from
+  (repeat-free, no BLAST hit; NaN for the others, which are out already): does the model see more
+  than shared regulatory grammar?
+- Motif evidence of every candidate (and of the `motif_top` best pairs calls are made from,
+  called or not): the motif clusters with a site in both windows, how many a window shares with
+  dinucleotide shuffles of the other on average (`motifs_expected`) and the shuffle p-value of
+  the shared count (`motif_pvalue`); the sites themselves go to scores.h5. `motifs_shared` is -1
+  for pairs not examined.
 - Repeats: both windows' repeat fraction at most `max_repeat_frac`.
 - Strict non-homology: BLAST of the nominated repeat-free pairs (the others are out already) with
   all-vs-all e-values (`blast.py`; or all-vs-all hits given by the user), then Smith-Waterman with
@@ -32,6 +41,7 @@ import numpy as np
 import pandas as pd
 
 from . import blast
+from .motifs import DEFAULT_PVALUE, DEFAULT_SOURCE, SITE_COLUMNS as SITE_DTYPES, MotifProfiler
 from .backends.kmer import KmerBackend
 from .decoys import competition_qvalues
 from .errors import EvoscanError
@@ -51,9 +61,12 @@ FUNNEL = [
     ("candidates", "candidates"),
 ]
 PAIR_COLUMNS = ["window_a", "window_b", "score", "score_z", "margin", "qvalue", "qvalue_all", "cosine",
-                "kmer_cosine", "composition_residual", "repeat_frac_a", "repeat_frac_b", "blast_searched",
+                "kmer_cosine", "composition_residual", "motif_cosine", "motifs_shared", "motifs_expected",
+                "motif_pvalue", "shared_motifs", "repeat_frac_a", "repeat_frac_b", "blast_searched",
                 "blast_evalue", "blast_bitscore", "blast_pident", "sw_score", "sw_zscore", "sw_pvalue",
                 "same_family", "repeat_free", "blast_hit", "significant", "sw_homology", "candidate"]
+
+SITE_COLUMNS = list(SITE_DTYPES)
 
 
 @dataclass(frozen=True)
@@ -65,6 +78,10 @@ class CheckParams:
     sw_shuffles: int = 50
     min_sw_pvalue: float = 0.01
     seed: int = 1
+    motifs: str = DEFAULT_SOURCE
+    motif_pvalue: float = DEFAULT_PVALUE
+    motif_shuffles: int = 100
+    motif_top: int = 10
 
     def __post_init__(self):
         if not 0 <= self.max_repeat_frac <= 1:
@@ -73,6 +90,8 @@ class CheckParams:
             raise EvoscanError("--max-qvalue must lie in (0, 1]")
         if self.sw_shuffles < 2:
             raise EvoscanError("--sw-shuffles needs at least 2")
+        if self.motif_shuffles < 1:
+            raise EvoscanError("--motif-shuffles needs at least 1")
 
 
 def _mean_sd(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -145,6 +164,38 @@ def kmer_cosine(ws: WindowSet, a: np.ndarray, b: np.ndarray, block: int = 8192) 
     return out
 
 
+def motif_cosine(ws: WindowSet, a: np.ndarray, b: np.ndarray, profiler: MotifProfiler,
+                 block: int = 4096) -> np.ndarray:
+    """Cosine of the motif-cluster profiles of pairs (a, b), block by block like `kmer_cosine`."""
+    out = np.empty(len(a), dtype=np.float32)
+    order = np.argsort(a, kind="stable")
+    for s in range(0, len(a), block):
+        rows = order[s:s + block]
+        needed, where = np.unique(np.concatenate([a[rows], b[rows]]), return_inverse=True)
+        vectors = np.concatenate([profiler.vectors([ws.seqs[i].decode("ascii").upper() for i in needed[j:j + 256]])
+                                  for j in range(0, len(needed), 256)])
+        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+        out[rows] = np.einsum("pd,pd->p", vectors[where[:len(rows)]], vectors[where[len(rows):]])
+    return out
+
+
+def motif_evidence(ws: WindowSet, pairs: pd.DataFrame, which: np.ndarray, profiler: MotifProfiler,
+                   params: "CheckParams") -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Motif evidence columns for the pairs in `which` (the others stay empty), and the sites of
+    their shared motifs with `pair` = the pair's row in `pairs`."""
+    rows = np.flatnonzero(which)
+    seqs = [(ws.seqs[pairs["window_a"].iat[r]].decode().upper(), ws.seqs[pairs["window_b"].iat[r]].decode().upper())
+            for r in rows]
+    summary, sites = profiler.evidence(seqs, params.motif_shuffles, params.seed)
+    summary.index = rows
+    evidence = summary.reindex(range(len(pairs)))
+    evidence = evidence.astype({"motifs_expected": np.float64, "motif_pvalue": np.float64})
+    evidence["motifs_shared"] = evidence["motifs_shared"].fillna(-1).astype(np.int64)  # -1: not examined
+    evidence["shared_motifs"] = evidence["shared_motifs"].fillna("").astype(str)
+    sites["pair"] = rows[sites["pair"].to_numpy(np.int64)] if len(sites) else sites["pair"]
+    return evidence, sites
+
+
 def composition_fit(score: np.ndarray, kmer: np.ndarray) -> tuple[np.ndarray, float]:
     """Residual of `score` after a least-squares line on `kmer`, and that line's R²."""
     if len(score) < 3 or np.ptp(kmer) == 0:
@@ -165,8 +216,10 @@ def cross_group_pairs(ws: WindowSet) -> int:
 def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: CheckParams,
                 blast_args: str = blast.DEFAULT_ARGS, threads: int = 1, hits: pd.DataFrame | None = None,
                 families: dict[str, str] | None = None, progress: Callable[[int], None] | None = None,
-                resume_dir=None) -> tuple[pd.DataFrame, dict, dict]:
+                resume_dir=None, profiler: MotifProfiler | None = None) -> tuple[pd.DataFrame, dict, dict]:
     """Every nominated pair with its significance, controls and checks; (pairs, funnel, stats).
+    `pairs.attrs`: "decoy_z" (each pair's normalised decoy scores), "motif_sites" (the sites of
+    the candidates' shared motifs, `pair` = row in `pairs`).
 
     `hits`: best BLAST hits of an all-vs-all search (opt-in; `blast_args` then says how they were
     found); by default the nominated pairs are searched here with `blast_args`, keeping finished
@@ -207,6 +260,10 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
     # (or a bias of the decoys, which the calibration on signal-free copies rules out)
     stats.update(population_pairs=int(population.sum()),
                  target_win_fraction=float((pairs["margin"].to_numpy()[population] > 0).mean()) if population.any() else 0.0)
+    profiler = profiler or MotifProfiler(params.motifs, params.motif_pvalue, reference_length=ws.params.size)
+    pairs["motif_cosine"] = np.nan
+    pairs.loc[population, "motif_cosine"] = motif_cosine(ws, pairs["window_a"].to_numpy()[population],
+                                                         pairs["window_b"].to_numpy()[population], profiler)
     pairs = _smith_waterman(ws, pairs, pairs["repeat_free"] & ~pairs["blast_hit"] & pairs["significant"], params)
     pairs["sw_homology"] = pairs["sw_pvalue"].lt(params.min_sw_pvalue)
     fam = families or {}
@@ -215,10 +272,22 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
                             for x, y in zip(gene[pairs["window_a"]], gene[pairs["window_b"]])]
     pairs["candidate"] = (pairs["repeat_free"] & ~pairs["blast_hit"] & pairs["significant"]
                           & ~pairs["sw_homology"] & (pairs["cosine"] >= params.min_cosine))
-    pairs = pairs[[*PAIR_COLUMNS, "row"]].sort_values(["candidate", "score_z", "window_a", "window_b"],
+    # evidence for every candidate and for the best pairs calls are made from, called or not (what
+    # a report shows when nothing is called)
+    best = np.zeros(len(pairs), dtype=bool)
+    best[np.flatnonzero(population)[np.argsort(-pairs["score_z"].to_numpy()[population], kind="stable")[:params.motif_top]]] = True
+    evidence, sites = motif_evidence(ws, pairs, pairs["candidate"].to_numpy() | best, profiler, params)
+    pairs = pd.concat([pairs, evidence], axis=1)
+    pairs["site_row"] = np.arange(len(pairs))
+    pairs = pairs[[*PAIR_COLUMNS, "row", "site_row"]].sort_values(["candidate", "score_z", "window_a", "window_b"],
                                                       ascending=[False, False, True, True], kind="stable",
                                                       ignore_index=True)
     pairs.attrs["decoy_z"] = decoy_z[pairs.pop("row").to_numpy()]
+    new_row = np.empty(len(pairs), dtype=np.int64)
+    new_row[pairs.pop("site_row").to_numpy()] = np.arange(len(pairs))
+    pairs.attrs["motif_sites"] = sites.assign(pair=new_row[sites["pair"].to_numpy(np.int64)]).sort_values(
+        ["pair", "side", "start", "matrix"], ignore_index=True)
+    stats["motifs"] = profiler.provenance()
     stats["sw_alignments"] = int(pairs["sw_score"].notna().sum() * (2 * params.sw_shuffles + 2))
     return pairs, funnel_counts(ws, pairs), stats
 
@@ -261,18 +330,24 @@ def read_families(path) -> dict[str, str]:
 
 def write_scores(path, ws: WindowSet, pairs: pd.DataFrame, funnel: dict, params: CheckParams, meta: dict,
                  stats: dict) -> None:
-    """scores.h5: every nominated pair with its checks and its decoys' normalised scores, and the funnel."""
+    """scores.h5: every nominated pair with its checks and its decoys' normalised scores, the funnel,
+    and the sites of the candidates' shared motifs (group motif_sites)."""
     attrs = h5.provenance("scores", ws.digest, asdict(params))
     attrs.update(funnel=json.dumps(funnel), backend=json.dumps(meta["backend"]), search=json.dumps(meta["params"]),
                  blastn_args=stats["blastn_args"], stats=json.dumps(stats))
     data = {c: pairs[c].to_numpy() for c in PAIR_COLUMNS}
     data["decoy_score_z"] = np.asarray(pairs.attrs["decoy_z"], np.float32)
+    sites = pairs.attrs.get("motif_sites", pd.DataFrame(columns=SITE_COLUMNS)).astype(SITE_DTYPES)
+    data.update({f"motif_sites/{c}": sites[c].to_numpy() for c in SITE_COLUMNS})
     h5.write_h5(path, data, attrs)
 
 
 def read_scores(path, ws: WindowSet) -> tuple[pd.DataFrame, dict]:
     with h5.open_checked(path, "scores", ws.digest) as f:
-        pairs = pd.DataFrame({c: f[c][()] for c in PAIR_COLUMNS})
+        pairs = pd.DataFrame({c: h5.read_strings(f[c]) if f[c].dtype.kind == "O" else f[c][()] for c in PAIR_COLUMNS})
+        pairs.attrs["motif_sites"] = pd.DataFrame({c: h5.read_strings(f[f"motif_sites/{c}"])
+                                                   if f[f"motif_sites/{c}"].dtype.kind == "O" else f[f"motif_sites/{c}"][()]
+                                                   for c in SITE_COLUMNS})
         meta = {"funnel": json.loads(f.attrs["funnel"]), "backend": json.loads(f.attrs["backend"]),
                 "search": json.loads(f.attrs["search"]), "blastn_args": str(f.attrs["blastn_args"]),
                 "params": h5.params_of(f), "stats": json.loads(f.attrs["stats"])}

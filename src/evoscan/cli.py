@@ -10,7 +10,7 @@ from pathlib import Path
 
 from rich.console import Console
 
-from . import __version__, blast, check, embed, mask, report, search
+from . import __version__, blast, check, embed, mask, motifs, report, search
 from .backends import get_backend, names as backend_names
 from .errors import EvoscanError
 from .pipeline import RunConfig, demo_config, find_demo_data, run_pipeline
@@ -58,7 +58,7 @@ def add_blast_options(p: argparse.ArgumentParser) -> None:
 def add_backend_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("embedding backend")
     g.add_argument("--backend", default="kmer", choices=backend_names())
-    g.add_argument("--batch-size", type=int, help="windows per backend call (kmer 1024, evo2 8, hf 16)")
+    g.add_argument("--batch-size", type=int, help="windows per backend call (kmer 1024, motifs 256, evo2 8, hf 16)")
     g.add_argument("--k", type=int, default=6, help="kmer: k-mer length (default %(default)s)")
     g.add_argument("--model", help="evo2: model name (default evo2_7b); hf: model directory")
     g.add_argument("--layer", help="evo2: blocks.N or blocks.N.mlp.l3 (default per model); hf: hidden-state index")
@@ -73,6 +73,15 @@ def add_backend_options(p: argparse.ArgumentParser) -> None:
                    help="dinucleotide-shuffle decoys per window, embedded for the target-decoy q-values "
                         "(default %(default)s)")
     g.add_argument("--decoy-seed", type=int, default=1)
+
+
+def add_motif_options(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("motifs (the motifs backend, the motif_cosine control, motif evidence)")
+    g.add_argument("--motifs", default=motifs.DEFAULT_SOURCE,
+                   help="a JASPAR release shipped with pyjaspar (CORE vertebrates) or a JASPAR/MEME motif file "
+                        "(default %(default)s)")
+    g.add_argument("--motif-pvalue", type=float, default=motifs.DEFAULT_PVALUE,
+                   help="a site scores what random sequence reaches with this probability (default %(default)s)")
 
 
 def add_search_options(p: argparse.ArgumentParser) -> None:
@@ -105,6 +114,8 @@ def add_check_options(p: argparse.ArgumentParser) -> None:
                    help="shuffles behind each Smith-Waterman z-score and p-value (default %(default)s)")
     g.add_argument("--min-sw-pvalue", type=float, default=d.min_sw_pvalue,
                    help="a Smith-Waterman p-value below this marks a pair homologous (default %(default)s)")
+    g.add_argument("--motif-shuffles", type=int, default=d.motif_shuffles,
+                   help="dinucleotide shuffles of each side behind a candidate's motif p-value (default %(default)s)")
     g.add_argument("--families", type=Path, help="TSV of gene and family: flags pairs of one family")
 
 
@@ -132,6 +143,8 @@ def backend_options(a) -> dict:
     opts = {"batch_size": a.batch_size} if a.batch_size else {}
     if a.backend == "kmer":
         return {**opts, "k": a.k}
+    if a.backend == "motifs":
+        return {**opts, "motifs_source": a.motifs, "motif_pvalue": a.motif_pvalue}
     if a.backend == "evo2":
         return {**opts, "model": a.model or "evo2_7b", "layer": a.layer, "pooling": a.pooling,
                 "weights": a.weights, "config": a.model_config, "allow_download": a.allow_download,
@@ -147,7 +160,8 @@ def search_params(a) -> search.SearchParams:
 
 def check_params(a) -> check.CheckParams:
     return check.CheckParams(a.max_repeat_frac, a.max_blast_evalue, a.max_qvalue, a.min_cosine, a.sw_shuffles,
-                             a.min_sw_pvalue)
+                             a.min_sw_pvalue, motifs=a.motifs, motif_pvalue=a.motif_pvalue,
+                             motif_shuffles=a.motif_shuffles)
 
 
 def chunk_spec(spec: str | None) -> tuple[int, int] | None:
@@ -282,6 +296,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("embed", cmd_embed, "embed every window and its decoys with a backend (resumable)")
     io_options(p, ["windows"], "embeddings.h5")
     add_backend_options(p)
+    add_motif_options(p)
     p.add_argument("--chunk", help="embed only chunk I/N of the windows (for scatter; join with merge)")
     p = command("search", cmd_search, "each window's nearest windows of other genes, and nearest decoys")
     io_options(p, ["windows", "embeddings"], "neighbours.h5")
@@ -293,6 +308,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blast-hits", type=Path, help="all-vs-all hits from `evoscan blast` instead of searching "
                                                    "the nominated pairs")
     add_check_options(p)
+    add_motif_options(p)
     p = command("merge", cmd_merge, "join embed, search or blast chunk files")
     io_options(p, ["windows"], "merged.h5")
     p.add_argument("parts", nargs="+", type=Path, help="chunk files from embed, search or blast --chunk")
@@ -306,7 +322,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--outdir", type=Path, default=Path("."))
     p = command("run", cmd_run, "all steps in one process on this machine")
     for add_options in (add_input_options, add_mask_options, add_backend_options, add_search_options,
-                        add_blast_options, add_check_options):
+                        add_blast_options, add_check_options, add_motif_options):
         add_options(p)
     p.add_argument("--blast-all-vs-all", action="store_true",
                    help="BLAST every pair of windows (small sets) instead of the nominated pairs")

@@ -15,6 +15,7 @@ from .windows import WindowSet
 
 PAIR_VALUES = ["cosine", "repeat_frac_a", "repeat_frac_b", "blast_evalue", "blast_bitscore", "blast_pident", "blast_searched",
                "score", "score_z", "margin", "qvalue", "qvalue_all", "kmer_cosine", "composition_residual",
+               "motif_cosine", "motifs_shared", "motifs_expected", "motif_pvalue", "shared_motifs",
                "sw_score", "sw_zscore", "sw_pvalue", "same_family"]
 TSV_COLUMNS = ["window_a", "window_b", "gene_a", "gene_b", "chrom_a", "start_a", "end_a",
                "chrom_b", "start_b", "end_b", "region_a", "region_b", *PAIR_VALUES,
@@ -45,6 +46,29 @@ def bedpe(table: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def site_table(ws: WindowSet, pairs: pd.DataFrame, sites: pd.DataFrame) -> pd.DataFrame:
+    """The shared-motif sites of the pairs with motif evidence (candidates and the best pairs) in
+    genome coordinates (0-based half-open; strand on the genome: a window read from the minus
+    strand flips its sites)."""
+    table = ws.table
+    side_a = (sites["side"] == "a").to_numpy()
+    row = sites["pair"].to_numpy()
+    window = np.where(side_a, pairs["window_a"].to_numpy()[row], pairs["window_b"].to_numpy()[row])
+    minus = table["strand"].to_numpy()[window] == "-"
+    w_start, w_end = table["start"].to_numpy()[window], table["end"].to_numpy()[window]
+    start, end = sites["start"].to_numpy(), sites["end"].to_numpy()
+    ids = table["id"].to_numpy()
+    return pd.DataFrame({
+        "window_a": ids[pairs["window_a"].to_numpy()[row]], "window_b": ids[pairs["window_b"].to_numpy()[row]],
+        "window": ids[window], "gene": table["gene"].to_numpy()[window], "chrom": table["chrom"].to_numpy()[window],
+        "start": np.where(minus, w_end - end, w_start + start), "end": np.where(minus, w_end - start, w_start + end),
+        "strand": np.where(minus, np.where(sites["strand"] == "+", "-", "+"), sites["strand"]),
+        "matrix_id": sites["id"].to_numpy(), "matrix": sites["name"].to_numpy(), "cluster": sites["cluster"].to_numpy(),
+        "score": sites["score"].to_numpy(), "offset": start,
+        "candidate": pairs["candidate"].to_numpy()[row],
+    })
+
+
 def write_tsv(path, table: pd.DataFrame, header: bool = True) -> None:
     """Write atomically; compressed when the name ends in .gz. Floats to 6 significant digits."""
     path = Path(path)
@@ -57,9 +81,10 @@ def write_report(outdir, ws: WindowSet, pairs: pd.DataFrame) -> dict[str, Path]:
     outdir = Path(outdir)
     table = pair_table(ws, pairs)
     candidates = table[table["candidate"]].drop(columns="candidate")
-    files = {"candidates": outdir / "candidates.tsv", "pairs": outdir / "pairs.tsv.gz",
-             "bedpe": outdir / "candidates.bedpe"}
+    files = {"candidates": outdir / "candidates.tsv", "motif_sites": outdir / "motif_sites.tsv",
+             "pairs": outdir / "pairs.tsv.gz", "bedpe": outdir / "candidates.bedpe"}
     write_tsv(files["candidates"], candidates)
+    write_tsv(files["motif_sites"], site_table(ws, pairs, pairs.attrs["motif_sites"]))
     write_tsv(files["pairs"], table)
     write_tsv(files["bedpe"], bedpe(candidates), header=False)
     return files
@@ -86,14 +111,26 @@ def summary(console: Console, ws: WindowSet, pairs: pd.DataFrame, meta: dict, to
                   f"repeat fraction <= {p['max_repeat_frac']}; no BLAST hit at e-value <= {p['max_blast_evalue']} "
                   f"({blast_scope}; {meta['blastn_args']}); q <= {p['max_qvalue']}; Smith-Waterman p >= "
                   f"{p['min_sw_pvalue']} ({stats['sw_alignments']:,} alignments). Composition (6-mer cosine) "
-                  f"explains R2 = {stats['composition_r2']:.2f} of the score over nominated pairs.[/dim]")
-    table = pair_table(ws, pairs[pairs["candidate"]].head(top))
-    best = Table(title=f"Top {min(top, len(table))} candidates", title_justify="left")
-    numeric = ("score", "margin", "kmer_cosine", "qvalue", "sw_zscore")
-    for col in ("window_a", "region_a", "window_b", "region_b", *numeric, "same_family"):
-        best.add_column(col, justify="right" if col in numeric else "left")
+                  f"explains R2 = {stats['composition_r2']:.2f} of the score over nominated pairs. Motif control and "
+                  f"evidence: {stats['motifs']['matrices']} matrices of {stats['motifs']['motifs']} in "
+                  f"{stats['motifs']['clusters']} clusters, sites at p <= {stats['motifs']['motif_pvalue']:g}, "
+                  f"shared counts against {p['motif_shuffles']} shuffles of each side.[/dim]")
+    if pairs["candidate"].any():
+        table = pair_table(ws, pairs[pairs["candidate"]].head(top))
+        title = f"Top {len(table)} candidates"
+    else:  # nothing called: show the best pairs calls are made from, and say so
+        shown = pairs[pairs["qvalue"].notna()].sort_values("score_z", ascending=False, kind="stable").head(top)
+        table = pair_table(ws, shown)
+        title = (f"No candidates at q <= {p['max_qvalue']}. The {len(table)} best repeat-free pairs without a "
+                 "BLAST hit, none significant")
+    best = Table(title=title, title_justify="left")
+    for col in ("pair (regions); shared motifs, e.g.", "score", "q", "kmer", "motif", "shared (exp)", "p"):
+        best.add_column(col, justify="left" if col.startswith("pair") else "right", no_wrap=not col.startswith("pair"))
     for row in table.itertuples():
-        best.add_row(row.window_a, row.region_a, row.window_b, row.region_b, f"{row.score:.3f}",
-                     f"{row.margin:.2f}", f"{row.kmer_cosine:.3f}", f"{row.qvalue:.2g}",
-                     f"{row.sw_zscore:.1f}", "yes" if row.same_family else "")
+        shared = row.shared_motifs.split(",") if row.shared_motifs else []
+        family = " [same family]" if row.same_family else ""
+        best.add_row(f"{row.window_a} ({row.region_a})\n{row.window_b} ({row.region_b}){family}\n"
+                     f"[dim]{', '.join(shared[:4])}[/dim]", f"{row.score:.3f}", f"{row.qvalue:.2g}",
+                     f"{row.kmer_cosine:.2f}", f"{row.motif_cosine:.2f}", f"{len(shared)} ({row.motifs_expected:.0f})",
+                     f"{row.motif_pvalue:.2g}")
     console.print(best)

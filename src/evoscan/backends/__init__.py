@@ -27,7 +27,7 @@ class Backend(Protocol):
 
 
 _REGISTRY: dict[str, Callable[..., Backend]] = {}
-_MODULES = {"kmer": "kmer", "evo2": "evo2", "hf": "hf"}
+_MODULES = {"kmer": "kmer", "evo2": "evo2", "hf": "hf", "motifs": "motifs"}
 
 
 def register(name: str):

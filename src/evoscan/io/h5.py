@@ -26,7 +26,7 @@ SCHEMAS = {
     "embeddings": "evoscan.embeddings/2",
     "neighbours": "evoscan.neighbours/1",
     "blast": "evoscan.blast/1",
-    "scores": "evoscan.scores/2",
+    "scores": "evoscan.scores/3",
 }
 
 STR = h5py.string_dtype("utf-8")

@@ -1,0 +1,380 @@
+"""Transcription-factor motifs: JASPAR matrices, a vectorised scan, window profiles, and the motif
+evidence of a pair.
+
+Matrices. JASPAR CORE vertebrates from pyjaspar (a release such as JASPAR2024, offline, the latest
+version of each matrix) or a JASPAR / MEME file. Counts become log-odds in bits against a uniform
+background with JASPAR's pseudocounts (Bio.motifs.jaspar.calculate_pseudocounts: sqrt(sites)
+spread over the background).
+
+Scan. One-hot sequence [B, 4, L] convolved with every matrix and its reverse complement, zero-padded
+to the longest (torch conv1d, CPU or GPU, matrices bucketed by length so short ones do not pay for
+the longest). N (and any non-ACGT letter) scores 0 at its position. A site is a position and
+strand whose score reaches the matrix's threshold: the score a random uniform sequence reaches with
+probability `pvalue` (default 1e-4, FIMO's), from the exact score distribution on a 0.01-bit grid.
+
+Redundancy. JASPAR holds many near-copies (the ETS, bHLH, SOX, KLF families...). Matrices whose
+window profiles correlate at `cluster_r` or more on random sequence are one cluster, seeded
+greedily by information content; a window's profile has one value per cluster (the mean of its
+members' values), so a family of thirty copies weighs as much as a lone matrix, and evidence counts
+a cluster once.
+
+Profile (the `motifs` backend). Per matrix, a window's binding potential beyond its composition:
+log2 of the mean odds over all positions on both strands (a soft maximum: the occupancy of a weak
+binder is proportional to the summed odds), minus log2 of the mean odds the window's own
+dinucleotide composition predicts (a first-order Markov chain of its dinucleotide counts, exact by
+a product of 4 x 4 matrices per column). GC-rich windows bind GC-rich factors more, and that is
+composition, which the kmer control and the shuffled decoys already see; what is left is grammar.
+Measured on planted motif sets, the raw potential let the decoys (same composition) win more.
+
+Evidence of a pair. The clusters with a site in both windows, and how unusual that many shared
+clusters is: the count is compared with those of the same window against K dinucleotide shuffles
+of the other (both ways, 2K in all; same composition, no motif content), p = (1 + shuffles sharing
+as many or more) / (1 + 2K).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .errors import EvoscanError
+
+DEFAULT_SOURCE = "JASPAR2024"
+DEFAULT_PVALUE = 1e-4
+DEFAULT_CLUSTER_R = 0.7
+SITE_COLUMNS = {"pair": np.int64, "side": object, "cluster": np.int64, "matrix": np.int64, "id": object,
+                "name": object, "start": np.int64, "end": np.int64, "strand": object, "score": np.float32}
+GRID = 0.01  # bits: resolution of the exact score distribution
+_ONE_HOT = np.zeros((256, 4), dtype=np.float32)
+_CODE = np.full(256, -1, dtype=np.int64)
+for _i, _b in enumerate(b"ACGT"):
+    _ONE_HOT[_b, _i] = _ONE_HOT[_b + 32, _i] = 1.0
+    _CODE[_b] = _CODE[_b + 32] = _i
+
+
+@dataclass(frozen=True)
+class Matrices:
+    """Log-odds matrices [M, 4, Lmax] (bits, rows A C G T, zero beyond each matrix's length)."""
+    ids: tuple[str, ...]
+    names: tuple[str, ...]
+    log_odds: np.ndarray
+    lengths: np.ndarray
+    source: dict
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+
+# ---- matrices --------------------------------------------------------------------------------
+
+def read_motifs(source: str | Path = DEFAULT_SOURCE) -> tuple[list, dict]:
+    """Bio.motifs motifs and a provenance record, from a pyjaspar release name or a JASPAR/MEME file."""
+    from Bio import motifs as bio_motifs
+
+    path = Path(source)
+    if path.is_file():
+        text = path.read_text(errors="replace")
+        fmt = "minimal" if text.lstrip().startswith("MEME version") else "jaspar"
+        try:
+            with open(path) as fh:
+                found = list(bio_motifs.parse(fh, fmt))
+        except Exception as exc:  # Biopython raises assorted types on malformed files
+            raise EvoscanError(f"{path}: not a JASPAR or MEME motif file ({exc})") from None
+        if not found:
+            raise EvoscanError(f"{path}: no motifs found; give a JASPAR (.jaspar) or MEME (minimal) motif file")
+        return found, {"motifs": str(path), "format": fmt,
+                       "sha256": hashlib.sha256(path.read_bytes()).hexdigest()}
+    if re.fullmatch(r"JASPAR\d{4}", str(source)):
+        try:
+            from pyjaspar import jaspardb
+        except ImportError:
+            raise EvoscanError("the JASPAR releases come with pyjaspar (pip install pyjaspar), "
+                               "or give --motifs a JASPAR/MEME file") from None
+        releases = jaspardb().get_releases()
+        if str(source) not in releases:
+            raise EvoscanError(f"--motifs {source}: pyjaspar has {', '.join(releases)}; or give a JASPAR/MEME file")
+        db = jaspardb(release=str(source))
+        found = db.fetch_motifs(collection="CORE", tax_group=["vertebrates"])
+        return found, {"motifs": str(source), "collection": "CORE", "tax_group": "vertebrates",
+                       "pyjaspar": _version("pyjaspar")}
+    raise EvoscanError(f"--motifs {source}: no such file; give a JASPAR/MEME file or a release such as "
+                       f"{DEFAULT_SOURCE}")
+
+
+def _version(package: str) -> str:
+    import importlib.metadata
+    return importlib.metadata.version(package)
+
+
+def log_odds_matrices(found: list, source: dict) -> Matrices:
+    """Bio.motifs motifs -> log-odds in bits against a uniform background, JASPAR pseudocounts."""
+    from Bio.motifs.jaspar import calculate_pseudocounts
+
+    if not found:
+        raise EvoscanError("no motif matrices to scan with")
+    lmax = max(m.length for m in found)
+    log_odds = np.zeros((len(found), 4, lmax), dtype=np.float32)
+    for i, m in enumerate(found):
+        m.background = {b: 0.25 for b in "ACGT"}
+        pssm = m.counts.normalize(pseudocounts=calculate_pseudocounts(m)).log_odds()
+        log_odds[i, :, :m.length] = [pssm[b] for b in "ACGT"]
+    ids = tuple(str(getattr(m, "matrix_id", None) or m.name) for m in found)
+    names = tuple(str(m.name if getattr(m, "matrix_id", None) else (getattr(m, "alt_id", None) or m.name))
+                  for m in found)
+    digest = hashlib.sha256(log_odds.tobytes()).hexdigest()[:16]
+    return Matrices(ids, names, log_odds, np.array([m.length for m in found]),
+                    {**source, "matrices": len(found), "log_odds_digest": digest, "background": "uniform",
+                     "pseudocounts": "jaspar sqrt(N)"})
+
+
+def score_thresholds(mats: Matrices, pvalue: float) -> np.ndarray:
+    """Per matrix, the smallest score a uniform random sequence reaches with probability <= `pvalue`
+    (exact distribution of the sum of independent columns on a GRID-bit lattice)."""
+    if not 0 < pvalue < 1:
+        raise EvoscanError(f"--motif-pvalue must lie in (0, 1) (got {pvalue})")
+    out = np.empty(len(mats))
+    for i, length in enumerate(mats.lengths):
+        cols = np.rint(mats.log_odds[i, :, :length].astype(np.float64) / GRID).astype(np.int64)  # [4, length]
+        low = cols.min(0)
+        dist = np.ones(1)
+        for j in range(length):  # add one column: a mixture of 4 shifts with probability 1/4 each
+            shifts = cols[:, j] - low[j]
+            new = np.zeros(len(dist) + shifts.max())
+            for s in shifts:
+                new[s:s + len(dist)] += dist / 4
+            dist = new
+        tail = np.cumsum(dist[::-1])[::-1]  # P(score >= lattice point)
+        k = int(np.argmax(tail <= pvalue)) if tail[-1] <= pvalue else len(dist)
+        out[i] = (low.sum() + k) * GRID
+    return out
+
+
+def load_scanner(source: str | Path = DEFAULT_SOURCE, pvalue: float = DEFAULT_PVALUE, device: str = "cpu",
+                 precision: str = "fp32") -> "Scanner":
+    return Scanner(log_odds_matrices(*read_motifs(source)), pvalue, device, precision)
+
+
+# ---- scan ------------------------------------------------------------------------------------
+
+def one_hot(seqs: list[str], length: int) -> np.ndarray:
+    """[B, 4, length] float32, sequences padded with N (all zeros)."""
+    raw = np.frombuffer(b"".join(s.encode("ascii").ljust(length, b"N")[:length] for s in seqs),
+                        dtype=np.uint8).reshape(len(seqs), length)
+    return np.ascontiguousarray(_ONE_HOT[raw].transpose(0, 2, 1))
+
+
+class Scanner:
+    """Scores of every matrix on both strands at every position, and what is made of them."""
+
+    def __init__(self, mats: Matrices, pvalue: float = DEFAULT_PVALUE, device: str = "cpu",
+                 precision: str = "fp32", buckets: tuple[int, ...] = (10, 16, 24)):
+        import torch
+
+        if precision not in ("fp32", "bf16"):
+            raise EvoscanError(f"motif scan precision must be fp32 or bf16 (got {precision!r})")
+        self.mats, self.pvalue, self.torch = mats, pvalue, torch
+        self.device = torch.device(device)
+        self.dtype = torch.float32 if precision == "fp32" else torch.bfloat16
+        self.thresholds = score_thresholds(mats, pvalue)
+        # bucket the matrices by length; each bucket scans with filters of its longest member
+        self.buckets = []
+        lower = 0
+        for edge in sorted({*(b for b in buckets if b < mats.lengths.max()), int(mats.lengths.max())}):
+            members = np.flatnonzero((mats.lengths > lower) & (mats.lengths <= edge))
+            lower = edge
+            if len(members) == 0:
+                continue
+            width = int(mats.lengths[members].max())
+            fwd = mats.log_odds[members, :, :width]
+            rc = np.zeros_like(fwd)  # reverse complement (A C G T -> T G C A, reversed), left-aligned
+            for r, m in enumerate(members):
+                n = mats.lengths[m]
+                rc[r, :, :n] = fwd[r, ::-1, :n][:, ::-1]
+            # [4 * width, 2m] for the matmul with unfolded sequence (position-major, then base)
+            weight = np.concatenate([fwd, rc]).transpose(0, 2, 1).reshape(2 * len(members), -1).T
+            self.buckets.append((members, width, torch.from_numpy(np.ascontiguousarray(weight))
+                                 .to(self.device, self.dtype), torch.from_numpy(mats.lengths[members]).to(self.device)))
+        # odds (2^log-odds) of every matrix and its reverse complement, 1 beyond each length
+        past = np.arange(mats.log_odds.shape[2])[None, None, :] >= mats.lengths[:, None, None]
+        fwd = np.where(past, 0.0, mats.log_odds.astype(np.float64))
+        rc = np.zeros_like(fwd)
+        for m, n in enumerate(mats.lengths):
+            rc[m, :, :n] = fwd[m, ::-1, :n][:, ::-1]
+        self._odds = [torch.from_numpy(np.exp2(x)).to(self.device) for x in (fwd, rc)]
+
+    def _scan(self, seqs: list[str]):
+        """Per length bucket: (matrix indices [m], scores [B, L, 2, m] float32 with -inf where a
+        matrix would run past its sequence's end). Position = leftmost base on either strand."""
+        torch = self.torch
+        lens = torch.tensor([len(s) for s in seqs], device=self.device)
+        length = int(lens.max())
+        x = torch.from_numpy(one_hot(seqs, length + int(self.mats.lengths.max()) - 1)).to(self.device, self.dtype)
+        positions = torch.arange(length, device=self.device)
+        with torch.no_grad():
+            for members, width, weight, mlen in self.buckets:
+                windows = x[:, :, :length + width - 1].unfold(2, width, 1)  # [B, 4, L, width]
+                windows = windows.permute(0, 2, 3, 1).reshape(len(seqs) * length, width * 4)
+                s = (windows @ weight).float().view(len(seqs), length, 2, len(members))
+                past_end = positions[None, :, None] + mlen[None, None, :] > lens[:, None, None]  # [B, L, m]
+                yield members, s.masked_fill_(past_end[:, :, None, :], -torch.inf)
+
+    def _reduce(self, seqs: list[str], reduce) -> np.ndarray:
+        out = np.empty((len(seqs), len(self.mats)), dtype=np.float32)
+        for members, s in self._scan(seqs):
+            out[:, members] = reduce(s).cpu().numpy()
+        return out
+
+    def profiles(self, seqs: list[str]) -> np.ndarray:
+        """Binding potential beyond composition [B, M]: log2 of the mean odds over positions and
+        strands, minus log2 of the mean odds expected from the sequence's dinucleotides."""
+        torch = self.torch
+        lens = np.array([len(s) for s in seqs])
+        sites = np.maximum(2 * (lens[:, None] - self.mats.lengths[None, :] + 1), 1)  # positions x strands
+        potential = self._reduce(seqs, lambda s: torch.log2(torch.exp2(s).sum((1, 2))))
+        return potential - np.log2(sites).astype(np.float32) - self.expected_potential(seqs)
+
+    def expected_potential(self, seqs: list[str]) -> np.ndarray:
+        """log2 of each matrix's mean odds per position and strand [B, M] in a first-order Markov
+        sequence with each sequence's dinucleotide frequencies (pseudocount 1)."""
+        torch = self.torch
+        counts = np.ones((len(seqs), 4, 4))
+        for i, seq in enumerate(seqs):
+            codes = _CODE[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
+            ok = (codes[:-1] >= 0) & (codes[1:] >= 0)
+            np.add.at(counts[i], (codes[:-1][ok], codes[1:][ok]), 1)
+        start = torch.from_numpy(counts.sum(2) / counts.sum((1, 2))[:, None]).to(self.device)  # [B, 4]
+        step = torch.from_numpy(counts / counts.sum(2, keepdims=True)).to(self.device)  # P(next | this)
+        expected = 0
+        for odds in self._odds:  # forward, then reverse-complement matrices: [M, 4, Lmax], 1 past the end
+            v = start[:, None, :] * odds[None, :, :, 0]  # [B, M, 4]
+            for j in range(1, odds.shape[2]):
+                v = torch.bmm(v, step) * odds[None, :, :, j]
+            expected = expected + v.sum(2) / 2
+        return torch.log2(expected).float().cpu().numpy()
+
+    def best(self, seqs: list[str]) -> np.ndarray:
+        """Best score [B, M] of each matrix over positions and strands."""
+        return self._reduce(seqs, lambda s: s.amax((1, 2)))
+
+    def hits(self, seqs: list[str]) -> np.ndarray:
+        """Whether each matrix has a site (score >= threshold) in each sequence, [B, M] bool."""
+        return self.best(seqs) >= self.thresholds[None, :]
+
+    def provenance(self) -> dict:
+        return {**self.mats.source, "motif_pvalue": self.pvalue, "motif_precision": str(self.dtype).split(".")[-1]}
+
+    def sites(self, seq: str) -> pd.DataFrame:
+        """Every site of every matrix in `seq`: matrix index, id, name, start, end (0-based half-open),
+        strand, score."""
+        parts = []
+        for members, s in self._scan([seq]):
+            s = s[0].cpu().numpy()  # [L, 2, m]
+            pos, strand, col = np.nonzero(s >= self.thresholds[members][None, None, :])
+            parts.append(pd.DataFrame({"matrix": members[col], "start": pos, "strand": strand,
+                                       "score": s[pos, strand, col]}))
+        found = pd.concat(parts, ignore_index=True).sort_values(["start", "matrix", "strand"], ignore_index=True)
+        found.insert(1, "id", np.array(self.mats.ids, dtype=object)[found["matrix"]])
+        found.insert(2, "name", np.array(self.mats.names, dtype=object)[found["matrix"]])
+        found.insert(4, "end", found["start"] + self.mats.lengths[found["matrix"].to_numpy()])
+        found["strand"] = np.where(found["strand"] == 0, "+", "-")
+        return found
+
+
+def random_sequences(n: int, length: int, seed: int) -> list[str]:
+    rng = np.random.default_rng(seed)
+    return [seq.decode() for seq in np.frombuffer(b"ACGT", dtype=np.uint8)[rng.integers(0, 4, (n, length))]
+            .view(f"S{length}").ravel()]
+
+
+def cluster_matrices(profiles: np.ndarray, mats: Matrices, r: float) -> np.ndarray:
+    """Cluster of each matrix [M] from `profiles` [n, M] of reference sequences: greedy, seeded by
+    information content, members correlated >= r with the seed."""
+    z = (profiles - profiles.mean(0)) / (profiles.std(0) + 1e-9)
+    corr = z.T @ z / len(z)
+    lo = mats.log_odds
+    ic = (np.exp2(lo) / 4 * lo).sum((1, 2))  # relative entropy against uniform, bits
+    cluster = np.full(len(lo), -1)
+    for seed_matrix in np.argsort(-ic, kind="stable"):
+        if cluster[seed_matrix] < 0:
+            cluster[(cluster < 0) & (corr[seed_matrix] >= r)] = seed_matrix
+            cluster[seed_matrix] = seed_matrix
+    return np.unique(cluster, return_inverse=True)[1]
+
+
+class MotifProfiler:
+    """Windows as motif-cluster profiles, and the motif evidence of pairs (see the module docstring).
+
+    Profiles are z-scores against `REFERENCE` random uniform sequences of the window size (fixed,
+    seeded: the same for every run), so `motif_cosine` means the same in every run."""
+
+    REFERENCE = 1000
+
+    def __init__(self, source: str | Path = DEFAULT_SOURCE, pvalue: float = DEFAULT_PVALUE,
+                 cluster_r: float = DEFAULT_CLUSTER_R, device: str = "cpu", precision: str = "fp32",
+                 reference_length: int = 512):
+        if not 0 < cluster_r <= 1:
+            raise EvoscanError(f"--motif-cluster-r must lie in (0, 1] (got {cluster_r})")
+        self.scanner = load_scanner(source, pvalue, device, precision)
+        self.cluster_r = cluster_r
+        reference = random_sequences(self.REFERENCE, reference_length, seed=7)
+        profiles = np.concatenate([self.scanner.profiles(reference[i:i + 250])
+                                   for i in range(0, len(reference), 250)])
+        self.clusters = cluster_matrices(profiles, self.scanner.mats, cluster_r)
+        member = np.zeros((len(self.clusters), int(self.clusters.max()) + 1), dtype=np.float32)
+        member[np.arange(len(self.clusters)), self.clusters] = 1.0
+        self._cluster_mean = member / member.sum(0)
+        reference_clusters = profiles @ self._cluster_mean
+        self._mean, self._sd = reference_clusters.mean(0), reference_clusters.std(0) + 1e-6
+        # each cluster's name: its seed (most informative) matrix
+        lo = self.scanner.mats.log_odds
+        ic = (np.exp2(lo) / 4 * lo).sum((1, 2))
+        self.cluster_seed = np.array([np.flatnonzero(self.clusters == c)[np.argmax(ic[self.clusters == c])]
+                                      for c in range(self.dim)])
+
+    @property
+    def dim(self) -> int:
+        return self._cluster_mean.shape[1]
+
+    def vectors(self, seqs: list[str]) -> np.ndarray:
+        """Motif-cluster profiles [B, clusters], z-scores against random sequence."""
+        return ((self.scanner.profiles(seqs) @ self._cluster_mean - self._mean) / self._sd).astype(np.float32)
+
+    def cluster_hits(self, seqs: list[str]) -> np.ndarray:
+        """Whether any matrix of each cluster has a site in each sequence [B, clusters]."""
+        hits = self.scanner.hits(seqs).astype(np.float32)
+        return (hits @ (self._cluster_mean > 0)) > 0
+
+    def provenance(self) -> dict:
+        return {**self.scanner.provenance(), "clusters": self.dim, "motif_cluster_r": self.cluster_r}
+
+    def evidence(self, pairs: list[tuple[str, str]], shuffles: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Motif evidence of sequence pairs: per pair the clusters with a site in both, their count,
+        and p = (1 + shuffles sharing as many) / (1 + 2 * shuffles), each side against dinucleotide
+        shuffles of the other; and every site of the shared clusters' matrices in both windows."""
+        from .decoys import dinucleotide_shuffle
+
+        rows, sites = [], []
+        for i, (a, b) in enumerate(pairs):
+            rng = np.random.default_rng([seed, i])
+            shuffled_b = [dinucleotide_shuffle(b, rng) for _ in range(shuffles)]
+            shuffled_a = [dinucleotide_shuffle(a, rng) for _ in range(shuffles)]
+            hits = self.cluster_hits([a, b, *shuffled_b, *shuffled_a])
+            shared = hits[0] & hits[1]
+            null = np.concatenate([(hits[2:2 + shuffles] & hits[0]).sum(1), (hits[2 + shuffles:] & hits[1]).sum(1)])
+            k = int(shared.sum())
+            names = [self.scanner.mats.names[self.cluster_seed[c]] for c in np.flatnonzero(shared)]
+            rows.append({"motifs_shared": k, "motif_pvalue": (1 + int((null >= k).sum())) / (1 + 2 * shuffles),
+                         "motifs_expected": float(null.mean()), "shared_motifs": ",".join(names)})
+            for side, seq in (("a", a), ("b", b)):
+                found = self.scanner.sites(seq)
+                found["cluster"] = self.clusters[found["matrix"].to_numpy()]
+                found = found[shared[found["cluster"].to_numpy()]]
+                sites.append(found.assign(pair=i, side=side))
+        sites = pd.concat(sites, ignore_index=True) if sites else pd.DataFrame(columns=list(SITE_COLUMNS))
+        sites = sites[list(SITE_COLUMNS)].astype(SITE_COLUMNS)
+        return pd.DataFrame(rows, columns=["motifs_shared", "motifs_expected", "motif_pvalue", "shared_motifs"]), sites

@@ -1,0 +1,257 @@
+"""The JASPAR motif scan, the motifs backend, and motif evidence: scores equal Biopython's,
+thresholds hold their p-value on random sequence, planted sites are found, and shared motif sets
+are seen where composition is blind."""
+
+import itertools
+
+import numpy as np
+import pandas as pd
+import pytest
+from Bio import motifs as bio_motifs
+from Bio.Seq import Seq
+from Bio.motifs.jaspar import calculate_pseudocounts
+
+from conftest import random_dna, subset_fasta
+from evoscan import motifs
+from evoscan.backends.motifs import MotifBackend
+from evoscan.decoys import dinucleotide_shuffle
+from evoscan.errors import EvoscanError
+from evoscan.io.fasta import read_fasta
+from evoscan.windows import WindowParams, make_windows, reverse_complement
+from synthetic import kmer_search, plant_motifs, shuffled_loci
+
+
+@pytest.fixture(scope="module")
+def jaspar_file(data_dir):
+    return data_dir / "motifs" / "JASPAR2024_CORE_vertebrates_latest.jaspar"
+
+
+@pytest.fixture(scope="module")
+def found(jaspar_file):
+    with open(jaspar_file) as fh:
+        return list(bio_motifs.parse(fh, "jaspar"))
+
+
+@pytest.fixture(scope="module")
+def scanner():
+    return motifs.load_scanner()  # pyjaspar JASPAR2024, the default
+
+
+def biopython_pssm(m):
+    m.background = {b: 0.25 for b in "ACGT"}
+    return m.counts.normalize(pseudocounts=calculate_pseudocounts(m)).log_odds()
+
+
+def test_scan_scores_equal_biopython(found, scanner):
+    """Every matrix, both strands, every position, on random sequences of two lengths; positions
+    where a matrix would run past the end score -inf."""
+    rng = np.random.default_rng(0)
+    seqs = [random_dna(rng, 300), random_dna(rng, 157, gc=0.6)]
+    by_id = {m.matrix_id: m for m in found}
+    assert set(by_id) == set(scanner.mats.ids)  # the shipped file is the pyjaspar release
+    worst = 0.0
+    for members, s in scanner._scan(seqs):
+        s = s.numpy()
+        for col, m_index in enumerate(members):
+            pssm = biopython_pssm(by_id[scanner.mats.ids[m_index]])
+            for b, seq in enumerate(seqs):
+                fwd = pssm.calculate(Seq(seq))
+                rev = pssm.reverse_complement().calculate(Seq(seq))
+                n = len(fwd)
+                worst = max(worst, np.abs(s[b, :n, 0, col] - fwd).max(), np.abs(s[b, :n, 1, col] - rev).max())
+                assert np.isneginf(s[b, n:, :, col]).all()
+    assert worst < 1e-4
+
+
+def test_thresholds_match_biopython_score_distribution(found, scanner):
+    ids = list(scanner.mats.ids)
+    for m in found[::150]:
+        ours = scanner.thresholds[ids.index(m.matrix_id)]
+        theirs = biopython_pssm(m).distribution(precision=10 ** 3).threshold_fpr(motifs.DEFAULT_PVALUE)
+        assert abs(ours - theirs) < 0.1, (m.matrix_id, ours, theirs)
+
+
+def test_site_rate_on_random_sequence_holds_the_pvalue(scanner):
+    """Uniform random sequence is the model behind the thresholds: sites occur at (at most) the
+    p-value per position, strand and matrix, overall and for short and long matrices alike."""
+    seqs = motifs.random_sequences(120, 1000, seed=3)
+    hits = np.zeros(len(scanner.mats))
+    trials = np.zeros(len(scanner.mats))
+    for members, s in scanner._scan(seqs):
+        ok = np.isfinite(s.numpy())
+        hits[members] += (s.numpy() >= scanner.thresholds[members]).sum((0, 1, 2))
+        trials[members] += ok.sum((0, 1, 2))
+    rate = hits.sum() / trials.sum()
+    assert 0.6e-4 < rate <= 1.05e-4, rate
+    for short in (scanner.mats.lengths <= 10, scanner.mats.lengths > 15):
+        assert hits[short].sum() / trials[short].sum() <= 1.15e-4
+
+
+def test_planted_instances_are_found(found, scanner):
+    """Instances sampled from a matrix and planted at known places are reported there, on that
+    strand, whenever their score reaches the threshold; most instances (70 %+) of matrices of more
+    than 12 bits do."""
+    rng = np.random.default_rng(5)
+    ids = list(scanner.mats.ids)
+    reached = found_at = informative = informative_found = 0
+    for m in found[::20]:
+        i = ids.index(m.matrix_id)
+        pwm = np.array([m.counts.normalize()[b] for b in "ACGT"]).T
+        site = "".join("ACGT"[rng.choice(4, p=row / row.sum())] for row in pwm)
+        strand = "+" if rng.random() < 0.5 else "-"
+        pos = int(rng.integers(0, 400))
+        seq = random_dna(rng, 512)
+        seq = seq[:pos] + (site if strand == "+" else reverse_complement(site)) + seq[pos + len(site):]
+        score = biopython_pssm(m).calculate(Seq(site))
+        sites = scanner.sites(seq)
+        hit = ((sites["matrix"] == i) & (sites["start"] == pos) & (sites["strand"] == strand)).any()
+        if score >= scanner.thresholds[i]:
+            reached += 1
+            found_at += hit
+        else:
+            assert not hit
+        if (np.exp2(scanner.mats.log_odds[i]) / 4 * scanner.mats.log_odds[i]).sum() > 12:  # > 12 bits
+            informative += 1
+            informative_found += hit
+    assert reached > 20 and found_at == reached
+    assert informative_found >= 0.7 * informative
+
+
+def test_expected_potential_is_exact_for_a_markov_chain():
+    """The dinucleotide expectation equals brute force over all words of a short matrix."""
+    rng = np.random.default_rng(1)
+    lo = rng.normal(0, 1.5, (2, 4, 4)).astype(np.float32)
+    lo[1, :, 3] = 0  # the second matrix has length 3
+    mats = motifs.Matrices(("m1", "m2"), ("m1", "m2"), lo, np.array([4, 3]), {"motifs": "test"})
+    scanner = motifs.Scanner(mats)
+    seq = random_dna(rng, 200, gc=0.65) + "CGCGCGTATA" * 5
+    expected = scanner.expected_potential([seq])[0]
+    code = {b: i for i, b in enumerate("ACGT")}
+    counts = np.ones((4, 4))
+    for x, y in zip(seq, seq[1:]):
+        counts[code[x], code[y]] += 1
+    start, step = counts.sum(1) / counts.sum(), counts / counts.sum(1, keepdims=True)
+    for m, n in enumerate((4, 3)):
+        fwd = lo[m, :, :n]
+        rc = fwd[::-1, ::-1]
+        total = 0.0
+        for word in itertools.product(range(4), repeat=n):
+            p = start[word[0]] * np.prod([step[a, b] for a, b in zip(word, word[1:])])
+            total += p * (np.exp2(sum(fwd[w, j] for j, w in enumerate(word)))
+                          + np.exp2(sum(rc[w, j] for j, w in enumerate(word)))) / 2
+        assert expected[m] == pytest.approx(np.log2(total), abs=1e-4)
+
+
+def test_motif_files_jaspar_and_meme_read_alike(jaspar_file, found, tmp_path):
+    """The shipped JASPAR file gives the pyjaspar release's log-odds; a MEME file of the same
+    matrices (probabilities and site counts) gives the same log-odds."""
+    from_file = motifs.log_odds_matrices(*motifs.read_motifs(jaspar_file))
+    from_release = motifs.log_odds_matrices(*motifs.read_motifs("JASPAR2024"))
+    order = [from_release.ids.index(i) for i in from_file.ids]
+    assert np.allclose(from_file.log_odds, from_release.log_odds[order], atol=1e-5)
+    assert from_file.source["sha256"] and from_release.source["motifs"] == "JASPAR2024"
+    meme = ["MEME version 4", "", "ALPHABET= ACGT", "", "strands: + -", "",
+            "Background letter frequencies", "A 0.25 C 0.25 G 0.25 T 0.25", ""]
+    for m in found[:5]:
+        total = sum(m.counts[b][0] for b in "ACGT")
+        meme += [f"MOTIF {m.matrix_id} {m.name}",
+                 f"letter-probability matrix: alength= 4 w= {m.length} nsites= {total:g} E= 0"]
+        meme += [" ".join(f"{m.counts[b][j] / total:.8f}" for b in "ACGT") for j in range(m.length)]
+        meme.append("")
+    (tmp_path / "five.meme").write_text("\n".join(meme))
+    from_meme = motifs.log_odds_matrices(*motifs.read_motifs(tmp_path / "five.meme"))
+    assert from_meme.ids == from_file.ids[:5] and from_meme.source["format"] == "minimal"
+    assert np.allclose(from_meme.log_odds, from_file.log_odds[:5, :, :from_meme.log_odds.shape[2]], atol=1e-3)
+
+
+def test_bad_motif_sources_are_one_line_errors(tmp_path):
+    (tmp_path / "notes.txt").write_text("hello\nworld\n")
+    for source, message in ((tmp_path / "missing.jaspar", "no such file"), (tmp_path / "notes.txt", "motif file"),
+                            ("JASPAR1999", "pyjaspar has")):
+        with pytest.raises(EvoscanError, match=message):
+            motifs.read_motifs(source)
+
+
+def test_backend_profiles_are_strand_symmetric_and_composition_corrected():
+    """A window and its reverse complement get (nearly) the same profile; sequences of very
+    different composition but no motif content average near zero on every cluster."""
+    backend = MotifBackend()
+    rng = np.random.default_rng(2)
+    seqs = [random_dna(rng, 512, gc=gc) for gc in (0.35, 0.5, 0.65) for _ in range(40)]
+    v = backend.embed(seqs)
+    rc = backend.embed([reverse_complement(s) for s in seqs])
+    assert v.shape == (120, backend.dim) and 300 < backend.dim < 700
+    assert np.corrcoef(v.ravel(), rc.ravel())[0, 1] > 0.98
+    for block in np.split(v, 3):  # each composition alone
+        assert np.abs(block.mean(0)).mean() < 0.35
+    assert backend.provenance()["motifs"] == "JASPAR2024" and backend.provenance()["log_odds_digest"]
+
+
+def test_evidence_counts_shared_clusters_against_shuffles():
+    """Two windows carrying instances of the same ten strong motifs share them, beyond what
+    shuffles share (small p); two random windows do not."""
+    profiler = MotifBackend().profiler
+    rng = np.random.default_rng(4)
+    mats = profiler.scanner.mats
+    strong = [i for i in np.argsort(-(np.exp2(mats.log_odds) / 4 * mats.log_odds).sum((1, 2)))
+              if 10 <= mats.lengths[i] <= 14][:10]
+    consensus = ["".join("ACGT"[k] for k in mats.log_odds[i, :, :mats.lengths[i]].argmax(0)) for i in strong]
+
+    def carrier():
+        seq = list(random_dna(rng, 512))
+        for slot, site in zip(rng.choice(np.arange(0, 490, 24), len(consensus), replace=False), consensus):
+            seq[slot:slot + len(site)] = site
+        return "".join(seq)
+
+    summary, sites = profiler.evidence([(carrier(), carrier()), (random_dna(rng, 512), random_dna(rng, 512))], 50, 1)
+    assert summary["motifs_shared"][0] >= 10 and summary["motif_pvalue"][0] <= 0.02
+    assert summary["motif_pvalue"][1] > 0.05
+    names = set(summary["shared_motifs"][0].split(","))
+    assert len(names) == summary["motifs_shared"][0]
+    assert set(sites["pair"]) <= {0, 1} and (sites["score"] >= profiler.scanner.thresholds[sites["matrix"]]).all()
+
+
+LOCI = ["DES", "ACTC1", "TNNC1", "MYL2", "PLN", "SOD1", "TTR", "AVP"]
+
+
+def test_power_motifs_backend_sees_shared_grammar_kmer_does_not(data_dir, jaspar_file, loci_fasta, tmp_path):
+    """20 pairs of windows of 8 shuffled loci given the same 30 JASPAR motifs (each instance sampled
+    anew, no alignable similarity): the motifs backend calls most at q <= 0.05, with false calls
+    within the FDR; the kmer backend calls few. (docs/validation.md has loads 12/20/30.)"""
+    base = make_windows(WindowParams(), fasta=shuffled_loci(subset_fasta(loci_fasta, LOCI, tmp_path / "8.fa"),
+                                                           tmp_path / "s.fa", 42))
+    ws, planted = plant_motifs(jaspar_file, base, 20, 30, seed=5)
+    carriers = {w for p in planted for w in p}
+    result = {}
+    for name, backend in (("motifs", MotifBackend()), ("kmer", None)):
+        pairs, _ = kmer_search(ws, tmp_path, backend=backend)
+        called = set(zip(pairs.window_a[pairs.qvalue <= 0.05], pairs.window_b[pairs.qvalue <= 0.05]))
+        false = [p for p in called if p[0] not in carriers or p[1] not in carriers]
+        result[name] = (len(called & set(planted)), len(false), len(called))
+    print(result)
+    assert result["motifs"][0] >= 14 and result["motifs"][1] <= 1 + 0.1 * result["motifs"][2]
+    assert result["kmer"][0] <= result["motifs"][0] - 8
+
+
+def test_demo_sites_map_to_the_genome(demo_run, loci_fasta, found):
+    """motif_sites.tsv: each site's genome interval holds the motif the scan saw in the window
+    (reverse-complemented for minus-strand windows), so a browser track shows it in place."""
+    sites = pd.read_csv(demo_run["outdir"] / "motif_sites.tsv", sep="\t")
+    assert len(sites) > 50 and {"window_a", "window_b", "matrix_id", "strand", "score"} <= set(sites.columns)
+    loci = {}
+    for rec in read_fasta(loci_fasta):
+        chrom, span = rec.description.split()[1].split(":")
+        loci[rec.name] = (chrom, int(span.split("-")[0]) - 1, rec.seq.upper())
+    table = demo_run["windows"].table.set_index("id")
+    seqs = dict(zip(demo_run["windows"].table["id"], demo_run["windows"].seqs))
+    by_id = {m.matrix_id: m for m in found}
+    for row in sites.sample(40, random_state=1).itertuples():
+        chrom, offset, locus = loci[row.gene]
+        genomic = locus[row.start - offset:row.end - offset]
+        window_strand = table.loc[row.window, "strand"]
+        in_window = seqs[row.window].decode().upper()[row.offset:row.offset + row.end - row.start]
+        assert (genomic if window_strand == "+" else reverse_complement(genomic)) == in_window
+        # and the motif, read on its strand of the genome, scores what the table says
+        motif_seq = genomic if row.strand == "+" else reverse_complement(genomic)
+        assert np.atleast_1d(biopython_pssm(by_id[row.matrix_id]).calculate(Seq(motif_seq)))[0] == pytest.approx(
+            row.score, abs=1e-3)
