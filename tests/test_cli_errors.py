@@ -132,3 +132,21 @@ def test_neighbours_of_another_version_are_refused(two_sets, tmp_path):
                    "-o", tmp_path / "scores.h5")
     assert_refused(proc, "lacks window_decoy_sums: made by another evoscan version or damaged")
     assert not (tmp_path / "scores.h5").exists()
+
+
+@pytest.mark.parametrize("source,message", [
+    ("missing.jaspar", "no such file; give a JASPAR/MEME file or a release such as JASPAR2024"),
+    ("notes.txt", "not a JASPAR or MEME motif file"),
+    ("JASPAR1999", "--motifs JASPAR1999: pyjaspar has JASPAR2026, JASPAR2024"),
+])
+def test_bad_motifs_refused_by_embed_and_check(two_sets, tmp_path, source, message):
+    (tmp_path / "notes.txt").write_text("hello\n")
+    source = tmp_path / source if source.endswith((".jaspar", ".txt")) else source
+    d = two_sets
+    proc = evoscan("embed", "--windows", d / "one.windows.h5", "--backend", "motifs", "--motifs", source,
+                   "-o", tmp_path / "e.h5")
+    assert_refused(proc, message)
+    proc = evoscan("check", "--windows", d / "one.windows.h5", "--masks", d / "one.masks.h5", "--neighbours",
+                   d / "one.neighbours.h5", "--motifs", source, "-o", tmp_path / "s.h5")
+    assert_refused(proc, message)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]

@@ -224,6 +224,8 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
     `hits`: best BLAST hits of an all-vs-all search (opt-in; `blast_args` then says how they were
     found); by default the nominated pairs are searched here with `blast_args`, keeping finished
     blocks in `resume_dir` if given (a killed check continues from them)."""
+    # the matrices first: a bad --motifs fails before any work is done
+    profiler = profiler or MotifProfiler(params.motifs, params.motif_pvalue, reference_length=ws.params.size)
     pairs = nominated_pairs(nb)
     decoy_z = pairs.attrs.pop("decoy_z")
     pairs["row"] = np.arange(len(pairs))  # to keep each pair's decoy scores with it
@@ -260,7 +262,6 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
     # (or a bias of the decoys, which the calibration on signal-free copies rules out)
     stats.update(population_pairs=int(population.sum()),
                  target_win_fraction=float((pairs["margin"].to_numpy()[population] > 0).mean()) if population.any() else 0.0)
-    profiler = profiler or MotifProfiler(params.motifs, params.motif_pvalue, reference_length=ws.params.size)
     pairs["motif_cosine"] = np.nan
     pairs.loc[population, "motif_cosine"] = motif_cosine(ws, pairs["window_a"].to_numpy()[population],
                                                          pairs["window_b"].to_numpy()[population], profiler)

@@ -6,9 +6,10 @@ version of each matrix) or a JASPAR / MEME file. Counts become log-odds in bits 
 background with JASPAR's pseudocounts (Bio.motifs.jaspar.calculate_pseudocounts: sqrt(sites)
 spread over the background).
 
-Scan. One-hot sequence [B, 4, L] convolved with every matrix and its reverse complement, zero-padded
-to the longest (torch conv1d, CPU or GPU, matrices bucketed by length so short ones do not pay for
-the longest). N (and any non-ACGT letter) scores 0 at its position. A site is a position and
+Scan. One-hot sequence convolved with every matrix and its reverse complement: per bucket of
+matrices of similar length (so short ones do not pay for the longest), the unfolded sequence
+[B * L, 4 * width] times the zero-padded matrices [4 * width, 2m], one matrix product (torch, CPU or
+GPU; faster than conv1d on a CPU). N (and any non-ACGT letter) scores 0 at its position. A site is a position and
 strand whose score reaches the matrix's threshold: the score a random uniform sequence reaches with
 probability `pvalue` (default 1e-4, FIMO's), from the exact score distribution on a 0.01-bit grid.
 
@@ -154,9 +155,8 @@ def score_thresholds(mats: Matrices, pvalue: float) -> np.ndarray:
     return out
 
 
-def load_scanner(source: str | Path = DEFAULT_SOURCE, pvalue: float = DEFAULT_PVALUE, device: str = "cpu",
-                 precision: str = "fp32") -> "Scanner":
-    return Scanner(log_odds_matrices(*read_motifs(source)), pvalue, device, precision)
+def load_scanner(source: str | Path = DEFAULT_SOURCE, pvalue: float = DEFAULT_PVALUE, device: str = "cpu") -> "Scanner":
+    return Scanner(log_odds_matrices(*read_motifs(source)), pvalue, device)
 
 
 # ---- scan ------------------------------------------------------------------------------------
@@ -168,18 +168,24 @@ def one_hot(seqs: list[str], length: int) -> np.ndarray:
     return np.ascontiguousarray(_ONE_HOT[raw].transpose(0, 2, 1))
 
 
+def reverse_complement_matrices(log_odds: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The reverse complement of each matrix [M, 4, width] (rows A C G T -> T G C A, columns
+    reversed), left-aligned like the matrices, zero beyond each length."""
+    rc = np.zeros_like(log_odds)
+    for m, n in enumerate(lengths):
+        rc[m, :, :n] = log_odds[m, ::-1, :n][:, ::-1]
+    return rc
+
+
 class Scanner:
     """Scores of every matrix on both strands at every position, and what is made of them."""
 
     def __init__(self, mats: Matrices, pvalue: float = DEFAULT_PVALUE, device: str = "cpu",
-                 precision: str = "fp32", buckets: tuple[int, ...] = (10, 16, 24)):
+                 buckets: tuple[int, ...] = (10, 16, 24)):
         import torch
 
-        if precision not in ("fp32", "bf16"):
-            raise EvoscanError(f"motif scan precision must be fp32 or bf16 (got {precision!r})")
         self.mats, self.pvalue, self.torch = mats, pvalue, torch
         self.device = torch.device(device)
-        self.dtype = torch.float32 if precision == "fp32" else torch.bfloat16
         self.thresholds = score_thresholds(mats, pvalue)
         # bucket the matrices by length; each bucket scans with filters of its longest member
         self.buckets = []
@@ -191,21 +197,15 @@ class Scanner:
                 continue
             width = int(mats.lengths[members].max())
             fwd = mats.log_odds[members, :, :width]
-            rc = np.zeros_like(fwd)  # reverse complement (A C G T -> T G C A, reversed), left-aligned
-            for r, m in enumerate(members):
-                n = mats.lengths[m]
-                rc[r, :, :n] = fwd[r, ::-1, :n][:, ::-1]
+            rc = reverse_complement_matrices(fwd, mats.lengths[members])
             # [4 * width, 2m] for the matmul with unfolded sequence (position-major, then base)
             weight = np.concatenate([fwd, rc]).transpose(0, 2, 1).reshape(2 * len(members), -1).T
             self.buckets.append((members, width, torch.from_numpy(np.ascontiguousarray(weight))
-                                 .to(self.device, self.dtype), torch.from_numpy(mats.lengths[members]).to(self.device)))
+                                 .to(self.device), torch.from_numpy(mats.lengths[members]).to(self.device)))
         # odds (2^log-odds) of every matrix and its reverse complement, 1 beyond each length
-        past = np.arange(mats.log_odds.shape[2])[None, None, :] >= mats.lengths[:, None, None]
-        fwd = np.where(past, 0.0, mats.log_odds.astype(np.float64))
-        rc = np.zeros_like(fwd)
-        for m, n in enumerate(mats.lengths):
-            rc[m, :, :n] = fwd[m, ::-1, :n][:, ::-1]
-        self._odds = [torch.from_numpy(np.exp2(x)).to(self.device) for x in (fwd, rc)]
+        fwd = mats.log_odds.astype(np.float64)
+        self._odds = [torch.from_numpy(np.exp2(x)).to(self.device)
+                      for x in (fwd, reverse_complement_matrices(fwd, mats.lengths))]
 
     def _scan(self, seqs: list[str]):
         """Per length bucket: (matrix indices [m], scores [B, L, 2, m] float32 with -inf where a
@@ -213,13 +213,13 @@ class Scanner:
         torch = self.torch
         lens = torch.tensor([len(s) for s in seqs], device=self.device)
         length = int(lens.max())
-        x = torch.from_numpy(one_hot(seqs, length + int(self.mats.lengths.max()) - 1)).to(self.device, self.dtype)
+        x = torch.from_numpy(one_hot(seqs, length + int(self.mats.lengths.max()) - 1)).to(self.device)
         positions = torch.arange(length, device=self.device)
         with torch.no_grad():
             for members, width, weight, mlen in self.buckets:
                 windows = x[:, :, :length + width - 1].unfold(2, width, 1)  # [B, 4, L, width]
                 windows = windows.permute(0, 2, 3, 1).reshape(len(seqs) * length, width * 4)
-                s = (windows @ weight).float().view(len(seqs), length, 2, len(members))
+                s = (windows @ weight).view(len(seqs), length, 2, len(members))
                 past_end = positions[None, :, None] + mlen[None, None, :] > lens[:, None, None]  # [B, L, m]
                 yield members, s.masked_fill_(past_end[:, :, None, :], -torch.inf)
 
@@ -235,7 +235,8 @@ class Scanner:
         torch = self.torch
         lens = np.array([len(s) for s in seqs])
         sites = np.maximum(2 * (lens[:, None] - self.mats.lengths[None, :] + 1), 1)  # positions x strands
-        potential = self._reduce(seqs, lambda s: torch.log2(torch.exp2(s).sum((1, 2))))
+        # (clamped: a sequence shorter than a matrix has no position for it, and gets 2^-60)
+        potential = self._reduce(seqs, lambda s: torch.log2(torch.exp2(s).sum((1, 2)).clamp_min(2.0 ** -60)))
         return potential - np.log2(sites).astype(np.float32) - self.expected_potential(seqs)
 
     def expected_potential(self, seqs: list[str]) -> np.ndarray:
@@ -266,7 +267,7 @@ class Scanner:
         return self.best(seqs) >= self.thresholds[None, :]
 
     def provenance(self) -> dict:
-        return {**self.mats.source, "motif_pvalue": self.pvalue, "motif_precision": str(self.dtype).split(".")[-1]}
+        return {**self.mats.source, "motif_pvalue": self.pvalue}
 
     def sites(self, seq: str) -> pd.DataFrame:
         """Every site of every matrix in `seq`: matrix index, id, name, start, end (0-based half-open),
@@ -315,11 +316,10 @@ class MotifProfiler:
     REFERENCE = 1000
 
     def __init__(self, source: str | Path = DEFAULT_SOURCE, pvalue: float = DEFAULT_PVALUE,
-                 cluster_r: float = DEFAULT_CLUSTER_R, device: str = "cpu", precision: str = "fp32",
-                 reference_length: int = 512):
+                 cluster_r: float = DEFAULT_CLUSTER_R, device: str = "cpu", reference_length: int = 512):
         if not 0 < cluster_r <= 1:
             raise EvoscanError(f"--motif-cluster-r must lie in (0, 1] (got {cluster_r})")
-        self.scanner = load_scanner(source, pvalue, device, precision)
+        self.scanner = load_scanner(source, pvalue, device)
         self.cluster_r = cluster_r
         reference = random_sequences(self.REFERENCE, reference_length, seed=7)
         profiles = np.concatenate([self.scanner.profiles(reference[i:i + 250])

@@ -14,7 +14,7 @@ from typing import Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from . import blast, check, embed, mask, report, search
+from . import blast, check, embed, mask, motifs, report, search
 from .backends import get_backend
 from .errors import EvoscanError
 from .windows import WindowParams, make_windows, write_windows
@@ -70,6 +70,7 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
     out = {k: cfg.outdir / v for k, v in FILES.items()}
     timings: dict[str, float] = {}
     backend = get_backend(cfg.backend, **cfg.backend_options)  # fail fast on a bad backend choice
+    motifs.read_motifs(cfg.check.motifs)  # and on bad motifs, before hours of embedding
     columns = (SpinnerColumn(), TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     progress_console = Console(stderr=True)

@@ -19,12 +19,11 @@ class MotifBackend:
     name = "motifs"
 
     def __init__(self, source: str = motifs.DEFAULT_SOURCE, pvalue: float = motifs.DEFAULT_PVALUE,
-                 cluster_r: float = motifs.DEFAULT_CLUSTER_R, device: str | None = None,
-                 precision: str = "fp32", batch_size: int = 256):
+                 cluster_r: float = motifs.DEFAULT_CLUSTER_R, device: str | None = None, batch_size: int = 256):
         import torch
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.profiler = motifs.MotifProfiler(source, pvalue, cluster_r, device, precision)
+        self.profiler = motifs.MotifProfiler(source, pvalue, cluster_r, device)
         self.dim, self.batch_size = self.profiler.dim, batch_size
 
     def embed(self, seqs: list[str]) -> np.ndarray:
@@ -38,6 +37,5 @@ class MotifBackend:
 
 @register("motifs")
 def make(motifs_source: str = motifs.DEFAULT_SOURCE, motif_pvalue: float = motifs.DEFAULT_PVALUE,
-         motif_cluster_r: float = motifs.DEFAULT_CLUSTER_R, precision: str = "fp32",
-         batch_size: int = 256) -> MotifBackend:
-    return MotifBackend(motifs_source, motif_pvalue, motif_cluster_r, precision=precision, batch_size=batch_size)
+         motif_cluster_r: float = motifs.DEFAULT_CLUSTER_R, batch_size: int = 256) -> MotifBackend:
+    return MotifBackend(motifs_source, motif_pvalue, motif_cluster_r, batch_size=batch_size)
