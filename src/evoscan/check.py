@@ -276,7 +276,8 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
     # evidence for every candidate and for the best pairs calls are made from, called or not (what
     # a report shows when nothing is called)
     best = np.zeros(len(pairs), dtype=bool)
-    best[np.flatnonzero(population)[np.argsort(-pairs["score_z"].to_numpy()[population], kind="stable")[:params.motif_top]]] = True
+    by_score = np.argsort(-pairs["score_z"].to_numpy()[population], kind="stable")
+    best[np.flatnonzero(population)[by_score[:params.motif_top]]] = True
     evidence, sites = motif_evidence(ws, pairs, pairs["candidate"].to_numpy() | best, profiler, params)
     pairs = pd.concat([pairs, evidence], axis=1)
     pairs["site_row"] = np.arange(len(pairs))
@@ -287,7 +288,7 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
     new_row = np.empty(len(pairs), dtype=np.int64)
     new_row[pairs.pop("site_row").to_numpy()] = np.arange(len(pairs))
     pairs.attrs["motif_sites"] = sites.assign(pair=new_row[sites["pair"].to_numpy(np.int64)]).sort_values(
-        ["pair", "side", "start", "matrix"], ignore_index=True)
+        ["pair", "side", "start", "matrix", "strand"], ignore_index=True)
     stats["motifs"] = profiler.provenance()
     stats["sw_alignments"] = int(pairs["sw_score"].notna().sum() * (2 * params.sw_shuffles + 2))
     return pairs, funnel_counts(ws, pairs), stats
