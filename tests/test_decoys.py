@@ -96,13 +96,12 @@ def test_calibration_no_calls_without_signal(loci_fasta, tmp_path, seed):
     for rank in (20, 60, 200):
         threshold = np.sort(winning[~wins])[-rank]
         observed = int((winning[wins] >= threshold).sum())
-        assert abs(observed - rank / 2) <= 4 * np.sqrt(4 * rank / 2) + 2, (rank, observed)
+        assert abs(observed - rank / 2) <= 3 * np.sqrt(4 * rank / 2) + 2, (rank, observed)
 
 
 def called_pairs(pairs, planted):
     called = set(zip(pairs.window_a[pairs.qvalue <= 0.05], pairs.window_b[pairs.qvalue <= 0.05]))
-    carriers = {w for pair in planted for w in pair}
-    false = [p for p in called if p[0] not in carriers or p[1] not in carriers]
+    false = called - set(planted)  # carriers of two different planted sets included
     return len(called & set(planted)) / len(planted), len(false), len(called)
 
 

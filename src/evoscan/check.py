@@ -92,6 +92,8 @@ class CheckParams:
             raise EvoscanError("--sw-shuffles needs at least 2")
         if self.motif_shuffles < 1:
             raise EvoscanError("--motif-shuffles needs at least 1")
+        if not 0 < self.motif_pvalue < 1:
+            raise EvoscanError(f"--motif-pvalue must lie in (0, 1) (got {self.motif_pvalue})")
 
 
 def _mean_sd(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -165,18 +167,14 @@ def kmer_cosine(ws: WindowSet, a: np.ndarray, b: np.ndarray, block: int = 8192) 
 
 
 def motif_cosine(ws: WindowSet, a: np.ndarray, b: np.ndarray, profiler: MotifProfiler,
-                 block: int = 4096) -> np.ndarray:
-    """Cosine of the motif-cluster profiles of pairs (a, b), block by block like `kmer_cosine`."""
-    out = np.empty(len(a), dtype=np.float32)
-    order = np.argsort(a, kind="stable")
-    for s in range(0, len(a), block):
-        rows = order[s:s + block]
-        needed, where = np.unique(np.concatenate([a[rows], b[rows]]), return_inverse=True)
-        vectors = np.concatenate([profiler.vectors([ws.seqs[i].decode("ascii").upper() for i in needed[j:j + 256]])
-                                  for j in range(0, len(needed), 256)])
-        vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-        out[rows] = np.einsum("pd,pd->p", vectors[where[:len(rows)]], vectors[where[len(rows):]])
-    return out
+                 batch: int = 256) -> np.ndarray:
+    """Cosine of the motif-cluster profiles of pairs (a, b); each window profiled once."""
+    needed, where = np.unique(np.concatenate([a, b]), return_inverse=True)
+    vectors = np.zeros((len(needed), profiler.dim), dtype=np.float32)
+    for s in range(0, len(needed), batch):
+        vectors[s:s + batch] = profiler.vectors([ws.seqs[i].decode("ascii").upper() for i in needed[s:s + batch]])
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
+    return np.einsum("pd,pd->p", vectors[where[:len(a)]], vectors[where[len(a):]]).astype(np.float32)
 
 
 def motif_evidence(ws: WindowSet, pairs: pd.DataFrame, which: np.ndarray, profiler: MotifProfiler,
@@ -186,7 +184,8 @@ def motif_evidence(ws: WindowSet, pairs: pd.DataFrame, which: np.ndarray, profil
     rows = np.flatnonzero(which)
     seqs = [(ws.seqs[pairs["window_a"].iat[r]].decode().upper(), ws.seqs[pairs["window_b"].iat[r]].decode().upper())
             for r in rows]
-    summary, sites = profiler.evidence(seqs, params.motif_shuffles, params.seed)
+    keys = [(int(pairs["window_a"].iat[r]), int(pairs["window_b"].iat[r])) for r in rows]
+    summary, sites = profiler.evidence(seqs, params.motif_shuffles, params.seed, keys)
     summary.index = rows
     evidence = summary.reindex(range(len(pairs)))
     evidence = evidence.astype({"motifs_expected": np.float64, "motif_pvalue": np.float64})
@@ -225,7 +224,7 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
     found); by default the nominated pairs are searched here with `blast_args`, keeping finished
     blocks in `resume_dir` if given (a killed check continues from them)."""
     # the matrices first: a bad --motifs fails before any work is done
-    profiler = profiler or MotifProfiler(params.motifs, params.motif_pvalue, reference_length=ws.params.size)
+    profiler = profiler or MotifProfiler(params.motifs, params.motif_pvalue)
     pairs = nominated_pairs(nb)
     decoy_z = pairs.attrs.pop("decoy_z")
     pairs["row"] = np.arange(len(pairs))  # to keep each pair's decoy scores with it

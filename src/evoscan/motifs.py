@@ -28,9 +28,10 @@ composition, which the kmer control and the shuffled decoys already see; what is
 Measured on planted motif sets, the raw potential let the decoys (same composition) win more.
 
 Evidence of a pair. The clusters with a site in both windows, and how unusual that many shared
-clusters is: the count is compared with those of the same window against K dinucleotide shuffles
-of the other (both ways, 2K in all; same composition, no motif content), p = (1 + shuffles sharing
-as many or more) / (1 + 2K).
+clusters is: the count is compared with those of each window against K dinucleotide shuffles of
+the other (same composition, no motif content); p = the larger of the two one-sided p-values
+(1 + shuffles sharing as many or more) / (1 + K), so it holds whichever window's composition
+explains the sharing.
 """
 
 from __future__ import annotations
@@ -134,8 +135,10 @@ def log_odds_matrices(found: list, source: dict) -> Matrices:
 
 
 def score_thresholds(mats: Matrices, pvalue: float) -> np.ndarray:
-    """Per matrix, the smallest score a uniform random sequence reaches with probability <= `pvalue`
-    (exact distribution of the sum of independent columns on a GRID-bit lattice)."""
+    """Per matrix, a score a uniform random sequence reaches with probability <= `pvalue` (exact
+    distribution of the sum of independent columns on a GRID-bit lattice, plus the rounding's
+    largest error); inf for a matrix too short to have a site that rare (91 of JASPAR 2024's 879
+    at 1e-4: 5-6 bp matrices, which still count in profiles)."""
     if not 0 < pvalue < 1:
         raise EvoscanError(f"--motif-pvalue must lie in (0, 1) (got {pvalue})")
     out = np.empty(len(mats))
@@ -150,8 +153,11 @@ def score_thresholds(mats: Matrices, pvalue: float) -> np.ndarray:
                 new[s:s + len(dist)] += dist / 4
             dist = new
         tail = np.cumsum(dist[::-1])[::-1]  # P(score >= lattice point)
-        k = int(np.argmax(tail <= pvalue)) if tail[-1] <= pvalue else len(dist)
-        out[i] = (low.sum() + k) * GRID
+        if tail[-1] > pvalue:  # even the best word is likelier than pvalue: no site can be that rare
+            out[i] = np.inf
+            continue
+        # + half a grid step per column: real scores are not rounded, and may exceed the lattice
+        out[i] = (low.sum() + int(np.argmax(tail <= pvalue)) + length / 2) * GRID
     return out
 
 
@@ -208,36 +214,43 @@ class Scanner:
                       for x in (fwd, reverse_complement_matrices(fwd, mats.lengths))]
 
     def _scan(self, seqs: list[str]):
-        """Per length bucket: (matrix indices [m], scores [B, L, 2, m] float32 with -inf where a
-        matrix would run past its sequence's end). Position = leftmost base on either strand."""
+        """Per length bucket: (matrix indices [m], scores [B, L, 2, m] float32, positions x strands
+        scored [B, m]). A position whose span holds an N (or runs past the sequence's end, padded
+        with N) is not scored: -inf. Position = leftmost base on either strand."""
         torch = self.torch
-        lens = torch.tensor([len(s) for s in seqs], device=self.device)
-        length = int(lens.max())
+        length = max(len(s) for s in seqs)
         x = torch.from_numpy(one_hot(seqs, length + int(self.mats.lengths.max()) - 1)).to(self.device)
+        n_before = torch.nn.functional.pad((x.sum(1) == 0).int().cumsum(1), (1, 0))  # Ns in [0, p)
         positions = torch.arange(length, device=self.device)
         with torch.no_grad():
             for members, width, weight, mlen in self.buckets:
                 windows = x[:, :, :length + width - 1].unfold(2, width, 1)  # [B, 4, L, width]
                 windows = windows.permute(0, 2, 3, 1).reshape(len(seqs) * length, width * 4)
                 s = (windows @ weight).view(len(seqs), length, 2, len(members))
-                past_end = positions[None, :, None] + mlen[None, None, :] > lens[:, None, None]  # [B, L, m]
-                yield members, s.masked_fill_(past_end[:, :, None, :], -torch.inf)
+                span_end = positions[:, None] + mlen[None, :]  # [L, m]
+                has_n = n_before[:, span_end] > n_before[:, positions][:, :, None]  # [B, L, m]
+                yield members, s.masked_fill_(has_n[:, :, None, :], -torch.inf), 2 * (~has_n).sum(1)
 
     def _reduce(self, seqs: list[str], reduce) -> np.ndarray:
         out = np.empty((len(seqs), len(self.mats)), dtype=np.float32)
-        for members, s in self._scan(seqs):
-            out[:, members] = reduce(s).cpu().numpy()
+        for members, s, scored in self._scan(seqs):
+            out[:, members] = reduce(s, scored).cpu().numpy()
         return out
 
     def profiles(self, seqs: list[str]) -> np.ndarray:
-        """Binding potential beyond composition [B, M]: log2 of the mean odds over positions and
-        strands, minus log2 of the mean odds expected from the sequence's dinucleotides."""
+        """Binding potential beyond composition [B, M]: log2 of the mean odds over the scored
+        positions and strands, minus log2 of the mean odds expected from the sequence's
+        dinucleotides; 0 (no evidence either way) where a matrix has no scored position."""
         torch = self.torch
-        lens = np.array([len(s) for s in seqs])
-        sites = np.maximum(2 * (lens[:, None] - self.mats.lengths[None, :] + 1), 1)  # positions x strands
-        # (clamped: a sequence shorter than a matrix has no position for it, and gets 2^-60)
-        potential = self._reduce(seqs, lambda s: torch.log2(torch.exp2(s).sum((1, 2)).clamp_min(2.0 ** -60)))
-        return potential - np.log2(sites).astype(np.float32) - self.expected_potential(seqs)
+
+        def log2_mean_odds(s, scored):  # a stable soft maximum: no under- or overflow
+            top = s.amax((1, 2)).clamp_min(-1e30)
+            total = torch.exp2(s - top[:, None, None, :]).sum((1, 2))
+            return torch.where(scored > 0, top + torch.log2(total) - torch.log2(scored.clamp_min(1).float()),
+                               torch.tensor(torch.nan, device=self.device))
+
+        observed = self._reduce(seqs, log2_mean_odds) - self.expected_potential(seqs)
+        return np.nan_to_num(observed, nan=0.0)
 
     def expected_potential(self, seqs: list[str]) -> np.ndarray:
         """log2 of each matrix's mean odds per position and strand [B, M] in a first-order Markov
@@ -259,8 +272,8 @@ class Scanner:
         return torch.log2(expected).float().cpu().numpy()
 
     def best(self, seqs: list[str]) -> np.ndarray:
-        """Best score [B, M] of each matrix over positions and strands."""
-        return self._reduce(seqs, lambda s: s.amax((1, 2)))
+        """Best score [B, M] of each matrix over positions and strands (-inf: none scored)."""
+        return self._reduce(seqs, lambda s, scored: s.amax((1, 2)))
 
     def hits(self, seqs: list[str]) -> np.ndarray:
         """Whether each matrix has a site (score >= threshold) in each sequence, [B, M] bool."""
@@ -273,7 +286,7 @@ class Scanner:
         """Every site of every matrix in `seq`: matrix index, id, name, start, end (0-based half-open),
         strand, score."""
         parts = []
-        for members, s in self._scan([seq]):
+        for members, s, _ in self._scan([seq]):
             s = s[0].cpu().numpy()  # [L, 2, m]
             pos, strand, col = np.nonzero(s >= self.thresholds[members][None, None, :])
             parts.append(pd.DataFrame({"matrix": members[col], "start": pos, "strand": strand,
@@ -310,18 +323,19 @@ def cluster_matrices(profiles: np.ndarray, mats: Matrices, r: float) -> np.ndarr
 class MotifProfiler:
     """Windows as motif-cluster profiles, and the motif evidence of pairs (see the module docstring).
 
-    Profiles are z-scores against `REFERENCE` random uniform sequences of the window size (fixed,
-    seeded: the same for every run), so `motif_cosine` means the same in every run."""
+    Clusters and z-scores come from `REFERENCE` random uniform sequences of 512 bp (fixed, seeded,
+    whatever the window size: the backend and the check of any run use the same ones), so
+    `motif_cosine` means the same in every run; `cluster_digest` in provenance says which."""
 
-    REFERENCE = 1000
+    REFERENCE, REFERENCE_LENGTH = 1000, 512
 
     def __init__(self, source: str | Path = DEFAULT_SOURCE, pvalue: float = DEFAULT_PVALUE,
-                 cluster_r: float = DEFAULT_CLUSTER_R, device: str = "cpu", reference_length: int = 512):
+                 cluster_r: float = DEFAULT_CLUSTER_R, device: str = "cpu"):
         if not 0 < cluster_r <= 1:
-            raise EvoscanError(f"--motif-cluster-r must lie in (0, 1] (got {cluster_r})")
+            raise EvoscanError(f"motif cluster_r must lie in (0, 1] (got {cluster_r})")
         self.scanner = load_scanner(source, pvalue, device)
         self.cluster_r = cluster_r
-        reference = random_sequences(self.REFERENCE, reference_length, seed=7)
+        reference = random_sequences(self.REFERENCE, self.REFERENCE_LENGTH, seed=7)
         profiles = np.concatenate([self.scanner.profiles(reference[i:i + 250])
                                    for i in range(0, len(reference), 250)])
         self.clusters = cluster_matrices(profiles, self.scanner.mats, cluster_r)
@@ -350,26 +364,35 @@ class MotifProfiler:
         return (hits @ (self._cluster_mean > 0)) > 0
 
     def provenance(self) -> dict:
-        return {**self.scanner.provenance(), "clusters": self.dim, "motif_cluster_r": self.cluster_r}
+        digest = hashlib.sha256(self.clusters.astype(np.int64).tobytes()).hexdigest()[:16]
+        return {**self.scanner.provenance(), "clusters": self.dim, "motif_cluster_r": self.cluster_r,
+                "cluster_digest": digest}
 
-    def evidence(self, pairs: list[tuple[str, str]], shuffles: int, seed: int) -> tuple[pd.DataFrame, pd.DataFrame]:
-        """Motif evidence of sequence pairs: per pair the clusters with a site in both, their count,
-        and p = (1 + shuffles sharing as many) / (1 + 2 * shuffles), each side against dinucleotide
-        shuffles of the other; and every site of the shared clusters' matrices in both windows."""
+    def evidence(self, pairs: list[tuple[str, str]], shuffles: int, seed: int,
+                 keys: list[tuple[int, int]] | None = None) -> tuple[pd.DataFrame, pd.DataFrame]:
+        """Motif evidence of sequence pairs: per pair the clusters with a site in both and their
+        count; the mean count of each window with `shuffles` dinucleotide shuffles of the other
+        (`motifs_expected`); p = the larger of the two one-sided p-values (1 + shuffles of the other
+        window sharing as many) / (1 + shuffles); and every site of the shared clusters' matrices
+        in both windows. `keys` (e.g. the window indices) seed each pair's shuffles, so a pair's
+        p-value does not depend on which other pairs are examined."""
         from .decoys import dinucleotide_shuffle
 
         rows, sites = [], []
         for i, (a, b) in enumerate(pairs):
-            rng = np.random.default_rng([seed, i])
-            shuffled_b = [dinucleotide_shuffle(b, rng) for _ in range(shuffles)]
-            shuffled_a = [dinucleotide_shuffle(a, rng) for _ in range(shuffles)]
-            hits = self.cluster_hits([a, b, *shuffled_b, *shuffled_a])
-            shared = hits[0] & hits[1]
-            null = np.concatenate([(hits[2:2 + shuffles] & hits[0]).sum(1), (hits[2 + shuffles:] & hits[1]).sum(1)])
+            rng = np.random.default_rng([seed, *(keys[i] if keys else (i,))])
+            hits_a, hits_b = self.cluster_hits([a, b])
+            shared = hits_a & hits_b
             k = int(shared.sum())
+            null = []
+            for fixed, other in ((hits_a, b), (hits_b, a)):  # one window against shuffles of the other
+                shuffled = [dinucleotide_shuffle(other, rng) for _ in range(shuffles)]
+                hits = np.concatenate([self.cluster_hits(shuffled[j:j + 256]) for j in range(0, shuffles, 256)])
+                null.append((hits & fixed).sum(1))
+            p = max((1 + int((n >= k).sum())) / (1 + shuffles) for n in null)
             names = [self.scanner.mats.names[self.cluster_seed[c]] for c in np.flatnonzero(shared)]
-            rows.append({"motifs_shared": k, "motif_pvalue": (1 + int((null >= k).sum())) / (1 + 2 * shuffles),
-                         "motifs_expected": float(null.mean()), "shared_motifs": ",".join(names)})
+            rows.append({"motifs_shared": k, "motifs_expected": float(np.concatenate(null).mean()),
+                         "motif_pvalue": p, "shared_motifs": ",".join(names)})
             for side, seq in (("a", a), ("b", b)):
                 found = self.scanner.sites(seq)
                 found["cluster"] = self.clusters[found["matrix"].to_numpy()]

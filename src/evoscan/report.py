@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from .io.h5 import atomic_path
@@ -129,8 +130,8 @@ def summary(console: Console, ws: WindowSet, pairs: pd.DataFrame, meta: dict, to
     for row in table.itertuples():
         shared = row.shared_motifs.split(",") if row.shared_motifs else []
         family = " [same family]" if row.same_family else ""
-        best.add_row(f"{row.window_a} ({row.region_a})\n{row.window_b} ({row.region_b}){family}\n"
-                     f"[dim]{', '.join(shared[:4])}[/dim]", f"{row.score:.3f}", f"{row.qvalue:.2g}",
+        best.add_row(escape(f"{row.window_a} ({row.region_a})\n{row.window_b} ({row.region_b}){family}\n")
+                     + f"[dim]{escape(', '.join(shared[:4]))}[/dim]", f"{row.score:.3f}", f"{row.qvalue:.2g}",
                      f"{row.kmer_cosine:.2f}", f"{row.motif_cosine:.2f}", f"{len(shared)} ({row.motifs_expected:.0f})",
                      f"{row.motif_pvalue:.2g}")
     console.print(best)

@@ -1,0 +1,140 @@
+"""The report's figures: pure functions from a run's tables to inline SVG (matplotlib, no display).
+
+SVGs are deterministic (fixed element ids, no date) so that the same run gives the same report.
+"""
+
+from __future__ import annotations
+
+import io
+
+import numpy as np
+import pandas as pd
+from matplotlib import rcParams
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from .windows import WindowSet
+
+rcParams.update({"svg.hashsalt": "evoscan", "svg.fonttype": "none", "font.size": 9,
+                 "axes.spines.top": False, "axes.spines.right": False})
+CLEAN, BLAST, REPEAT, DECOY, CANDIDATE = "#1f77b4", "#d62728", "#8c564b", "#7f7f7f", "#2ca02c"
+
+
+def to_svg(fig: Figure) -> str:
+    buf = io.StringIO()
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    text = buf.getvalue()
+    return text[text.index("<svg"):]  # inline: no XML prolog or doctype
+
+
+def pair_classes(pairs: pd.DataFrame) -> pd.Series:
+    """Each nominated pair as candidate, clean (repeat-free, no BLAST hit), BLAST hit or repeat."""
+    return pd.Series(np.select([pairs["candidate"], pairs["repeat_free"] & ~pairs["blast_hit"],
+                                pairs["repeat_free"]], ["candidate", "clean", "BLAST hit"], "repeat"),
+                     index=pairs.index)
+
+
+def funnel(counts: dict, labels: list[tuple[str, str]]) -> str:
+    fig = Figure(figsize=(6.5, 2.6))
+    ax = fig.subplots()
+    names = [label for _, label in labels][::-1]
+    values = [max(counts[key], 0) for key, _ in labels][::-1]
+    ax.barh(names, [max(v, 0.8) for v in values], color=CLEAN)
+    ax.set_xscale("log")
+    for y, v in enumerate(values):
+        ax.text(max(v, 0.8) * 1.15, y, f"{v:,}", va="center")
+    ax.set_xlabel("pairs (log scale)")
+    return to_svg(fig)
+
+
+def gene_heatmap(ws: WindowSet, pairs: pd.DataFrame, max_genes: int = 40) -> str:
+    """Best normalised score of each pair of genes (groups) among the nominated pairs; with many
+    genes, the `max_genes` whose best pairs score highest."""
+    gene = ws.table["gene"].to_numpy()
+    ga, gb = gene[pairs["window_a"]], gene[pairs["window_b"]]
+    best = (pd.DataFrame({"a": np.minimum(ga, gb), "b": np.maximum(ga, gb), "s": pairs["score_z"].to_numpy()})
+            .groupby(["a", "b"])["s"].max())
+    top = pd.concat([best.groupby(level=0).max(), best.groupby(level=1).max()]).groupby(level=0).max()
+    genes = sorted(top.sort_values(ascending=False).index[:max_genes])
+    index = {g: i for i, g in enumerate(genes)}
+    grid = np.full((len(genes), len(genes)), np.nan)
+    for (a, b), s in best.items():
+        if a in index and b in index:
+            grid[index[a], index[b]] = grid[index[b], index[a]] = s
+    size = 2.5 + 0.16 * len(genes)
+    fig = Figure(figsize=(size + 1.2, size))
+    ax = fig.subplots()
+    image = ax.imshow(np.ma.masked_invalid(grid), cmap="viridis", interpolation="nearest")
+    ax.set_xticks(range(len(genes)), genes, rotation=90, fontsize=7)
+    ax.set_yticks(range(len(genes)), genes, fontsize=7)
+    fig.colorbar(image, ax=ax, shrink=0.7, label="best score_z (normalised score)")
+    ax.spines[:].set_visible(False)
+    return to_svg(fig)
+
+
+def score_distributions(pairs: pd.DataFrame, decoy_z: np.ndarray) -> str:
+    """score_z of clean, BLAST-hit and repeat pairs against the best decoy score of the clean pairs."""
+    kind = pair_classes(pairs).replace("candidate", "clean")
+    fig = Figure(figsize=(6.5, 3))
+    ax = fig.subplots()
+    clean = (kind == "clean").to_numpy()
+    values = {"clean pairs (repeat-free, no BLAST hit)": (pairs["score_z"][clean], CLEAN),
+              "their best decoy": (decoy_z[clean].max(1) if len(decoy_z) else np.array([]), DECOY),
+              "BLAST-hit pairs": (pairs["score_z"][(kind == "BLAST hit").to_numpy()], BLAST),
+              "repeat pairs": (pairs["score_z"][(kind == "repeat").to_numpy()], REPEAT)}
+    finite = np.concatenate([np.asarray(v, float) for v, _ in values.values()] + [np.zeros(1)])
+    bins = np.linspace(np.nanmin(finite), np.nanmax(finite) + 1e-9, 60)
+    for label, (v, color) in values.items():
+        if len(v):
+            ax.hist(v, bins=bins, histtype="step", color=color, label=f"{label} ({len(v):,})", linewidth=1.4)
+    ax.set_yscale("log")
+    ax.set_xlabel("normalised score (score_z)")
+    ax.set_ylabel("pairs")
+    ax.legend(frameon=False, fontsize=8)
+    return to_svg(fig)
+
+
+def scatter(pairs: pd.DataFrame, x: str, xlabel: str, note: str = "") -> str:
+    """score_z against a control column, pairs coloured by class, candidates on top."""
+    kind = pair_classes(pairs)
+    fig = Figure(figsize=(5, 3.4))
+    ax = fig.subplots()
+    for name, color in (("repeat", REPEAT), ("BLAST hit", BLAST), ("clean", CLEAN), ("candidate", CANDIDATE)):
+        sel = (kind == name).to_numpy()
+        if sel.any():
+            ax.scatter(pairs[x][sel], pairs["score_z"][sel], s=6 if name != "candidate" else 18, alpha=0.6,
+                       color=color, label=f"{name} ({sel.sum():,})", linewidths=0)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("normalised score (score_z)")
+    if note:
+        ax.set_title(note, fontsize=8, loc="left")
+    ax.legend(frameon=False, fontsize=7, markerscale=2)
+    return to_svg(fig)
+
+
+def motif_panel(sites: pd.DataFrame, names: tuple[str, str], lengths: tuple[int, int], title: str) -> str:
+    """The two windows as lines, the sites of their shared motif clusters as boxes (above: on the
+    window's strand, below: on the other), one colour per cluster, the same in both windows."""
+    clusters = sorted(sites["cluster"].unique())
+    colors = {c: rcParams["axes.prop_cycle"].by_key()["color"][i % 10] for i, c in enumerate(clusters)}
+    label = sites.groupby("cluster")["name"].first()
+    fig = Figure(figsize=(7.5, 1.9 + 0.12 * ((len(clusters) + 3) // 4)))
+    ax = fig.subplots()
+    for row, (side, name, length) in enumerate(zip(("a", "b"), names, lengths)):
+        y = 1 - row
+        ax.plot([0, length], [y, y], color="black", linewidth=1)
+        ax.text(-8, y, name, ha="right", va="center", fontsize=8)
+        for site in sites[sites["side"] == side].itertuples():
+            up = site.strand == "+"
+            ax.add_patch(Rectangle((site.start, y + (0.03 if up else -0.23)), site.end - site.start, 0.2,
+                                   color=colors[site.cluster], alpha=0.8, linewidth=0))
+    handles = [Rectangle((0, 0), 1, 1, color=colors[c]) for c in clusters]
+    ax.legend(handles, [label[c] for c in clusters], ncol=4, frameon=False, fontsize=7,
+              loc="upper center", bbox_to_anchor=(0.5, -0.18))
+    ax.set_xlim(-2, max(lengths) + 2)
+    ax.set_ylim(-0.4, 1.4)
+    ax.set_yticks([])
+    ax.spines[["left"]].set_visible(False)
+    ax.set_xlabel("position in window (bp, 5'→3' on the window's strand; boxes above: + strand)")
+    ax.set_title(title, fontsize=9, loc="left")
+    return to_svg(fig)
