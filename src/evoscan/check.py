@@ -346,6 +346,7 @@ def write_scores(path, ws: WindowSet, pairs: pd.DataFrame, funnel: dict, params:
 def read_scores(path, ws: WindowSet) -> tuple[pd.DataFrame, dict]:
     with h5.open_checked(path, "scores", ws.digest) as f:
         pairs = pd.DataFrame({c: h5.read_strings(f[c]) if f[c].dtype.kind == "O" else f[c][()] for c in PAIR_COLUMNS})
+        pairs.attrs["decoy_z"] = f["decoy_score_z"][()]
         pairs.attrs["motif_sites"] = pd.DataFrame({c: h5.read_strings(f[f"motif_sites/{c}"])
                                                    if f[f"motif_sites/{c}"].dtype.kind == "O" else f[f"motif_sites/{c}"][()]
                                                    for c in SITE_COLUMNS})

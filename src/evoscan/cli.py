@@ -246,8 +246,10 @@ def cmd_report(a) -> None:
     ws = read_windows(a.windows)
     pairs, meta = check.read_scores(a.scores, ws)
     a.outdir.mkdir(parents=True, exist_ok=True)
-    report.write_report(a.outdir, ws, pairs)
-    report.summary(Console(), ws, pairs, meta)
+    files = report.write_report(a.outdir, ws, pairs, meta, assembly=a.assembly)
+    console = Console()
+    report.summary(console, ws, pairs, meta)
+    console.print(f"Report: {files['report.html']}")
 
 
 def run_config(a, outdir: Path) -> RunConfig:
@@ -316,10 +318,13 @@ def build_parser() -> argparse.ArgumentParser:
     io_options(p, ["windows"], "blast.h5")
     add_blast_options(p)
     p.add_argument("--chunk", help="search only query chunk I/N (for scatter; join with merge)")
-    p = command("report", cmd_report, "candidates.tsv, pairs.tsv.gz, candidates.bedpe and a summary")
+    p = command("report", cmd_report, "report.html, TSV tables, browser tracks and a terminal summary")
     p.add_argument("--windows", type=Path, required=True)
     p.add_argument("--scores", type=Path, required=True)
     p.add_argument("--outdir", type=Path, default=Path("."))
+    p.add_argument("--assembly", default="hg38",
+                   help="UCSC assembly name for the browser links of report.html (default %(default)s; "
+                        "hg38 also links to Ensembl)")
     p = command("run", cmd_run, "all steps in one process on this machine")
     for add_options in (add_input_options, add_mask_options, add_backend_options, add_search_options,
                         add_blast_options, add_check_options, add_motif_options):

@@ -33,7 +33,7 @@ with one decoy per window, 3 with four). The competition is pair-specific: two w
 same unusual composition are as similar to each other's shuffles as to each other, and their
 decoys win as often as they do. The statistic is the winning score itself, not its lead over the
 runner-up (the lead is valid as well, but measured on planted motif sets it called 0-6 of 20
-pairs where the winning score called 15-19, because a lead is eaten by the runner-up's noise;
+pairs where the winning score called 14-20, because a lead is eaten by the runner-up's noise;
 docs/validation.md).
 """
 

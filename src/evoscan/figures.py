@@ -22,7 +22,7 @@ CLEAN, BLAST, REPEAT, DECOY, CANDIDATE = "#1f77b4", "#d62728", "#8c564b", "#7f7f
 
 def to_svg(fig: Figure) -> str:
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None})
+    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None}, dpi=110)
     text = buf.getvalue()
     return text[text.index("<svg"):]  # inline: no XML prolog or doctype
 
@@ -103,7 +103,8 @@ def scatter(pairs: pd.DataFrame, x: str, xlabel: str, note: str = "") -> str:
         sel = (kind == name).to_numpy()
         if sel.any():
             ax.scatter(pairs[x][sel], pairs["score_z"][sel], s=6 if name != "candidate" else 18, alpha=0.6,
-                       color=color, label=f"{name} ({sel.sum():,})", linewidths=0)
+                       color=color, label=f"{name} ({sel.sum():,})", linewidths=0,
+                       rasterized=name != "candidate")  # thousands of points: an inline image, not SVG nodes
     ax.set_xlabel(xlabel)
     ax.set_ylabel("normalised score (score_z)")
     if note:

@@ -135,11 +135,12 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
         timings["check"] = time.perf_counter() - t
 
         t = time.perf_counter()
-        files = report.write_report(cfg.outdir, ws, pairs)
+        pairs, meta = check.read_scores(out["scores"], ws)  # what `evoscan report` reads
+        files = report.write_report(cfg.outdir, ws, pairs, meta)
         timings["report"] = time.perf_counter() - t
-    _, meta = check.read_scores(out["scores"], ws)  # the summary `evoscan report` would print
     report.summary(console, ws, pairs, meta)
     console.print("[dim]steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + "[/dim]")
+    console.print(f"Report: {files['report.html']}")
     console.print(f"Results in {cfg.outdir}/: " + ", ".join(p.name for p in files.values())
                   + ", and the HDF5 intermediates")
     return {"windows": ws, "pairs": pairs, "funnel": funnel, "timings": timings, "files": files}

@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from . import html_report, tracks
 from .io.h5 import atomic_path
 from .check import FUNNEL
 from .windows import WindowSet
@@ -78,17 +79,58 @@ def write_tsv(path, table: pd.DataFrame, header: bool = True) -> None:
                      compression="gzip" if path.suffix == ".gz" else None)
 
 
-def write_report(outdir, ws: WindowSet, pairs: pd.DataFrame) -> dict[str, Path]:
+FILES = [("report.html", "this report: one self-contained page"),
+         ("candidates.tsv", "the candidate pairs with every column"),
+         ("motif_sites.tsv", "the shared-motif sites of the pairs with motif evidence, genome coordinates"),
+         ("pairs.tsv.gz", "every nominated pair, with a candidate column"),
+         ("candidates.bedpe", "candidate links (BEDPE: bedtools pairtobed, IGV)"),
+         ("candidates.interact.bed", "candidate links as UCSC interact (BED5+13; bigInteract with interact.as)"),
+         ("interact.as", "the autoSql schema of the interact file (bedToBigBed -as=interact.as -type=bed5+13)"),
+         ("best_score.bedgraph", "each window's best normalised score (bedGraph: UCSC, IGV, bedGraphToBigWig)")]
+
+
+def write_report(outdir, ws: WindowSet, pairs: pd.DataFrame, meta: dict, assembly: str = "hg38") -> dict[str, Path]:
+    """Every file for people (FILES), each written atomically."""
     outdir = Path(outdir)
     table = pair_table(ws, pairs)
     candidates = table[table["candidate"]].drop(columns="candidate")
-    files = {"candidates": outdir / "candidates.tsv", "motif_sites": outdir / "motif_sites.tsv",
-             "pairs": outdir / "pairs.tsv.gz", "bedpe": outdir / "candidates.bedpe"}
-    write_tsv(files["candidates"], candidates)
-    write_tsv(files["motif_sites"], site_table(ws, pairs, pairs.attrs["motif_sites"]))
-    write_tsv(files["pairs"], table)
-    write_tsv(files["bedpe"], bedpe(candidates), header=False)
+    files = {name: outdir / name for name, _ in FILES}
+    write_tsv(files["candidates.tsv"], candidates)
+    write_tsv(files["motif_sites.tsv"], site_table(ws, pairs, pairs.attrs["motif_sites"]))
+    write_tsv(files["pairs.tsv.gz"], table)
+    write_tsv(files["candidates.bedpe"], bedpe(candidates), header=False)
+    write_tsv(files["candidates.interact.bed"], tracks.interact(candidates), header=False)
+    write_text(files["interact.as"], tracks.INTERACT_AS)
+    write_tsv(files["best_score.bedgraph"], tracks.best_score_bedgraph(ws, pairs), header=False)
+    page = html_report.render(ws, pairs, meta, table, pairs.attrs["motif_sites"], description(ws, meta), FILES,
+                              assembly=assembly)
+    write_text(files["report.html"], page)
     return files
+
+
+def write_text(path, text: str) -> None:
+    with atomic_path(Path(path)) as tmp:
+        tmp.write_text(text)
+
+
+def description(ws: WindowSet, meta: dict) -> str:
+    """What was run and how the pairs were judged, in one paragraph (terminal and report.html)."""
+    p, s, stats = meta["params"], meta["search"], meta["stats"]
+    blast_scope = (f"{stats['blast_pairs']:,} nominated repeat-free pairs, all-vs-all e-values"
+                   if stats["blast_mode"] == "nominated" else "all-vs-all")
+    return (f"{len(ws):,} windows of {ws.table['gene'].nunique()} genes or regions; "
+            f"backend {meta['backend'].get('backend')}; {s['correction']} correction; top-k {s['top_k']}; "
+            f"q-values from competition with {stats['n_decoys']} dinucleotide-shuffle decoy(s) per window "
+            f"({stats['entries']:,} neighbour slots); among the {stats['population_pairs']:,} repeat-free pairs "
+            f"without a BLAST hit the pair's own score wins {stats['target_win_fraction']:.1%} of its "
+            f"competitions ({1 / (1 + 2 * stats['n_decoys']):.1%} expected without signal); "
+            f"repeat fraction <= {p['max_repeat_frac']}; no BLAST hit at e-value <= {p['max_blast_evalue']} "
+            f"({blast_scope}; {meta['blastn_args']}); q <= {p['max_qvalue']}; Smith-Waterman p >= "
+            f"{p['min_sw_pvalue']} ({stats['sw_alignments']:,} alignments). Composition (6-mer cosine) "
+            f"explains R2 = {stats['composition_r2']:.2f} of the score over nominated pairs. Motif control and "
+            f"evidence: {stats['motifs']['matrices']} matrices of {stats['motifs']['motifs']} in "
+            f"{stats['motifs']['clusters']} clusters, sites at p <= {stats['motifs']['motif_pvalue']:g}, "
+            f"shared counts against {p['motif_shuffles']} shuffles of each window.")
 
 
 def summary(console: Console, ws: WindowSet, pairs: pd.DataFrame, meta: dict, top: int = 10) -> None:
@@ -99,23 +141,8 @@ def summary(console: Console, ws: WindowSet, pairs: pd.DataFrame, meta: dict, to
     for key, label in FUNNEL:
         funnel.add_row(label, f"{meta['funnel'][key]:,}")
     console.print(funnel)
-    p, s, stats = meta["params"], meta["search"], meta["stats"]
-    blast_scope = (f"{stats['blast_pairs']:,} nominated repeat-free pairs, all-vs-all e-values"
-                   if stats["blast_mode"] == "nominated"
-                   else "all-vs-all")
-    console.print(f"[dim]{len(ws):,} windows of {ws.table['gene'].nunique()} genes or regions; "
-                  f"backend {meta['backend'].get('backend')}; {s['correction']} correction; top-k {s['top_k']}; "
-                  f"q-values from competition with {stats['n_decoys']} dinucleotide-shuffle decoy(s) per window "
-                  f"({stats['entries']:,} neighbour slots); among the {stats['population_pairs']:,} repeat-free pairs "
-                  f"without a BLAST hit the pair's own score wins {stats['target_win_fraction']:.1%} of its "
-                  f"competitions ({1 / (1 + 2 * stats['n_decoys']):.1%} expected without signal); "
-                  f"repeat fraction <= {p['max_repeat_frac']}; no BLAST hit at e-value <= {p['max_blast_evalue']} "
-                  f"({blast_scope}; {meta['blastn_args']}); q <= {p['max_qvalue']}; Smith-Waterman p >= "
-                  f"{p['min_sw_pvalue']} ({stats['sw_alignments']:,} alignments). Composition (6-mer cosine) "
-                  f"explains R2 = {stats['composition_r2']:.2f} of the score over nominated pairs. Motif control and "
-                  f"evidence: {stats['motifs']['matrices']} matrices of {stats['motifs']['motifs']} in "
-                  f"{stats['motifs']['clusters']} clusters, sites at p <= {stats['motifs']['motif_pvalue']:g}, "
-                  f"shared counts against {p['motif_shuffles']} shuffles of each side.[/dim]")
+    p = meta["params"]
+    console.print(f"[dim]{escape(description(ws, meta))}[/dim]")
     if pairs["candidate"].any():
         table = pair_table(ws, pairs[pairs["candidate"]].head(top))
         title = f"Top {len(table)} candidates"
