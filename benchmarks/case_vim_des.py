@@ -3,7 +3,8 @@ and the motif evidence say about the pair behind the original finding.
 
 The real VIM core promoter (401 bp, -302..+98 around its TSS; the whole VIM locus is not in the
 shared data) is added to the 25 real loci, windows of 400 bp (stride 200) so that VIM is one
-window, and `evoscan run` runs with the kmer and the motifs backend. For each: where DES windows
+window, and `evoscan run` runs with the kmer and the motifs backend (no GTF: the shared GTF lacks
+VIM; DES promoter windows are those overlapping -500..+200 of its TSS). For each: where DES windows
 rank among the VIM window's neighbours in the corrected space, whether a VIM-DES pair is nominated
 and called, and the motif evidence of VIM against the DES promoter windows.
 
@@ -40,8 +41,12 @@ def corrected_cosines(embeddings: Path, query: int) -> np.ndarray:
     return z @ z[query]
 
 
-def study(fasta: Path, gtf: Path, outdir: Path, backend: str) -> tuple:
-    cfg = RunConfig(outdir=outdir / backend, fasta=fasta, gtf=gtf, backend=backend, threads=2,
+DES_TSS = 219418377  # LRG_380 t1 (GRCh38, 1-based), the DES locus header's lrg_t1_tss
+
+
+def study(fasta: Path, outdir: Path, backend: str) -> tuple:
+    # no GTF: the shared LRG-derived GTF has no VIM; the DES promoter is located by its TSS instead
+    cfg = RunConfig(outdir=outdir / backend, fasta=fasta, backend=backend, threads=2,
                     window=WindowParams(size=400, stride=200))
     result = run_pipeline(cfg, Console(file=open(outdir / f"{backend}.log", "w"), width=100))
     ws, pairs = result["windows"], result["pairs"]
@@ -52,18 +57,20 @@ def study(fasta: Path, gtf: Path, outdir: Path, backend: str) -> tuple:
     order = np.argsort(-np.where(other, cos, -np.inf))
     rank = {int(w): r + 1 for r, w in enumerate(order[:other.sum()])}
     des = np.flatnonzero((t["gene"] == "DES").to_numpy())
-    des_promoter = [int(w) for w in des if t["region"].iat[w] == "promoter"]
+    # DES promoter windows: overlapping -500..+200 around the TSS (0-based window starts)
+    des_promoter = [int(w) for w in des if t["start"].iat[w] < DES_TSS + 200 and t["end"].iat[w] > DES_TSS - 1 - 500]
     best_des = min(des, key=lambda w: rank[int(w)])
     involving = pairs[(pairs["window_a"] == vim) | (pairs["window_b"] == vim)]
     with_des = involving[np.isin(np.where(involving["window_a"] == vim, involving["window_b"], involving["window_a"]), des)]
     return {
         "backend": backend, "windows": len(ws), "vim_window": t["id"].iat[vim],
-        "best_des_window": t["id"].iat[best_des], "best_des_region": t["region"].iat[best_des],
+        "best_des_window": t["id"].iat[best_des],
+        "best_des_window_to_tss": int(t["start"].iat[best_des] + 200 - DES_TSS),
         "best_des_rank_among_other_genes": rank[int(best_des)], "other_gene_windows": int(other.sum()),
         "best_des_corrected_cosine": round(float(cos[best_des]), 3),
         "des_promoter_windows": {t["id"].iat[w]: {"rank": rank[w], "corrected_cosine": round(float(cos[w]), 3)}
                                  for w in des_promoter},
-        "vim_top5": [f"{t['id'].iat[w]} ({t['region'].iat[w]})" for w in order[:5]],
+        "vim_top5": [t["id"].iat[w] for w in order[:5]],
         "vim_des_pairs_nominated": with_des[["score_z", "qvalue", "qvalue_all", "kmer_cosine", "motif_cosine",
                                              "blast_evalue", "candidate"]].round(3).to_dict("records"),
         "candidates": int(pairs["candidate"].sum()),
@@ -82,10 +89,9 @@ def main() -> None:
         for path in (data / "anecdote" / "vim_promoter_core.softmasked.fa", data / "loci" / "grch38_loci.softmasked.fa"):
             for rec in read_fasta(path):
                 out.write(f">{rec.description}\n{rec.seq}\n")
-    gtf = data / "annotation" / "lrg_derived_grch38.gtf"
     results = {}
     for backend in ("kmer", "motifs"):
-        results[backend], ws, des_promoter, vim = study(fasta, gtf, a.outdir, backend)
+        results[backend], ws, des_promoter, vim = study(fasta, a.outdir, backend)
         print(json.dumps(results[backend]), flush=True)
     profiler = motifs.MotifProfiler()
     seqs = [(ws.seqs[vim].decode().upper(), ws.seqs[w].decode().upper()) for w in des_promoter]

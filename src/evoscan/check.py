@@ -241,7 +241,7 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
         hits, info = blast.nominated_hits(ws, a[free], b[free], blast_args, threads, progress, resume_dir)
         pairs["blast_searched"] = free
         stats.update(blast_mode="nominated", blast_pairs=int(free.sum()), blast_searchsp=info["searchsp"],
-                     blastn_args=info["blastn_args"])
+                     blastn_args=info["blastn_args"], tool_versions=info["versions"])
         stats["resumed_blast_blocks"] = info["resumed_blocks"]
     else:
         pairs["blast_searched"] = True

@@ -166,11 +166,15 @@ def render(ws: WindowSet, pairs: pd.DataFrame, meta: dict, table: pd.DataFrame, 
          "caption": "Embedding score against shared regulatory grammar (repeat-free pairs without a BLAST hit)."},
     ]
     p = meta["params"]
-    provenance = [("input", ws.source), ("windows", json.dumps(asdict(ws.params))),
+    versions = {"evoscan": __version__, **meta["stats"].get("tool_versions", {}),
+                **{k: v for k, v in meta["backend"].items() if k in ("pyjaspar", "evo2", "transformers", "torch")}}
+    provenance = [("input", ws.source), ("versions", json.dumps(versions)),
+                  ("windows", json.dumps(asdict(ws.params))),
                   ("backend", json.dumps(meta["backend"])), ("search", json.dumps(meta["search"])),
                   ("checks", json.dumps(p)), ("BLAST", meta["blastn_args"]),
                   ("motifs", json.dumps(meta["stats"].get("motifs", {}))),
-                  ("statistics", json.dumps({k: v for k, v in meta["stats"].items() if k != "motifs"}))]
+                  ("statistics", json.dumps({k: v for k, v in meta["stats"].items()
+                                             if k not in ("motifs", "tool_versions")}))]
     return Environment(autoescape=True).from_string(TEMPLATE).render(
         version=__version__, n_windows=f"{len(ws):,}", n_groups=ws.table["gene"].nunique(),
         backend_name=meta["backend"].get("backend"), funnel_candidates=meta["funnel"]["candidates"],
