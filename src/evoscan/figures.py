@@ -94,16 +94,20 @@ def score_distributions(pairs: pd.DataFrame, decoy_z: np.ndarray) -> str:
     return to_svg(fig)
 
 
-def scatter(pairs: pd.DataFrame, x: str, xlabel: str, note: str = "") -> str:
-    """score_z against a control column, pairs coloured by class, candidates on top."""
+def scatter(pairs: pd.DataFrame, x: str, xlabel: str, note: str = "", most: int = 20_000) -> str:
+    """score_z against a control column, pairs coloured by class, candidates on top; at most
+    `most` pairs of a class drawn (a seeded sample, said in the legend), so a genome-wide run
+    draws in seconds."""
     kind = pair_classes(pairs)
     fig = Figure(figsize=(5, 3.4))
     ax = fig.subplots()
     for name, color in (("repeat", REPEAT), ("BLAST hit", BLAST), ("clean", CLEAN), ("candidate", CANDIDATE)):
-        sel = (kind == name).to_numpy()
-        if sel.any():
-            ax.scatter(pairs[x][sel], pairs["score_z"][sel], s=6 if name != "candidate" else 18, alpha=0.6,
-                       color=color, label=f"{name} ({sel.sum():,})", linewidths=0,
+        sel = np.flatnonzero((kind == name).to_numpy())
+        if len(sel):
+            shown = np.sort(np.random.default_rng(0).choice(sel, most, replace=False)) if len(sel) > most else sel
+            label = f"{name} ({len(sel):,}{f', {most:,} drawn' if len(sel) > most else ''})"
+            ax.scatter(pairs[x].to_numpy()[shown], pairs["score_z"].to_numpy()[shown], s=6 if name != "candidate" else 18,
+                       alpha=0.6, color=color, label=label, linewidths=0,
                        rasterized=name != "candidate")  # thousands of points: an inline image, not SVG nodes
     ax.set_xlabel(xlabel)
     ax.set_ylabel("normalised score (score_z)")

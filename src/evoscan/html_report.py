@@ -88,6 +88,7 @@ document.querySelectorAll("#pairs-table th.sortable").forEach(function (th, col)
 </body></html>
 """
 
+MAX_ROWS = 500
 ENSEMBL = {"hg38": "https://www.ensembl.org/Homo_sapiens/Location/View?r={chrom}:{start}-{end}"}
 UCSC = "https://genome.ucsc.edu/cgi-bin/hgTracks?db={db}&position={chrom}:{start}-{end}"
 
@@ -121,6 +122,8 @@ def render(ws: WindowSet, pairs: pd.DataFrame, meta: dict, table: pd.DataFrame, 
     """The page. `table`: report.pair_table of all pairs (same rows as `pairs`); `sites`: the
     motif sites of the pairs with evidence (`pair` = row of `pairs`)."""
     shown, called = shown_pairs(pairs, top)
+    total = len(shown)
+    shown = shown.head(MAX_ROWS)  # a genome-wide run: the best rows here, all in candidates.tsv
     shown_table = table.loc[shown.index]
     columns = ["pair", "regions", "score_z", "q", "kmer", "motif", "shared (exp.)", "motif p", "BLAST e",
                "SW z", "family", "window a", "window b"]
@@ -179,6 +182,7 @@ def render(ws: WindowSet, pairs: pd.DataFrame, meta: dict, table: pd.DataFrame, 
         version=__version__, n_windows=f"{len(ws):,}", n_groups=ws.table["gene"].nunique(),
         backend_name=meta["backend"].get("backend"), funnel_candidates=meta["funnel"]["candidates"],
         summary=summary, provenance=provenance, funnel_svg=figures.funnel(meta["funnel"], FUNNEL),
-        table_title="Candidates" if called else "Best pairs (none called)", called=called,
+        table_title=(f"Candidates ({total:,}{f', the best {MAX_ROWS} shown: all in candidates.tsv' if total > MAX_ROWS else ''})"
+                     if called else "Best pairs (none called)"), called=called,
         max_q=p["max_qvalue"], assembly=assembly, columns=columns, rows=rows, panels=panels,
         figs=[f for f in figs if f["svg"]], files=files)
