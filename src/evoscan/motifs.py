@@ -220,7 +220,10 @@ class Scanner:
         torch = self.torch
         length = max(len(s) for s in seqs)
         x = torch.from_numpy(one_hot(seqs, length + int(self.mats.lengths.max()) - 1)).to(self.device)
-        n_before = torch.nn.functional.pad((x.sum(1) == 0).int().cumsum(1), (1, 0))  # Ns in [0, p)
+        is_n = x.sum(1) == 0  # [B, padded length]; the padding is N too
+        # the common case (windows of one length without N): only the end cuts positions off
+        plain = len({len(s) for s in seqs}) == 1 and not bool(is_n[:, :length].any())
+        n_before = torch.nn.functional.pad(is_n.int().cumsum(1), (1, 0))  # Ns in [0, p)
         positions = torch.arange(length, device=self.device)
         with torch.no_grad():
             for members, width, weight, mlen in self.buckets:
@@ -228,8 +231,12 @@ class Scanner:
                 windows = windows.permute(0, 2, 3, 1).reshape(len(seqs) * length, width * 4)
                 s = (windows @ weight).view(len(seqs), length, 2, len(members))
                 span_end = positions[:, None] + mlen[None, :]  # [L, m]
-                has_n = n_before[:, span_end] > n_before[:, positions][:, :, None]  # [B, L, m]
-                yield members, s.masked_fill_(has_n[:, :, None, :], -torch.inf), 2 * (~has_n).sum(1)
+                if plain:
+                    has_n = (span_end > length)[None]  # [1, L, m]
+                else:
+                    has_n = n_before[:, span_end] > n_before[:, positions][:, :, None]  # [B, L, m]
+                scored = 2 * (~has_n).sum(1).expand(len(seqs), -1)
+                yield members, s.masked_fill_(has_n[:, :, None, :], -torch.inf), scored
 
     def _reduce(self, seqs: list[str], reduce) -> np.ndarray:
         out = np.empty((len(seqs), len(self.mats)), dtype=np.float32)
@@ -243,10 +250,16 @@ class Scanner:
         dinucleotides; 0 (no evidence either way) where a matrix has no scored position."""
         torch = self.torch
 
-        def log2_mean_odds(s, scored):  # a stable soft maximum: no under- or overflow
-            top = s.amax((1, 2)).clamp_min(-1e30)
-            total = torch.exp2(s - top[:, None, None, :]).sum((1, 2))
-            return torch.where(scored > 0, top + torch.log2(total) - torch.log2(scored.clamp_min(1).float()),
+        def log2_mean_odds(s, scored):
+            # scores stay below ~40 bits, so 2^score cannot overflow; where every term is tiny
+            # (low-complexity sequence) the sum is redone shifted by its maximum, which cannot underflow
+            total = torch.exp2(s).sum((1, 2))
+            if bool((total < 2.0 ** -100).any()):
+                top = s.amax((1, 2)).clamp_min(-1e30)
+                log_total = top + torch.log2(torch.exp2(s - top[:, None, None, :]).sum((1, 2)))
+            else:
+                log_total = torch.log2(total)
+            return torch.where(scored > 0, log_total - torch.log2(scored.clamp_min(1).float()),
                                torch.tensor(torch.nan, device=self.device))
 
         observed = self._reduce(seqs, log2_mean_odds) - self.expected_potential(seqs)
