@@ -4,7 +4,7 @@ and the motif evidence say about the pair behind the original finding.
 The real VIM core promoter (401 bp, -302..+98 around its TSS; the whole VIM locus is not in the
 shared data) is added to the 25 real loci, windows of 400 bp (stride 200) so that VIM is one
 window, and `evoscan run` runs with the kmer and the motifs backend (no GTF: the shared GTF lacks
-VIM; DES promoter windows are those overlapping -500..+200 of its TSS). For each: where DES windows
+VIM; DES promoter windows are the six that start at or before +200 and end after -500 of its TSS). For each: where DES windows
 rank among the VIM window's neighbours in the corrected space, whether a VIM-DES pair is nominated
 and called, and the motif evidence of VIM against the DES promoter windows.
 
@@ -57,15 +57,16 @@ def study(fasta: Path, outdir: Path, backend: str) -> tuple:
     order = np.argsort(-np.where(other, cos, -np.inf))
     rank = {int(w): r + 1 for r, w in enumerate(order[:other.sum()])}
     des = np.flatnonzero((t["gene"] == "DES").to_numpy())
-    # DES promoter windows: overlapping -500..+200 around the TSS (0-based window starts)
-    des_promoter = [int(w) for w in des if t["start"].iat[w] < DES_TSS + 200 and t["end"].iat[w] > DES_TSS - 1 - 500]
+    # DES promoter windows: starting before +200 and ending after -500 (0-based, TSS at DES_TSS - 1)
+    tss = DES_TSS - 1
+    des_promoter = [int(w) for w in des if t["start"].iat[w] <= tss + 200 and t["end"].iat[w] > tss - 500]
     best_des = min(des, key=lambda w: rank[int(w)])
     involving = pairs[(pairs["window_a"] == vim) | (pairs["window_b"] == vim)]
     with_des = involving[np.isin(np.where(involving["window_a"] == vim, involving["window_b"], involving["window_a"]), des)]
     return {
         "backend": backend, "windows": len(ws), "vim_window": t["id"].iat[vim],
         "best_des_window": t["id"].iat[best_des],
-        "best_des_window_to_tss": int(t["start"].iat[best_des] + 200 - DES_TSS),
+        "best_des_window_centre_to_tss": int(t["start"].iat[best_des] + 200 - (DES_TSS - 1)),
         "best_des_rank_among_other_genes": rank[int(best_des)], "other_gene_windows": int(other.sum()),
         "best_des_corrected_cosine": round(float(cos[best_des]), 3),
         "des_promoter_windows": {t["id"].iat[w]: {"rank": rank[w], "corrected_cosine": round(float(cos[w]), 3)}

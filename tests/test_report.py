@@ -123,8 +123,9 @@ def test_interact_file_follows_its_schema(called_run):
             elif kind == "double":
                 float(values[INTERACT_COLUMNS.index(name)])
         assert int(row["chromStart"]) < int(row["chromEnd"]) and 0 <= int(row["score"]) <= 1000
-        assert row["chrom"] in (row["sourceChrom"], row["targetChrom"])
+        assert row["chrom"] == row["sourceChrom"]  # non-directional: the record's own region is the source
         if row["sourceChrom"] == row["targetChrom"]:
+            assert int(row["sourceStart"]) <= int(row["targetStart"])  # ... or the lower one
             assert int(row["chromStart"]) <= min(int(row["sourceStart"]), int(row["targetStart"]))
             assert int(row["chromEnd"]) >= max(int(row["sourceEnd"]), int(row["targetEnd"]))
         key = (row["chrom"], int(row["chromStart"]))
@@ -152,3 +153,14 @@ def test_summary_reads_at_80_columns(called_run):
     ids = ws.table["id"].to_numpy()
     for row in pairs[pairs["candidate"]].head(10).itertuples():
         assert ids[row.window_a] in text and ids[row.window_b] in text
+
+
+def test_demo_report_shows_the_best_uncalled_pairs_as_such(demo_run):
+    """Nothing is called on the real loci: the page says so and shows the 10 best pairs calls are
+    made from, with their motif panels; the terminal says the same."""
+    html = (demo_run["outdir"] / "report.html").read_text(encoding="utf-8")
+    assert "Best pairs (none called)" in html and "none of them is a call" in html
+    assert html.count('class="pair-row"') == 10 and html.count('class="panel motif-panel"') == 10
+    ids = re.findall(r'\bid="([^"]+)"', html)
+    assert len(ids) == len(set(ids))  # inline SVGs keep unique ids
+    assert "none of them a call" in demo_run["stdout"]

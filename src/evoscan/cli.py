@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import re
 import shutil
 import sys
 from pathlib import Path
@@ -82,6 +83,18 @@ def add_motif_options(p: argparse.ArgumentParser) -> None:
                         "(default %(default)s)")
     g.add_argument("--motif-pvalue", type=float, default=motifs.DEFAULT_PVALUE,
                    help="a site scores what random sequence reaches with this probability (default %(default)s)")
+
+
+def add_report_options(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--assembly", default="hg38", type=assembly_name,
+                   help="UCSC assembly name for the browser links of report.html (default %(default)s; "
+                        "hg38 also links to Ensembl)")
+
+
+def assembly_name(text: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_.]+", text):
+        raise argparse.ArgumentTypeError(f"{text!r} is not a UCSC assembly name (e.g. hg38, mm39)")
+    return text
 
 
 def add_search_options(p: argparse.ArgumentParser) -> None:
@@ -259,7 +272,8 @@ def run_config(a, outdir: Path) -> RunConfig:
                      mask_sources=tuple(a.mask_sources), rmsk=a.rmsk, blast_args=a.blast_args,
                      threads=a.threads, backend=a.backend, backend_options=backend_options(a),
                      decoys=a.decoys, decoy_seed=a.decoy_seed, search=search_params(a),
-                     blast_all_vs_all=a.blast_all_vs_all, families=a.families, check=check_params(a))
+                     blast_all_vs_all=a.blast_all_vs_all, families=a.families, check=check_params(a),
+                     assembly=a.assembly)
 
 
 def cmd_run(a) -> None:
@@ -322,12 +336,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--windows", type=Path, required=True)
     p.add_argument("--scores", type=Path, required=True)
     p.add_argument("--outdir", type=Path, default=Path("."))
-    p.add_argument("--assembly", default="hg38",
-                   help="UCSC assembly name for the browser links of report.html (default %(default)s; "
-                        "hg38 also links to Ensembl)")
+    add_report_options(p)
     p = command("run", cmd_run, "all steps in one process on this machine")
     for add_options in (add_input_options, add_mask_options, add_backend_options, add_search_options,
-                        add_blast_options, add_check_options, add_motif_options):
+                        add_blast_options, add_check_options, add_motif_options, add_report_options):
         add_options(p)
     p.add_argument("--blast-all-vs-all", action="store_true",
                    help="BLAST every pair of windows (small sets) instead of the nominated pairs")

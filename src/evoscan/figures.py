@@ -5,7 +5,9 @@ SVGs are deterministic (fixed element ids, no date) so that the same run gives t
 
 from __future__ import annotations
 
+import hashlib
 import io
+import re
 
 import numpy as np
 import pandas as pd
@@ -21,10 +23,16 @@ CLEAN, BLAST, REPEAT, DECOY, CANDIDATE = "#1f77b4", "#d62728", "#8c564b", "#7f7f
 
 
 def to_svg(fig: Figure) -> str:
+    """Inline SVG: no prolog or metadata, and element ids prefixed by a digest of the figure, so
+    that several figures in one page keep unique ids (and the same figure the same ones)."""
     buf = io.StringIO()
-    fig.savefig(buf, format="svg", bbox_inches="tight", metadata={"Date": None}, dpi=110)
+    fig.savefig(buf, format="svg", bbox_inches="tight", dpi=110,
+                metadata={"Date": None, "Creator": None, "Format": None, "Type": None})
     text = buf.getvalue()
-    return text[text.index("<svg"):]  # inline: no XML prolog or doctype
+    text = text[text.index("<svg"):]
+    prefix = "f" + hashlib.sha1(text.encode()).hexdigest()[:8] + "-"
+    text = re.sub(r'\bid="([^"]+)"', rf'id="{prefix}\1"', text)
+    return re.sub(r'(url\(#|href="#)([^")]+)', rf"\g<1>{prefix}\2", text)
 
 
 def pair_classes(pairs: pd.DataFrame) -> pd.Series:
@@ -55,7 +63,8 @@ def gene_heatmap(ws: WindowSet, pairs: pd.DataFrame, max_genes: int = 40) -> str
     best = (pd.DataFrame({"a": np.minimum(ga, gb), "b": np.maximum(ga, gb), "s": pairs["score_z"].to_numpy()})
             .groupby(["a", "b"])["s"].max())
     top = pd.concat([best.groupby(level=0).max(), best.groupby(level=1).max()]).groupby(level=0).max()
-    genes = sorted(top.sort_values(ascending=False).index[:max_genes])
+    genes = sorted(top.reset_index().sort_values(["s", "index"], ascending=[False, True], kind="stable")
+                   ["index"].iloc[:max_genes])
     index = {g: i for i, g in enumerate(genes)}
     grid = np.full((len(genes), len(genes)), np.nan)
     for (a, b), s in best.items():

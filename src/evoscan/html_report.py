@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from html import escape
+from urllib.parse import quote
 
 import numpy as np
 import pandas as pd
@@ -48,12 +49,12 @@ svg { max-width: 100%; height: auto }
 search nominates (each window's nearest windows of other genes).</figcaption></figure>
 
 <h2 id="candidates">{{ table_title }}</h2>
-{% if not called %}<p class="uncalled">No pair passed every filter at q ≤ {{ max_q }}. These are the best repeat-free
-pairs without a BLAST hit, shown for inspection: <b>none is significant</b>.</p>{% endif %}
+{% if not called %}<p class="uncalled">No pair passed every filter (repeats, BLAST, q ≤ {{ max_q }}, Smith-Waterman).
+These are the best repeat-free pairs without a BLAST hit, shown for inspection: <b>none of them is a call</b>.</p>{% endif %}
 <p class="note">Click a column to sort. score_z: the pair's normalised similarity; q: target–decoy q-value; kmer and motif:
 the composition and JASPAR motif controls (cosine); shared: motif clusters with a site in both windows (expected
-from shuffles of the same composition) and its shuffle p-value. Links open the windows in the UCSC and Ensembl
-browsers ({{ assembly }}).</p>
+from shuffles of the same composition) and its shuffle p-value. Links open the windows in genome browsers
+({{ assembly }}).</p>
 <table id="pairs-table"><thead><tr>{% for col in columns %}<th class="sortable">{{ col }}</th>{% endfor %}</tr></thead><tbody>
 {% for row in rows %}<tr class="pair-row">{% for cell, numeric in row %}<td{% if numeric %} class="num"{% endif %}>{{ cell | safe }}</td>{% endfor %}</tr>
 {% endfor %}</tbody></table>
@@ -79,8 +80,14 @@ document.querySelectorAll("#pairs-table th.sortable").forEach(function (th, col)
   th.addEventListener("click", function () {
     var body = th.closest("table").tBodies[0], rows = Array.from(body.rows);
     var dir = th.dataset.dir === "asc" ? -1 : 1; th.dataset.dir = dir === 1 ? "asc" : "desc";
-    var key = function (r) { var t = r.cells[col].textContent.trim(), v = parseFloat(t); return isNaN(v) ? t : v; };
-    rows.sort(function (a, b) { var x = key(a), y = key(b); return (x > y ? 1 : x < y ? -1 : 0) * dir; });
+    var key = function (r) { return r.cells[col].textContent.trim(); };
+    var numeric = rows.every(function (r) { var t = key(r); return t === "" || !isNaN(parseFloat(t)); });
+    rows.sort(function (a, b) {
+      var x = key(a), y = key(b);
+      if (x === "" || y === "") { return (x === "") - (y === ""); }  // blanks last, either way
+      if (numeric) { x = parseFloat(x); y = parseFloat(y); }
+      return (x > y ? 1 : x < y ? -1 : 0) * dir;
+    });
     rows.forEach(function (r) { body.appendChild(r); });
   });
 });
@@ -101,7 +108,7 @@ def _fmt(value, digits: int = 3) -> str:
 
 def _links(chrom: str, start: int, end: int, assembly: str) -> str:
     """UCSC (and, for hg38, Ensembl) links; 1-based inclusive positions, as browsers show them."""
-    where = {"chrom": chrom, "start": start + 1, "end": end, "db": assembly}
+    where = {"chrom": quote(chrom, safe=""), "start": start + 1, "end": end, "db": quote(assembly, safe="")}
     links = [f'<a href="{escape(UCSC.format(**where))}">UCSC</a>']
     if assembly in ENSEMBL:
         url = ENSEMBL[assembly].format(**{**where, "chrom": chrom.removeprefix("chr")})
@@ -151,7 +158,7 @@ def render(ws: WindowSet, pairs: pd.DataFrame, meta: dict, table: pd.DataFrame, 
         lengths = (len(ws.seqs[pair.window_a]), len(ws.seqs[pair.window_b]))
         svg = figures.motif_panel(own, (t.window_a, t.window_b), lengths, "") if len(own) else ""
         panels.append({"title": title, "text": text, "svg": svg})
-    decoy_z = np.asarray(pairs.attrs.get("decoy_z", np.zeros((len(pairs), 0))))
+    decoy_z = np.asarray(pairs.attrs["decoy_z"])
     blasted = pairs[pairs["blast_bitscore"].notna()]
     figs = [
         {"svg": figures.gene_heatmap(ws, pairs), "caption": "Best normalised score (score_z) of each pair of "

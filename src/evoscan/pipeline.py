@@ -46,6 +46,7 @@ class RunConfig:
     blast_all_vs_all: bool = False
     families: Path | None = None
     check: check.CheckParams = field(default_factory=check.CheckParams)
+    assembly: str = "hg38"  # browser links of report.html
 
 
 @contextlib.contextmanager
@@ -136,7 +137,7 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
 
         t = time.perf_counter()
         pairs, meta = check.read_scores(out["scores"], ws)  # what `evoscan report` reads
-        files = report.write_report(cfg.outdir, ws, pairs, meta)
+        files = report.write_report(cfg.outdir, ws, pairs, meta, assembly=cfg.assembly)
         timings["report"] = time.perf_counter() - t
     report.summary(console, ws, pairs, meta)
     console.print("[dim]steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + "[/dim]")

@@ -110,7 +110,7 @@ def write_report(outdir, ws: WindowSet, pairs: pd.DataFrame, meta: dict, assembl
 
 def write_text(path, text: str) -> None:
     with atomic_path(Path(path)) as tmp:
-        tmp.write_text(text)
+        tmp.write_text(text, encoding="utf-8")
 
 
 def description(ws: WindowSet, meta: dict) -> str:
@@ -149,16 +149,18 @@ def summary(console: Console, ws: WindowSet, pairs: pd.DataFrame, meta: dict, to
     else:  # nothing called: show the best pairs calls are made from, and say so
         shown = pairs[pairs["qvalue"].notna()].sort_values("score_z", ascending=False, kind="stable").head(top)
         table = pair_table(ws, shown)
-        title = (f"No candidates at q <= {p['max_qvalue']}. The {len(table)} best repeat-free pairs without a "
-                 "BLAST hit, none significant")
+        title = (f"No candidates. The {len(table)} best repeat-free pairs without a BLAST hit, "
+                 "none of them a call")
     best = Table(title=title, title_justify="left")
     for col in ("pair (regions); shared motifs, e.g.", "score", "q", "kmer", "motif", "shared (exp)", "p"):
-        best.add_column(col, justify="left" if col.startswith("pair") else "right", no_wrap=not col.startswith("pair"))
+        best.add_column(col, justify="left" if col.startswith("pair") else "right", no_wrap=not col.startswith("pair"),
+                        overflow="fold")  # long ids (regions: chrom:start-end_wN) wrap, never cut
     for row in table.itertuples():
         shared = row.shared_motifs.split(",") if row.shared_motifs else []
         family = " [same family]" if row.same_family else ""
         best.add_row(escape(f"{row.window_a} ({row.region_a})\n{row.window_b} ({row.region_b}){family}\n")
                      + f"[dim]{escape(', '.join(shared[:4]))}[/dim]", f"{row.score:.3f}", f"{row.qvalue:.2g}",
-                     f"{row.kmer_cosine:.2f}", f"{row.motif_cosine:.2f}", f"{len(shared)} ({row.motifs_expected:.0f})",
-                     f"{row.motif_pvalue:.2g}")
+                     f"{row.kmer_cosine:.2f}", f"{row.motif_cosine:.2f}",
+                     f"{len(shared)} ({row.motifs_expected:.0f})" if row.motifs_shared >= 0 else "",
+                     f"{row.motif_pvalue:.2g}" if row.motifs_shared >= 0 else "")
     console.print(best)

@@ -2,9 +2,10 @@
 with its autoSql schema) and each window's best score as a bedGraph.
 
 interact: one record per candidate on one chromosome (chromStart..chromEnd spans both windows);
-a pair on two chromosomes gets two records, one on each, as the format asks. Non-directional:
-source = window_a, target = window_b. `value` is the normalised score (score_z), `score` its
-0-1000 scaling over the file, `exp` the q-value.
+a pair on two chromosomes gets two records, one on each, as the format asks. Non-directional, as
+UCSC's schema says: source = the lower (upstream) window on one chromosome, and on two
+chromosomes source = the record's own region, target = the other. `value` is the normalised score (score_z), `score` its
+0-1000 scaling over the file, `exp` "evoscan".
 
 bedGraph: per window the best score_z of its nominated pairs, written over the middle `stride`
 bases of the window so that the windows of one tiling do not overlap (bedGraphToBigWig refuses
@@ -29,12 +30,12 @@ INTERACT_AS = '''table interact
     double value;        "Strength of interaction or other data value. Typically basis for score"
     string exp;          "Experiment name (metadata for filtering). Use . if not applicable"
     string color;        "Item color. Specified as r,g,b or hexadecimal #RRGGBB or html color name"
-    string sourceChrom;  "Chromosome of source region (directional) or lower region."
+    string sourceChrom;  "Chromosome of source region (directional) or lower region. For non-directional interchromosomal, chrom of this region."
     uint sourceStart;    "Start position in chromosome of source/lower/this region"
     uint sourceEnd;      "End position in chromosome of source/lower/this region"
     string sourceName;   "Identifier of source/lower/this region"
     string sourceStrand; "Orientation of source/lower/this region: + or -. Use . if not applicable"
-    string targetChrom;  "Chromosome of target region (directional) or upper region."
+    string targetChrom;  "Chromosome of target region (directional) or upper region. For non-directional interchromosomal, chrom of other region"
     uint targetStart;    "Start position in chromosome of target/upper/this region"
     uint targetEnd;      "End position in chromosome of target/upper/this region"
     string targetName;   "Identifier of target/upper/this region"
@@ -53,21 +54,29 @@ def interact(table: pd.DataFrame) -> pd.DataFrame:
     z = table["score_z"].to_numpy(float)
     span = z.max() - z.min()
     score = np.round(1000 * (z - z.min()) / span if span > 0 else np.full(len(z), 1000)).astype(int)
-    base = pd.DataFrame({
-        "name": table["window_a"] + "/" + table["window_b"], "score": score, "value": z.round(4),
-        "exp": "q=" + table["qvalue"].map(lambda q: f"{q:.3g}"), "color": "#2ca02c",
-        "sourceChrom": table["chrom_a"], "sourceStart": table["start_a"], "sourceEnd": table["end_a"],
-        "sourceName": table["window_a"], "sourceStrand": ".",
-        "targetChrom": table["chrom_b"], "targetStart": table["start_b"], "targetEnd": table["end_b"],
-        "targetName": table["window_b"], "targetStrand": "."})
-    same = (base["sourceChrom"] == base["targetChrom"]).to_numpy()
-    records = [base[same].assign(chrom=base["sourceChrom"][same],
-                                 chromStart=np.minimum(base["sourceStart"], base["targetStart"])[same],
-                                 chromEnd=np.maximum(base["sourceEnd"], base["targetEnd"])[same])]
-    for side in ("source", "target"):  # two chromosomes: one record on each
-        other = base[~same]
-        records.append(other.assign(chrom=other[f"{side}Chrom"], chromStart=other[f"{side}Start"],
-                                    chromEnd=other[f"{side}End"]))
+    a = table[["chrom_a", "start_a", "end_a", "window_a"]].set_axis(["chrom", "start", "end", "id"], axis=1)
+    b = table[["chrom_b", "start_b", "end_b", "window_b"]].set_axis(["chrom", "start", "end", "id"], axis=1)
+    same = (a["chrom"] == b["chrom"]).to_numpy()
+    swap = same & (b["start"] < a["start"]).to_numpy()  # one chromosome: source is the lower window
+    a, b = a.mask(swap[:, None] & np.ones((1, 4), bool), b), b.mask(swap[:, None] & np.ones((1, 4), bool), a)
+    common = {"name": (table["window_a"] + "/" + table["window_b"]).to_numpy(), "score": score, "value": z.round(4)}
+
+    def records(source, target, rows, chrom, start, end):
+        return pd.DataFrame({**{k: v[rows] for k, v in common.items()}, "exp": "evoscan", "color": "#2ca02c",
+                             "chrom": chrom, "chromStart": start, "chromEnd": end,
+                             "sourceChrom": source["chrom"].to_numpy()[rows], "sourceStart": source["start"].to_numpy()[rows],
+                             "sourceEnd": source["end"].to_numpy()[rows], "sourceName": source["id"].to_numpy()[rows],
+                             "sourceStrand": ".",
+                             "targetChrom": target["chrom"].to_numpy()[rows], "targetStart": target["start"].to_numpy()[rows],
+                             "targetEnd": target["end"].to_numpy()[rows], "targetName": target["id"].to_numpy()[rows],
+                             "targetStrand": "."})
+
+    one, two = np.flatnonzero(same), np.flatnonzero(~same)
+    records = [records(a, b, one, a["chrom"].to_numpy()[one], np.minimum(a["start"], b["start"]).to_numpy()[one],
+                       np.maximum(a["end"], b["end"]).to_numpy()[one]),
+               # two chromosomes: a record on each, its own region as the source
+               records(a, b, two, a["chrom"].to_numpy()[two], a["start"].to_numpy()[two], a["end"].to_numpy()[two]),
+               records(b, a, two, b["chrom"].to_numpy()[two], b["start"].to_numpy()[two], b["end"].to_numpy()[two])]
     out = pd.concat(records, ignore_index=True)[INTERACT_COLUMNS]
     return out.sort_values(["chrom", "chromStart", "chromEnd", "name"], ignore_index=True)
 
