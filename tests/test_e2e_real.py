@@ -100,7 +100,7 @@ def test_funnel_narrows_and_is_printed(demo):
                   "no Smith-Waterman homology", "candidates", "Composition", "Motif control"):
         assert label in out
     # the best pairs with their motif evidence, candidates or (as on the demo) the best uncalled
-    assert re.search(r"Top \d+ candidates|No candidates at q <= 0.05. The 10 best", out)
+    assert re.search(r"Top \d+ candidates|No candidates. The 10 best", out)
 
 
 def test_tsv_outputs(demo):
