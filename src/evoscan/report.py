@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import gzip
+import io
 from pathlib import Path
 
 import numpy as np
@@ -72,11 +74,15 @@ def site_table(ws: WindowSet, pairs: pd.DataFrame, sites: pd.DataFrame) -> pd.Da
 
 
 def write_tsv(path, table: pd.DataFrame, header: bool = True) -> None:
-    """Write atomically; compressed when the name ends in .gz. Floats to 6 significant digits."""
+    """Write atomically; compressed when the name ends in .gz (with no file name or time in the
+    gzip header, so the same run gives the same bytes). Floats to 6 significant digits."""
     path = Path(path)
-    with atomic_path(path) as tmp:
-        table.to_csv(tmp, sep="\t", index=False, header=header, float_format="%.6g",
-                     compression="gzip" if path.suffix == ".gz" else None)
+    with atomic_path(path) as tmp, open(tmp, "wb") as raw:
+        gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if path.suffix == ".gz" else None
+        with io.TextIOWrapper(gz or raw, encoding="utf-8", newline="") as text:
+            table.to_csv(text, sep="\t", index=False, header=header, float_format="%.6g")
+        if gz:
+            gz.close()
 
 
 FILES = [("report.html", "this report: one self-contained page"),
