@@ -7,8 +7,7 @@ reverse complement zero-padded to the longest, [2M, 4, Lmax]), side by side on t
 
     python benchmarks/bench_motifs.py [--windows 2048] [--device cpu|cuda]
 
-(bf16 was measured too and dropped: on this CPU the plain conv1d ran 1.12x and the backend 1.06x
-faster in bf16, too little for 0.1-bit score errors and clusters that changed with precision.)
+(fp32 only: bf16, tried during development, gained little on this CPU; docs/benchmarks.md.)
 """
 
 from __future__ import annotations

@@ -32,9 +32,9 @@ decoy win above t, a call still needs 1 / (2D * q) target wins above it (10 pair
 with one decoy per window, 3 with four). The competition is pair-specific: two windows of the
 same unusual composition are as similar to each other's shuffles as to each other, and their
 decoys win as often as they do. The statistic is the winning score itself, not its lead over the
-runner-up (the lead is valid as well, but measured on planted motif sets it called 0-6 of 20
-pairs where the winning score called 14-20, because a lead is eaten by the runner-up's noise;
-docs/validation.md).
+runner-up (the lead is valid as well, but on planted motif sets it calls 0-9 of 20 pairs where
+the winning score calls 13-20, because a lead is eaten by the runner-up's noise;
+benchmarks/calibration.py, docs/validation.md).
 """
 
 from __future__ import annotations

@@ -25,7 +25,8 @@ binder is proportional to the summed odds), minus log2 of the mean odds the wind
 dinucleotide composition predicts (a first-order Markov chain of its dinucleotide counts, exact by
 a product of 4 x 4 matrices per column). GC-rich windows bind GC-rich factors more, and that is
 composition, which the kmer control and the shuffled decoys already see; what is left is grammar.
-Measured on planted motif sets, the raw potential let the decoys (same composition) win more.
+(In development runs on planted motif sets, the uncorrected potential let decoys of the same
+composition win more often.)
 
 Evidence of a pair. The clusters with a site in both windows, and how unusual that many shared
 clusters is: the count is compared with those of each window against K dinucleotide shuffles of
@@ -318,15 +319,18 @@ def random_sequences(n: int, length: int, seed: int) -> list[str]:
             .view(f"S{length}").ravel()]
 
 
+def information_content(mats: Matrices) -> np.ndarray:
+    """Relative entropy of each matrix against the uniform background, bits [M]."""
+    return (np.exp2(mats.log_odds) / 4 * mats.log_odds).sum((1, 2))
+
+
 def cluster_matrices(profiles: np.ndarray, mats: Matrices, r: float) -> np.ndarray:
     """Cluster of each matrix [M] from `profiles` [n, M] of reference sequences: greedy, seeded by
     information content, members correlated >= r with the seed."""
     z = (profiles - profiles.mean(0)) / (profiles.std(0) + 1e-9)
     corr = z.T @ z / len(z)
-    lo = mats.log_odds
-    ic = (np.exp2(lo) / 4 * lo).sum((1, 2))  # relative entropy against uniform, bits
-    cluster = np.full(len(lo), -1)
-    for seed_matrix in np.argsort(-ic, kind="stable"):
+    cluster = np.full(len(mats), -1)
+    for seed_matrix in np.argsort(-information_content(mats), kind="stable"):
         if cluster[seed_matrix] < 0:
             cluster[(cluster < 0) & (corr[seed_matrix] >= r)] = seed_matrix
             cluster[seed_matrix] = seed_matrix
@@ -358,8 +362,7 @@ class MotifProfiler:
         reference_clusters = profiles @ self._cluster_mean
         self._mean, self._sd = reference_clusters.mean(0), reference_clusters.std(0) + 1e-6
         # each cluster's name: its seed (most informative) matrix
-        lo = self.scanner.mats.log_odds
-        ic = (np.exp2(lo) / 4 * lo).sum((1, 2))
+        ic = information_content(self.scanner.mats)
         self.cluster_seed = np.array([np.flatnonzero(self.clusters == c)[np.argmax(ic[self.clusters == c])]
                                       for c in range(self.dim)])
 

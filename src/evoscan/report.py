@@ -147,16 +147,11 @@ def summary(console: Console, ws: WindowSet, pairs: pd.DataFrame, meta: dict, to
     for key, label in FUNNEL:
         funnel.add_row(label, f"{meta['funnel'][key]:,}")
     console.print(funnel)
-    p = meta["params"]
     console.print(f"[dim]{escape(description(ws, meta))}[/dim]")
-    if pairs["candidate"].any():
-        table = pair_table(ws, pairs[pairs["candidate"]].head(top))
-        title = f"Top {len(table)} candidates"
-    else:  # nothing called: show the best pairs calls are made from, and say so
-        shown = pairs[pairs["qvalue"].notna()].sort_values("score_z", ascending=False, kind="stable").head(top)
-        table = pair_table(ws, shown)
-        title = (f"No candidates. The {len(table)} best repeat-free pairs without a BLAST hit, "
-                 "none of them a call")
+    shown, called = html_report.shown_pairs(pairs, top)
+    table = pair_table(ws, shown.head(top))
+    title = (f"Top {len(table)} candidates" if called else  # nothing called: the best uncalled, said so
+             f"No candidates. The {len(table)} best repeat-free pairs without a BLAST hit, none of them a call")
     best = Table(title=title, title_justify="left")
     for col in ("pair (regions); shared motifs, e.g.", "score", "q", "kmer", "motif", "shared (exp)", "p"):
         best.add_column(col, justify="left" if col.startswith("pair") else "right", no_wrap=not col.startswith("pair"),
