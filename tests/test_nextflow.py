@@ -3,7 +3,9 @@ the module command lines against the real CLI, the parameter schemas, and the mo
 run in workflow order on the real loci giving the same candidates as `evoscan run`."""
 
 import csv
+import gzip
 import json
+import os
 import shlex
 import subprocess
 import sys
@@ -141,33 +143,43 @@ def test_windows_module_renders_genome_inputs_at_scale():
     assert (regions.genome.name, regions.regions.name, regions.gtf) == ("g.fa", "peaks.bed", None)
 
 
-@pytest.mark.slow
-def test_module_commands_in_workflow_order_equal_evoscan_run(rendered, demo_run, tmp_path):
-    """Run each rendered module script in its own task folder, staged like Nextflow stages inputs,
-    and compare candidates.tsv with the one `evoscan run` wrote for the same inputs."""
-    env_bin = str(REPO / "bin")
-    import os
-
-    env = {**os.environ, "PATH": f"{env_bin}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}"}
+def run_in_workflow_order(commands, workdir, run):
+    """Run each rendered module script in its own task folder, staged as Nextflow stages inputs
+    (every earlier output linked in, chunk outputs under parts/ too); `run(script, task)` runs one
+    and returns its CompletedProcess. Returns the report folder."""
     produced = {}
-    for i, script in enumerate(rendered["commands"]):
-        task = tmp_path / f"task{i}"
+    for i, script in enumerate(commands):
+        task = workdir / f"task{i}"
         (task / "parts").mkdir(parents=True)
-        for name, path in produced.items():  # stage every earlier output, chunks under parts/ too
+        for name, path in produced.items():
             (task / name).symlink_to(path)
             (task / "parts" / name).symlink_to(path)
-        proc = subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=task, env=env,
-                              capture_output=True, text=True)
+        proc = run(script, task)
         assert proc.returncode == 0, f"{script}\n{proc.stderr}"
         for out in task.iterdir():
             if out.is_file() and not out.is_symlink():
                 produced[out.name] = out
         if (task / "grch38_loci").is_dir():
             produced["report"] = task / "grch38_loci"
-    import gzip
+    return produced["report"]
 
-    assert (produced["report"] / "candidates.tsv").read_text() == (demo_run["outdir"] / "candidates.tsv").read_text()
-    nf = gzip.open(produced["report"] / "pairs.tsv.gz", "rt").read()
-    run = gzip.open(demo_run["outdir"] / "pairs.tsv.gz", "rt").read()
-    assert nf == run and nf.count("\n") > 10_000  # every scored pair, p- and q-values included
-    assert "Filter funnel" in (produced["report"] / "summary.txt").read_text()
+
+def assert_same_results(report, run_outdir):
+    """The same candidates, and every scored pair with its p- and q-values, as `evoscan run`."""
+    assert (report / "candidates.tsv").read_text() == (run_outdir / "candidates.tsv").read_text()
+    nf = gzip.open(report / "pairs.tsv.gz", "rt").read()
+    run = gzip.open(run_outdir / "pairs.tsv.gz", "rt").read()
+    assert nf == run and nf.count("\n") > 10_000
+    assert "Filter funnel" in (report / "summary.txt").read_text()
+
+
+@pytest.mark.slow
+def test_module_commands_in_workflow_order_equal_evoscan_run(rendered, demo_run, tmp_path):
+    """The module scripts, run as Nextflow's local executor would, give what `evoscan run` gave."""
+    path = f"{REPO / 'bin'}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}"
+
+    def run(script, task):
+        return subprocess.run(["bash", "-euo", "pipefail", "-c", script], cwd=task,
+                              env={**os.environ, "PATH": path}, capture_output=True, text=True)
+
+    assert_same_results(run_in_workflow_order(rendered["commands"], tmp_path, run), demo_run["outdir"])

@@ -170,7 +170,7 @@ def motif_cosine(ws: WindowSet, a: np.ndarray, b: np.ndarray, profiler: MotifPro
                  batch: int = 256) -> np.ndarray:
     """Cosine of the motif-cluster profiles of pairs (a, b); each window profiled once."""
     needed, where = np.unique(np.concatenate([a, b]), return_inverse=True)
-    vectors = np.zeros((len(needed), profiler.dim), dtype=np.float32)
+    vectors = np.zeros((len(needed), profiler.dim))  # float64: the same last digits on any CPU
     for s in range(0, len(needed), batch):
         vectors[s:s + batch] = profiler.vectors([ws.seqs[i].decode("ascii").upper() for i in needed[s:s + batch]])
     vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)

@@ -356,10 +356,10 @@ class MotifProfiler:
         profiles = np.concatenate([self.scanner.profiles(reference[i:i + 250])
                                    for i in range(0, len(reference), 250)])
         self.clusters = cluster_matrices(profiles, self.scanner.mats, cluster_r)
-        member = np.zeros((len(self.clusters), int(self.clusters.max()) + 1), dtype=np.float32)
+        member = np.zeros((len(self.clusters), int(self.clusters.max()) + 1))
         member[np.arange(len(self.clusters)), self.clusters] = 1.0
         self._cluster_mean = member / member.sum(0)
-        reference_clusters = profiles @ self._cluster_mean
+        reference_clusters = self._cluster_profiles(profiles)
         self._mean, self._sd = reference_clusters.mean(0), reference_clusters.std(0) + 1e-6
         # each cluster's name: its seed (most informative) matrix
         ic = information_content(self.scanner.mats)
@@ -370,9 +370,14 @@ class MotifProfiler:
     def dim(self) -> int:
         return self._cluster_mean.shape[1]
 
+    def _cluster_profiles(self, profiles: np.ndarray) -> np.ndarray:
+        # in float64: a float32 matmul's last bits depend on the BLAS kernel the CPU selects, and the
+        # profiles should not differ between machines (or between a container and its host)
+        return profiles.astype(np.float64) @ self._cluster_mean
+
     def vectors(self, seqs: list[str]) -> np.ndarray:
         """Motif-cluster profiles [B, clusters], z-scores against random sequence."""
-        return ((self.scanner.profiles(seqs) @ self._cluster_mean - self._mean) / self._sd).astype(np.float32)
+        return ((self._cluster_profiles(self.scanner.profiles(seqs)) - self._mean) / self._sd).astype(np.float32)
 
     def cluster_hits(self, seqs: list[str]) -> np.ndarray:
         """Whether any matrix of each cluster has a site in each sequence [B, clusters]."""

@@ -1,0 +1,87 @@
+#!/usr/bin/env python3
+"""Checks the GPU image's Python stack (installed in the image as `evoscan-gpu-check`).
+
+Without a GPU (run while the image builds): every requirement of evoscan and of its evo2 and hf
+extras is installed at a version that satisfies it, and the packages the base image built for its
+CUDA (torch, triton, flash-attn, Transformer Engine, numpy) are still the base's own versions, as
+recorded before pip ran. With --gpu (`docker run --gpus all IMAGE evoscan-gpu-check --gpu`): that
+stack and Evo 2's Vortex import, CUDA sees a GPU, and a bf16 matmul runs on it.
+
+    evoscan-gpu-check [--base-stack FILE] [--gpu]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from importlib import metadata
+
+from packaging.requirements import Requirement
+from packaging.version import Version
+
+
+def unmet_requirements(dist: str = "evoscan", extras: tuple[str, ...] = ("evo2", "hf")) -> list[str]:
+    problems = []
+    for line in metadata.requires(dist) or []:
+        req = Requirement(line)
+        if req.marker and not any(req.marker.evaluate({"extra": e}) for e in ("", *extras)):
+            continue
+        try:
+            have = metadata.version(req.name)
+        except metadata.PackageNotFoundError:
+            problems.append(f"{req.name} is not installed ({dist} needs {req})")
+            continue
+        if not req.specifier.contains(Version(have), prereleases=True):
+            problems.append(f"{req.name} {have} does not satisfy {req}")
+    return problems
+
+
+def replaced_base_packages(record: str) -> list[str]:
+    """Base packages whose version differs from the record `pip list --format=freeze` made."""
+    problems = []
+    with open(record) as lines:
+        for line in filter(None, (l.strip() for l in lines)):
+            name, _, version = line.partition("==")
+            try:
+                have = metadata.version(name)
+            except metadata.PackageNotFoundError:
+                have = "nothing"
+            if have != version:
+                problems.append(f"{name}: the base image had {version}, now {have}")
+    return problems
+
+
+def gpu_smoke() -> str:
+    import flash_attn  # noqa: F401  (Vortex imports its CUDA kernels unguarded)
+    import torch
+    import transformer_engine  # noqa: F401
+    import vortex  # noqa: F401
+
+    import evo2  # noqa: F401
+
+    if not torch.cuda.is_available():
+        raise RuntimeError("CUDA sees no GPU: run the container with --gpus all (Docker) or --nv (Apptainer)")
+    a = torch.randn(256, 256, device="cuda", dtype=torch.bfloat16)
+    assert torch.isfinite(a @ a).all()
+    return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--base-stack", default="/opt/evoscan/base-stack.txt",
+                        help="the base image's own packages, recorded before pip ran")
+    parser.add_argument("--gpu", action="store_true", help="also import the GPU stack and run on the GPU")
+    args = parser.parse_args(argv)
+    problems = unmet_requirements() + replaced_base_packages(args.base_stack)
+    for problem in problems:
+        print(f"evoscan-gpu-check: {problem}", file=sys.stderr)
+    if problems:
+        return 1
+    print("evoscan-gpu-check: requirements met, base stack untouched")
+    if args.gpu:
+        print(f"evoscan-gpu-check: {gpu_smoke()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
