@@ -8,6 +8,8 @@ with no exclusions, top-k, sums or reading from disk. Both run in this process o
 
     python benchmarks/bench_search.py [--n 20000] [--dim 2080] [--decoys 1] [--precision fp32]
     python benchmarks/bench_search.py --n 200000 --skip-matmul --approximate   # recall of the index
+    python benchmarks/bench_search.py --real W.windows.h5 W.embeddings.h5 --skip-matmul --approximate
+        # the same on a real window set and its embeddings (`evoscan windows` / `evoscan embed`)
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ import numpy as np
 import pandas as pd
 
 from evoscan.search import PRECISIONS, SearchParams, search
-from evoscan.windows import WindowParams, WindowSet
+from evoscan.windows import WindowParams, WindowSet, read_windows
 
 
 def window_set(n: int) -> WindowSet:
@@ -68,10 +70,13 @@ def run_matmul(path: Path, precision: str, device: str = "cpu"):
         return out
 
 
-def run_search(path: Path, n: int, precision: str, memory_mb: int, index: str = "exact", device: str = "cpu"):
+def run_search(path: Path, windows: int | str, precision: str, memory_mb: int, index: str = "exact",
+               device: str = "cpu", nprobe: int = 0):
+    """`windows`: N for the synthetic window set, or the path of a real one."""
+    ws = window_set(windows) if isinstance(windows, int) else read_windows(windows)
     with h5py.File(path) as f:
-        return search(f, window_set(n), SearchParams(precision=precision, memory_mb=memory_mb, index=index,
-                                                      device=device))
+        return search(f, ws, SearchParams(precision=precision, memory_mb=memory_mb, index=index,
+                                                      device=device, nprobe=nprobe))
 
 
 def vm_hwm_mib() -> float:
@@ -105,38 +110,47 @@ def main() -> None:
     ap.add_argument("--skip-matmul", action="store_true", help="no baseline (it needs N x N(1+D) floats)")
     ap.add_argument("--approximate", action="store_true", help="also the approximate index, with recall@10")
     ap.add_argument("--workdir", type=Path, default=None)
+    ap.add_argument("--nprobe", type=int, default=0, help="ivf lists searched per query (0: the default)")
+    ap.add_argument("--real", nargs=2, metavar=("WINDOWS", "EMBEDDINGS"), default=None,
+                    help="a real window set and its embeddings instead of random ones")
     a = ap.parse_args()
     with tempfile.TemporaryDirectory(dir=a.workdir) as tmp:
-        path = Path(tmp) / "emb.h5"
-        write_embeddings(path, a.n, a.dim, a.decoys)
+        if a.real:
+            windows, path = str(Path(a.real[0]).resolve()), Path(a.real[1]).resolve()
+            with h5py.File(path) as f:
+                a.n, a.dim = f["embeddings"].shape
+                a.decoys = f["decoys"].shape[1]
+        else:
+            windows, path = a.n, Path(tmp) / "emb.h5"
+            write_embeddings(path, a.n, a.dim, a.decoys)
         result = {"n": a.n, "dim": a.dim, "decoys": a.decoys, "precision": a.precision, "memory_mb": a.memory,
-                  "device": a.device,
+                  "device": a.device, "nprobe": a.nprobe, "embeddings": str(a.real[1]) if a.real else "random",
                   "embeddings_gib_on_disk": round(path.stat().st_size / 2**30, 2)}
         times = {"matmul": [], "search": []}
         for _ in range(a.repeats):  # interleaved, so drift in machine load hits both alike
             if not a.skip_matmul:
                 t = time.perf_counter(); run_matmul(path, a.precision, a.device)
                 times["matmul"].append(time.perf_counter() - t)
-            t = time.perf_counter(); exact = run_search(path, a.n, a.precision, a.memory, "exact", a.device)
+            t = time.perf_counter(); exact = run_search(path, windows, a.precision, a.memory, "exact", a.device)
             times["search"].append(time.perf_counter() - t)
         result["search_s"] = round(statistics.median(times["search"]), 2)
         result["peak_mib_search"] = round(peak_child(
-            f"b.run_search(Path('{path}'), {a.n}, '{a.precision}', {a.memory}, 'exact', '{a.device}')"))
+            f"b.run_search(Path('{path}'), {windows!r}, '{a.precision}', {a.memory}, 'exact', '{a.device}')"))
         if not a.skip_matmul:
             result["matmul_s"] = round(statistics.median(times["matmul"]), 2)
             result["throughput_ratio"] = round(result["matmul_s"] / result["search_s"], 3)
             result["peak_mib_matmul"] = round(peak_child(f"b.run_matmul(Path('{path}'), '{a.precision}', '{a.device}')"))
         if a.precision != "fp32":  # agreement of reduced precision with fp32
-            reference = run_search(path, a.n, "fp32", a.memory)
+            reference = run_search(path, windows, "fp32", a.memory)
             both = reference.entries.merge(exact.entries, on=["query", "neighbour"])
             result["recall_at_10_vs_fp32"] = round(recall_at(reference, exact), 4)
             result["max_abs_score_diff_vs_fp32"] = round(float((both["score_x"] - both["score_y"]).abs().max()), 4)
         if a.approximate:
-            t = time.perf_counter(); approx = run_search(path, a.n, a.precision, a.memory, "ivf")
+            t = time.perf_counter(); approx = run_search(path, windows, a.precision, a.memory, "ivf", nprobe=a.nprobe)
             result["approximate_s"] = round(time.perf_counter() - t, 2)
             result["recall_at_10"] = round(recall_at(exact, approx), 4)
             result["peak_mib_approximate"] = round(peak_child(
-                f"b.run_search(Path('{path}'), {a.n}, '{a.precision}', {a.memory}, 'ivf')"))
+                f"b.run_search(Path('{path}'), {windows!r}, '{a.precision}', {a.memory}, 'ivf', nprobe={a.nprobe})"))
         print(json.dumps(result), flush=True)
 
 
