@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import EvoscanError
-from .fasta import open_text
+from .fasta import open_text, reading
 
 BED_COLUMNS = ["chrom", "start", "end", "name", "strand"]
 
@@ -18,15 +18,12 @@ def read_bed(path: str | Path) -> pd.DataFrame:
     absent or '.') and strand (column 6; '+' unless it says '-'). Blank, '#', 'track' and 'browser'
     lines are skipped; a malformed line is an error naming the file and line."""
     rows = []
-    with open_text(path) as handle:
-        try:
-            for number, line in enumerate(handle, 1):
-                words = line.split(maxsplit=1)
-                if not words or words[0].startswith("#") or words[0] in ("track", "browser"):
-                    continue
-                rows.append(_region(line, f"{path}, line {number}"))
-        except UnicodeDecodeError:
-            raise EvoscanError(f"{path}: not a readable text BED file") from None
+    with open_text(path) as handle, reading(path, "BED"):
+        for number, line in enumerate(handle, 1):
+            words = line.split(maxsplit=1)
+            if not words or words[0].startswith("#") or words[0] in ("track", "browser"):
+                continue
+            rows.append(_region(line, f"{path}, line {number}"))
     if not rows:
         raise EvoscanError(f"{path}: no regions (expected BED lines: chrom, start, end[, name, score, strand])")
     return pd.DataFrame(rows, columns=BED_COLUMNS).astype({"start": np.int64, "end": np.int64})

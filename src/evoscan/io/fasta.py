@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import gzip
 import re
+import zlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator, TextIO
@@ -38,6 +40,21 @@ def open_text(path: str | Path) -> TextIO:
     return open(path, "rt")
 
 
+@contextlib.contextmanager
+def reading(path, what: str) -> Iterator[None]:
+    """Turn what a damaged file raises while it is read (a gzip stream cut short or corrupt, bytes
+    that are not text) into one EvoscanError naming the file."""
+    try:
+        yield
+    except EOFError:
+        raise EvoscanError(f"{path}: the gzip data ends early (truncated file); copy or download it again") from None
+    except (gzip.BadGzipFile, zlib.error) as err:
+        raise EvoscanError(f"{path}: corrupt gzip data ({err}); copy or download it again") from None
+    except UnicodeDecodeError:
+        raise EvoscanError(f"{path}: not a text {what} file (binary data); expected {what}, "
+                           "plain or gzipped") from None
+
+
 def _first_line(handle: TextIO) -> str:
     for line in handle:
         if line.strip():
@@ -68,11 +85,8 @@ def check_letters(name: str, seq: str, path, ambiguous_as_n: bool) -> str:
 
 def read_fasta(path: str | Path, ambiguous_as_n: bool = False) -> Iterator[Record]:
     """Yield validated records; raise EvoscanError on anything that is not clean DNA FASTA."""
-    with open_text(path) as handle:
-        try:
-            first = _first_line(handle)
-        except (UnicodeDecodeError, EOFError, OSError):
-            raise EvoscanError(f"{path}: not a readable text FASTA file") from None
+    with open_text(path) as handle, reading(path, "FASTA"):
+        first = _first_line(handle)
         if not first:
             raise EvoscanError(f"{path}: file is empty; expected DNA sequences in FASTA format")
         if not first.startswith(">"):
@@ -81,19 +95,16 @@ def read_fasta(path: str | Path, ambiguous_as_n: bool = False) -> Iterator[Recor
             )
         handle.seek(0)
         seen: set[str] = set()
-        try:
-            for title, seq in SimpleFastaParser(handle):
-                name = title.split(maxsplit=1)[0] if title.strip() else ""
-                if not name:
-                    raise EvoscanError(f"{path}: a FASTA header has no name ('>' alone)")
-                if name in seen:
-                    raise EvoscanError(f"{path}: duplicate sequence id {name!r}; ids must be unique")
-                seen.add(name)
-                if not seq:
-                    raise EvoscanError(f"{path}: record {name!r} has no sequence")
-                yield Record(name, title, check_letters(name, seq, path, ambiguous_as_n))
-        except UnicodeDecodeError:
-            raise EvoscanError(f"{path}: not a readable text FASTA file") from None
+        for title, seq in SimpleFastaParser(handle):
+            name = title.split(maxsplit=1)[0] if title.strip() else ""
+            if not name:
+                raise EvoscanError(f"{path}: a FASTA header has no name ('>' alone)")
+            if name in seen:
+                raise EvoscanError(f"{path}: duplicate sequence id {name!r}; ids must be unique")
+            seen.add(name)
+            if not seq:
+                raise EvoscanError(f"{path}: record {name!r} has no sequence (a truncated file?)")
+            yield Record(name, title, check_letters(name, seq, path, ambiguous_as_n))
 
 
 _REGION = re.compile(r"^(?P<chrom>[^:\s]+):(?P<start>[\d,]+)-(?P<end>[\d,]+)$")
@@ -109,7 +120,7 @@ class LocusHeader:
     tss: int | None  # 0-based position of the first transcribed base, if the header names one
 
 
-def parse_locus_header(record: Record) -> LocusHeader:
+def parse_locus_header(record: Record, path="") -> LocusHeader:
     """Read `chrN:start-end` (1-based inclusive), `gene_strand=` and `tss=`/`lrg_t1_tss=` tokens.
 
     A header without coordinates places the sequence on its own name from position 0, + strand.
@@ -123,8 +134,8 @@ def parse_locus_header(record: Record) -> LocusHeader:
             end = int(match["end"].replace(",", ""))
             if end - start != len(record.seq):
                 raise EvoscanError(
-                    f"record {record.name!r}: header says {token} ({end - start} bp) "
-                    f"but the sequence has {len(record.seq)} bp"
+                    f"{path or 'FASTA'}: record {record.name!r}: header says {token} ({end - start} bp) "
+                    f"but the sequence has {len(record.seq)} bp; is the file truncated?"
                 )
         key, _, value = token.partition("=")
         if key in ("gene_strand", "strand") and value in ("+", "-"):

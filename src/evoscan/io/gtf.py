@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 
 from ..errors import EvoscanError
-from .fasta import open_text
+from .fasta import open_text, reading
 
 GTF_COLUMNS = ["chrom", "source", "feature", "start", "end", "score", "strand", "frame", "attributes"]
 CODING_FEATURES = {"CDS", "CDS_span", "start_codon", "stop_codon"}
@@ -40,18 +40,24 @@ class GeneModel:
 def read_gtf(path: str | Path) -> pd.DataFrame:
     """The GTF as a table with gene_id, gene_name, transcript_id and gene_type pulled out of the attributes.
 
-    gene_name falls back to gene_id; gene_type falls back to Ensembl's gene_biotype.
+    gene_name falls back to gene_id; gene_type falls back to Ensembl's gene_biotype. A malformed
+    line is an error naming the file and the line.
     """
     try:
-        with open_text(path) as handle:
+        with open_text(path) as handle, reading(path, "GTF"):
             table = pd.read_csv(
                 handle, sep="\t", comment="#", header=None, names=GTF_COLUMNS,
                 dtype={"chrom": str, "start": "Int64", "end": "Int64"}, quoting=3,
             )
-    except (ValueError, pd.errors.ParserError, UnicodeDecodeError) as err:
-        raise EvoscanError(f"{path}: not a GTF file (9 tab-separated columns expected): {err}") from None
-    if table.empty or table["attributes"].isna().all() or table["start"].isna().any():
-        raise EvoscanError(f"{path}: not a GTF file (9 tab-separated columns with integer start/end expected)")
+    except pd.errors.EmptyDataError:
+        raise EvoscanError(f"{path}: file is empty; expected a GTF (9 tab-separated columns)") from None
+    except (ValueError, pd.errors.ParserError):
+        raise EvoscanError(first_bad_line(path) or f"{path}: not a GTF file (9 tab-separated columns expected)") from None
+    if table.empty:
+        raise EvoscanError(f"{path}: file is empty (or only comments); expected a GTF (9 tab-separated columns)")
+    if (table[["start", "end", "attributes"]].isna().any(axis=None) or (table["start"] < 1).any()
+            or (table["end"] < table["start"]).any()):
+        raise EvoscanError(first_bad_line(path) or f"{path}: not a GTF file (9 tab-separated columns expected)")
     attrs = table.pop("attributes").fillna("")  # dropped: the largest column of a genome-wide GTF
     table["gene_id"] = _attribute(attrs, "gene_id")
     table["gene_name"] = _attribute(attrs, "gene_name").fillna(table["gene_id"])
@@ -60,6 +66,26 @@ def read_gtf(path: str | Path) -> pd.DataFrame:
     table["start"] = table["start"].astype(np.int64) - 1  # to 0-based half-open
     table["end"] = table["end"].astype(np.int64)
     return table
+
+
+def first_bad_line(path) -> str | None:
+    """The first line of a GTF that is not 9 tab-separated columns with 1-based start <= end, as an
+    error message; a plain scan, run only once pandas has found something wrong."""
+    with open_text(path) as handle, reading(path, "GTF"):
+        for number, line in enumerate(handle, 1):
+            if not line.strip() or line.startswith("#"):
+                continue
+            fields = line.rstrip("\r\n").split("\t")
+            where = f"{path}, line {number}"
+            if len(fields) != 9:
+                return (f"{where}: {len(fields)} tab-separated column(s), a GTF line has 9 "
+                        f"(got {line.strip()[:60]!r})")
+            start, end = fields[3].strip(), fields[4].strip()
+            if not (start.isdigit() and end.isdigit()):
+                return f"{where}: start and end (columns 4 and 5) must be integers (got {start!r}, {end!r})"
+            if int(start) < 1 or int(end) < int(start):
+                return f"{where}: start {start} and end {end} are not 1-based with start <= end, as GTF needs"
+    return None
 
 
 def _attribute(attrs: pd.Series, key: str) -> pd.Series:
