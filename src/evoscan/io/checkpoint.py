@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .h5 import writing
+
 
 class BlockStore:
     """Finished blocks of a long step, one .npz file each, written atomically (temporary name,
@@ -45,8 +47,12 @@ class BlockStore:
 
     def save(self, key: int, block: dict) -> None:
         tmp = self.folder / f".block{key:012d}.{os.getpid()}.{threading.get_ident()}.npz"
-        with open(tmp, "wb") as out:
-            np.savez(out, **block)
-            out.flush()
-            os.fsync(out.fileno())
+        try:
+            with writing(self.folder), open(tmp, "wb") as out:
+                np.savez(out, **block)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            tmp.unlink(missing_ok=True)  # a half-written block is no block
+            raise
         os.replace(tmp, self.folder / f"block{key:012d}.npz")
