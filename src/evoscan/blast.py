@@ -57,6 +57,24 @@ def blastn_args(args: str, n_windows: int) -> list[str]:
     return words
 
 
+def check_args(args: str, all_vs_all: bool = False) -> None:
+    """Run blastn once on a tiny sequence with the user's options, the way the step will (against a
+    database, or a subject with -searchsp), so bad --blast-args fail in a second before the expensive
+    steps rather than after them."""
+    words = blastn_args(args, 2)
+    tools.require("makeblastdb")
+    hint = f"check --blast-args {args!r}"
+    with tempfile.TemporaryDirectory() as tmp:
+        fasta = Path(tmp) / "probe.fa"
+        fasta.write_text(">w0\nACGTTGCAAGGCTTACGATCGATCGGATCCTAGCTAGGCTAACGTTAGC\n")
+        if all_vs_all:
+            tools.run(["makeblastdb", "-in", str(fasta), "-dbtype", "nucl", "-out", str(Path(tmp) / "db")], hint=hint)
+            target = ["-db", str(Path(tmp) / "db")]
+        else:
+            target = ["-subject", str(fasta), "-searchsp", "1000000"]
+        tools.run(["blastn", "-query", str(fasta), *target, "-outfmt", OUTFMT, *words], hint=hint)
+
+
 def best_per_pair(hsps: pd.DataFrame) -> pd.DataFrame:
     """One row per unordered window pair (a < b): min e-value, max bitscore, and the identity and
     length of the top-scoring HSP. Self hits are dropped."""
@@ -182,7 +200,7 @@ def write_blast(path, ws: WindowSet, hits: pd.DataFrame, info: dict, params: dic
 
 
 def _read_part(path, ws: WindowSet) -> tuple[pd.DataFrame, str, tuple[int, int], dict]:
-    with h5.open_checked(path, "blast", ws.digest) as f:
+    with h5.open_checked(path, "blast", ws.digest, datasets=tuple(HIT_COLUMNS)) as f:
         rows = (int(f.attrs.get("rows_start", 0)), int(f.attrs.get("rows_end", len(ws))))
         hits = pd.DataFrame({c: f[c][()] for c in HIT_COLUMNS})
         return hits, h5.params_of(f)["blastn_args"], rows, dict(f.attrs)

@@ -30,15 +30,24 @@ def require(tool: str) -> str:
     return path
 
 
-def run(args: list[str], ok_codes: tuple[int, ...] = (0,), cwd: str | Path | None = None) -> str:
-    """Run a tool, return its stdout; a failure is an EvoscanError carrying the tool's own message."""
+def run(args: list[str], ok_codes: tuple[int, ...] = (0,), cwd: str | Path | None = None, hint: str = "") -> str:
+    """Run a tool, return its stdout; a failure is an EvoscanError carrying the tool's own message
+    (summarised to one line) and `hint`, what the user can do about it."""
     require(args[0])
     proc = subprocess.run(args, capture_output=True, text=True, cwd=cwd)
     if proc.returncode not in ok_codes:
-        message = (proc.stderr or proc.stdout).strip().splitlines()
-        tail = message[-1] if message else "no message"
-        raise EvoscanError(f"{args[0]} failed (exit {proc.returncode}): {tail}")
+        raise EvoscanError(f"{args[0]} failed (exit {proc.returncode}): {summarise(proc.stderr or proc.stdout)}"
+                           + (f"; {hint}" if hint else ""))
     return proc.stdout
+
+
+def summarise(message: str, width: int = 200) -> str:
+    """A tool's message in one line: its first line that says 'error', else its last line."""
+    lines = [" ".join(line.split()) for line in message.splitlines() if line.strip()]
+    if not lines:
+        return "no message"
+    line = next((x for x in lines if "error" in x.lower()), lines[-1])
+    return line if len(line) <= width else line[:width - 3] + "..."
 
 
 def version(tool: str) -> str:
