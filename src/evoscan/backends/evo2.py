@@ -28,6 +28,7 @@ import importlib.metadata
 import importlib.util
 import logging
 import os
+import pickle
 import re
 import sys
 import tempfile
@@ -204,6 +205,9 @@ class Evo2Backend:
                 return wrapper
             except ImportError as err:  # evo2's own FP8 check
                 raise EvoscanError(f"{self.model_name}: {str(err).splitlines()[0]}") from None
+            except pickle.UnpicklingError:  # torch.load(weights_only=True) met more than tensors
+                raise EvoscanError(f"{self.weights}: refused to load a checkpoint that holds Python objects beyond "
+                                   "tensors (loading it could run code); use the published evo2 checkpoint") from None
 
     def _submodule(self, name: str):
         try:

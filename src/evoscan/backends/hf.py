@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.metadata
+import pickle
 from pathlib import Path
 
 import numpy as np
@@ -49,11 +50,16 @@ class HFBackend:
         try:
             import torch
             from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as transformers_logging
         except ImportError:
             raise EvoscanError("the hf backend needs transformers: pip install transformers") from None
+        transformers_logging.disable_progress_bar()  # stderr is for evoscan's one-line errors, not bars
         try:
             self.tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
             self.model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
+        except pickle.UnpicklingError:
+            raise EvoscanError(f"{self.path}: refused to load weights that hold Python objects beyond tensors "
+                               "(loading them could run code); use safetensors weights") from None
         except (OSError, ValueError) as err:
             raise EvoscanError(f"{self.path}: cannot load the model ({str(err).splitlines()[0]})") from None
         self.device = "cuda" if torch.cuda.is_available() else "cpu"
