@@ -44,7 +44,7 @@ from . import blast
 from .motifs import DEFAULT_PVALUE, DEFAULT_SOURCE, SITE_COLUMNS as SITE_DTYPES, MotifProfiler
 from .backends.kmer import KmerBackend
 from .decoys import competition_qvalues
-from .errors import EvoscanError
+from .errors import EvoscanError, UsageError
 from .homology import sw_significance
 from .io import h5
 from .search import Neighbours, cross_group_overlaps
@@ -85,15 +85,15 @@ class CheckParams:
 
     def __post_init__(self):
         if not 0 <= self.max_repeat_frac <= 1:
-            raise EvoscanError("--max-repeat-frac must lie between 0 and 1")
+            raise UsageError("--max-repeat-frac must lie between 0 and 1")
         if not 0 < self.max_qvalue <= 1:
-            raise EvoscanError("--max-qvalue must lie in (0, 1]")
+            raise UsageError("--max-qvalue must lie in (0, 1]")
         if self.sw_shuffles < 2:
-            raise EvoscanError("--sw-shuffles needs at least 2")
+            raise UsageError("--sw-shuffles needs at least 2")
         if self.motif_shuffles < 1:
-            raise EvoscanError("--motif-shuffles needs at least 1")
+            raise UsageError("--motif-shuffles needs at least 1")
         if not 0 < self.motif_pvalue < 1:
-            raise EvoscanError(f"--motif-pvalue must lie in (0, 1) (got {self.motif_pvalue})")
+            raise UsageError(f"--motif-pvalue must lie in (0, 1) (got {self.motif_pvalue})")
 
 
 def _mean_sd(sums: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -344,7 +344,8 @@ def write_scores(path, ws: WindowSet, pairs: pd.DataFrame, funnel: dict, params:
 
 
 def read_scores(path, ws: WindowSet) -> tuple[pd.DataFrame, dict]:
-    with h5.open_checked(path, "scores", ws.digest) as f:
+    sites = tuple(f"motif_sites/{c}" for c in SITE_COLUMNS)
+    with h5.open_checked(path, "scores", ws.digest, datasets=(*PAIR_COLUMNS, "decoy_score_z", *sites)) as f:
         pairs = pd.DataFrame({c: h5.read_strings(f[c]) if f[c].dtype.kind == "O" else f[c][()] for c in PAIR_COLUMNS})
         pairs.attrs["decoy_z"] = f["decoy_score_z"][()]
         pairs.attrs["motif_sites"] = pd.DataFrame({c: h5.read_strings(f[f"motif_sites/{c}"])

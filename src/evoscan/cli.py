@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 import sys
@@ -13,10 +14,10 @@ from rich.console import Console
 
 from . import __version__, blast, check, embed, mask, motifs, report, search
 from .backends import get_backend, names as backend_names
-from .errors import EvoscanError
-from .pipeline import RunConfig, demo_config, find_demo_data, run_pipeline
+from .errors import EvoscanError, UsageError, os_error_message
+from .pipeline import RunConfig, cleanup_on_error, demo_config, find_demo_data, run_pipeline
 from .io import h5
-from .windows import WindowParams, chunk_range, make_windows, read_windows, write_windows
+from .windows import WindowParams, chunk_range, make_windows, read_windows, require_two_groups, write_windows
 
 
 # ---- option groups shared by the step subcommands and `run` -----------------------------------
@@ -53,13 +54,13 @@ def add_mask_options(p: argparse.ArgumentParser) -> None:
 def add_blast_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("BLAST")
     g.add_argument("--blast-args", default=blast.DEFAULT_ARGS, help="blastn options (default: %(default)s)")
-    g.add_argument("--threads", type=int, default=1, help="blastn threads (default %(default)s)")
+    g.add_argument("--threads", type=positive_int, default=1, help="blastn threads (default %(default)s)")
 
 
 def add_backend_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("embedding backend")
     g.add_argument("--backend", default="kmer", choices=backend_names())
-    g.add_argument("--batch-size", type=int, help="windows per backend call (kmer 1024, motifs 256, evo2 8, hf 16)")
+    g.add_argument("--batch-size", type=positive_int, help="windows per backend call (kmer 1024, motifs 256, evo2 8, hf 16)")
     g.add_argument("--k", type=int, default=6, help="kmer: k-mer length (default %(default)s)")
     g.add_argument("--model", help="evo2: model name (default evo2_7b); hf: model directory")
     g.add_argument("--layer", help="evo2: blocks.N or blocks.N.mlp.l3 (default per model); hf: hidden-state index")
@@ -70,7 +71,7 @@ def add_backend_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--allow-download", action="store_true", help="evo2: fetch missing weights from the hub")
     g.add_argument("--full-forward", action="store_true",
                    help="evo2: run every block and the logits instead of stopping at --layer")
-    g.add_argument("--decoys", type=int, default=1,
+    g.add_argument("--decoys", type=positive_int, default=1,
                    help="dinucleotide-shuffle decoys per window, embedded for the target-decoy q-values "
                         "(default %(default)s)")
     g.add_argument("--decoy-seed", type=int, default=1)
@@ -143,6 +144,16 @@ def gene_list(text: str) -> list[str]:
     return names
 
 
+def positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
+    return value
+
+
 def csv(text: str) -> list[str]:
     return [x.strip() for x in text.split(",") if x.strip()]
 
@@ -163,7 +174,7 @@ def backend_options(a) -> dict:
                 "weights": a.weights, "config": a.model_config, "allow_download": a.allow_download,
                 "full_forward": a.full_forward}
     if not a.model:
-        raise EvoscanError("--backend hf needs --model DIR (a local Hugging Face model directory)")
+        raise UsageError("--backend hf needs --model DIR (a local Hugging Face model directory)")
     return {**opts, "model": a.model, "layer": a.layer, "pooling": a.pooling}
 
 
@@ -194,18 +205,22 @@ def cmd_windows(a) -> None:
     groups = "regions" if a.regions else "genes"
     skipped = (f"; {ws.n_genes_skipped} {groups} skipped, on chromosomes not in the genome"
                if ws.n_genes_skipped else "")
+    one = ("; one group only: mask, embed and run refuse it, evoscan pairs windows of different groups"
+           if ws.table["gene"].nunique() < 2 else "")
     print(f"{len(ws)} windows of {ws.table['gene'].nunique()} {groups} -> {a.out}"
-          f" ({ws.n_dropped_n} dropped for N{skipped})", file=sys.stderr)
+          f" ({ws.n_dropped_n} dropped for N{skipped}){one}", file=sys.stderr)
 
 
 def cmd_mask(a) -> None:
     ws = read_windows(a.windows)
+    require_two_groups(ws)  # the first step after windows: refused before any work
     found, versions = mask.compute_masks(ws, a.mask_sources, a.rmsk)
     mask.write_masks(a.out, ws, found, versions, {"sources": a.mask_sources, "rmsk": str(a.rmsk or "")})
 
 
 def cmd_blast(a) -> None:
     ws = read_windows(a.windows)
+    blast.check_args(a.blast_args, all_vs_all=True)
     hits, info = blast.run_blast(ws, a.blast_args, a.threads, chunk_range(a.chunk, len(ws)))
     blast.write_blast(a.out, ws, hits, info, {"threads": a.threads})
 
@@ -213,6 +228,7 @@ def cmd_blast(a) -> None:
 def cmd_embed(a) -> None:
     ws = read_windows(a.windows)
     rows = chunk_range(a.chunk, len(ws))
+    require_two_groups(ws)
     backend = get_backend(a.backend, **backend_options(a))
     embed.embed_windows(ws, backend, a.out, rows=rows, n_decoys=a.decoys, seed=a.decoy_seed)
 
@@ -245,6 +261,8 @@ def cmd_check(a) -> None:
     nb, meta = search.read_neighbours(a.neighbours, ws)
     repeat_frac = mask.read_repeat_frac(a.masks, ws)["repeat_frac"]
     hits, blast_args = blast.read_blast(a.blast_hits, ws) if a.blast_hits else (None, a.blast_args)
+    if hits is None:
+        blast.check_args(blast_args)  # before the controls and Smith-Waterman, not after
     families = check.read_families(a.families) if a.families else None
     partial = a.out.with_name(a.out.name + ".partial")  # finished BLAST blocks of a killed run
     pairs, funnel, stats = check.check_pairs(ws, nb, repeat_frac, params, blast_args, a.threads, hits, families,
@@ -258,8 +276,8 @@ def cmd_check(a) -> None:
 def cmd_report(a) -> None:
     ws = read_windows(a.windows)
     pairs, meta = check.read_scores(a.scores, ws)
-    a.outdir.mkdir(parents=True, exist_ok=True)
-    files = report.write_report(a.outdir, ws, pairs, meta, assembly=a.assembly)
+    with cleanup_on_error(a.outdir):  # all the report's files, or none of them
+        files = report.write_report(a.outdir, ws, pairs, meta, assembly=a.assembly)
     console = Console()
     report.summary(console, ws, pairs, meta)
     console.print(f"Report: {files['report.html']}")
@@ -287,15 +305,27 @@ def cmd_demo(a) -> None:
     run_pipeline(cfg)
 
 
+class Parser(argparse.ArgumentParser):
+    """argparse, with its errors on one line (exit status 2) like every other evoscan error."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
+DEBUG_HELP = "on an error, show the Python traceback instead of the one-line message"
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = Parser(
         prog="evoscan", description="Find genomic windows a language model calls alike that no alignment can see.")
     parser.add_argument("--version", action="version", version=f"evoscan {__version__}")
+    parser.add_argument("--debug", action="store_true", help=DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name, func, help_text):
         p = sub.add_parser(name, help=help_text, description=help_text)
         p.set_defaults(func=func)
+        p.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=DEBUG_HELP)
         return p
 
     def io_options(p, inputs: list[str], out_default: str):
@@ -347,21 +377,59 @@ def build_parser() -> argparse.ArgumentParser:
     p = command("demo", cmd_demo, "run on the 25 real GRCh38 loci (kmer backend) into results/demo")
     p.add_argument("--data", type=Path, help="shared data folder (default: found beside the repository)")
     p.add_argument("--outdir", type=Path, default=Path("results/demo"))
-    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--threads", type=positive_int, default=2)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run a subcommand; every failure is one line on stderr (the traceback only with --debug) and a
+    non-zero exit: 2 for a usage error, 1 for bad input or environment, 130 when interrupted."""
     args = build_parser().parse_args(argv)
     try:
+        check_output(args)
         args.func(args)
-    except EvoscanError as err:
-        print(f"evoscan {args.command}: error: {err}", file=sys.stderr)
-        return 1
     except KeyboardInterrupt:
         print("evoscan: interrupted", file=sys.stderr)
         return 130
+    except Exception as err:
+        if args.debug:
+            raise
+        print(f"evoscan {args.command}: error: {error_message(err)}", file=sys.stderr)
+        return 2 if isinstance(err, UsageError) else 1
     return 0
+
+
+def check_output(a) -> None:
+    """Where the outputs go must exist (a file's folder) and be writable, checked before any work."""
+    if getattr(a, "out", None) is not None:
+        folder = a.out.parent
+        if not folder.is_dir():
+            raise EvoscanError(f"output directory {folder} does not exist; create it first")
+    elif getattr(a, "outdir", None) is not None:
+        folder = a.outdir
+        while not folder.exists():  # made by the step: the nearest folder that exists must take it
+            folder = folder.parent
+        if not folder.is_dir():
+            raise EvoscanError(f"--outdir {a.outdir}: {folder} is a file, not a directory")
+    else:
+        return
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise EvoscanError(f"output directory {folder} is not writable (read-only or no permission); "
+                           "choose another, or fix its permissions")
+
+
+def error_message(err: Exception) -> str:
+    """One line for any error: evoscan's own say what to do; an OS error says which file and why;
+    anything else is a bug, named as such."""
+    if isinstance(err, EvoscanError):
+        text = str(err)
+    elif isinstance(err, OSError):
+        text = os_error_message(err)
+    else:
+        first = (str(err).strip().splitlines() or [""])[0]
+        text = (f"internal error ({type(err).__name__}: {first}); please report it, "
+                "with the traceback that --debug shows")
+    return " ".join(text.split())  # one line, whatever the message held
 
 
 if __name__ == "__main__":

@@ -22,7 +22,7 @@ import h5py
 import numpy as np
 
 from .backends import Backend
-from .errors import EvoscanError
+from .errors import EvoscanError, UsageError
 from .io import h5
 from .decoys import decoy_sequences, segment_length
 from .windows import WindowSet, check_tiling
@@ -59,10 +59,14 @@ class _Partial:
         if fresh:
             self._write(stamp, text)
             self.mark(0)
+        self.done = self.rows_done(folder)
+
+    @staticmethod
+    def rows_done(folder: Path) -> int:
         try:
-            self.done = int(json.loads((folder / "done.json").read_text())["n_done"])
+            return int(json.loads((folder / "done.json").read_text())["n_done"])
         except (OSError, ValueError, KeyError):
-            self.done = 0
+            return 0
 
     @staticmethod
     def _write(path: Path, text: str) -> None:
@@ -114,37 +118,54 @@ def embed_windows(ws: WindowSet, backend: Backend, out_path, progress: Callable[
     if not out_path.parent.exists():
         raise EvoscanError(f"output directory {out_path.parent} does not exist; create it first")
     if n_decoys < 1:
-        raise EvoscanError("--decoys must be at least 1: significance is estimated from the decoys")
-    partial = out_path.with_name(out_path.name + ".partial")
+        raise UsageError("--decoys must be at least 1: significance is estimated from the decoys")
+    folder = out_path.with_name(out_path.name + ".partial")
     lo, hi = rows or (0, len(ws))
     segment = segment_length(ws.params.size, ws.params.stride)
     params = {**backend.provenance(), "decoys": n_decoys, "decoy_seed": seed, "decoy_segment": segment}
     attrs = h5.provenance("embeddings", ws.digest, params)
     attrs.update(backend=backend.name, dim=backend.dim, rows_start=lo, rows_end=hi, n_windows=len(ws))
     table = ws.table
-    partial = _Partial(out_path.with_name(out_path.name + ".partial"),
-                       {"window_digest": ws.digest, "params": attrs["params"], "rows": [lo, hi]},
-                       hi - lo, backend.dim, n_decoys)
+    try:
+        with h5.writing(folder):
+            partial = _Partial(folder, {"window_digest": ws.digest, "params": attrs["params"], "rows": [lo, hi]},
+                               hi - lo, backend.dim, n_decoys)
+    except BaseException:
+        if _Partial.rows_done(folder) == 0:  # e.g. a full disk before the first row: leave nothing behind
+            shutil.rmtree(folder, ignore_errors=True)
+        raise
     if progress and partial.done:
         progress(partial.done)
-    for start in range(lo + partial.done, hi, backend.batch_size):
-        end = min(hi, start + backend.batch_size)
-        seqs = [s.decode("ascii") for s in ws.seqs[start:end]]
-        vectors = backend.embed(seqs)
-        if vectors.shape != (end - start, backend.dim) or not np.isfinite(vectors).all():
-            raise EvoscanError(f"backend {backend.name} returned bad embeddings for windows {start}..{end}")
-        decoys = _embed_all(backend, decoy_sequences(
-            seqs, table["chrom"].iloc[start:end].tolist(), table["start"].iloc[start:end].tolist(),
-            table["strand"].iloc[start:end].tolist(), n_decoys, seed, segment))
-        if not np.isfinite(decoys).all():
-            raise EvoscanError(f"backend {backend.name} returned bad decoy embeddings for windows {start}..{end}")
-        partial.write("embeddings", start - lo, vectors)
-        partial.write("decoys", start - lo, decoys)
-        partial.mark(end - lo)
-        if progress:
-            progress(end - start)
+    try:
+        with h5.writing(partial.folder):
+            for start in range(lo + partial.done, hi, backend.batch_size):
+                end = min(hi, start + backend.batch_size)
+                seqs = [s.decode("ascii") for s in ws.seqs[start:end]]
+                vectors = backend.embed(seqs)
+                if vectors.shape != (end - start, backend.dim):
+                    raise EvoscanError(f"backend {backend.name} returned embeddings of shape {vectors.shape} for "
+                                       f"windows {start + 1}..{end}, not ({end - start}, {backend.dim})")
+                if not np.isfinite(vectors).all():
+                    raise EvoscanError(f"backend {backend.name} returned NaN or infinite embeddings for windows "
+                                       f"{start + 1}..{end}; its weights may hold NaN, or the layer overflows: "
+                                       "check the model, or try another --layer")
+                decoys = _embed_all(backend, decoy_sequences(
+                    seqs, table["chrom"].iloc[start:end].tolist(), table["start"].iloc[start:end].tolist(),
+                    table["strand"].iloc[start:end].tolist(), n_decoys, seed, segment))
+                if not np.isfinite(decoys).all():
+                    raise EvoscanError(f"backend {backend.name} returned NaN or infinite embeddings for the decoys "
+                                       f"of windows {start + 1}..{end}; check the model, or try another --layer")
+                partial.write("embeddings", start - lo, vectors)
+                partial.write("decoys", start - lo, decoys)
+                partial.mark(end - lo)
+                if progress:
+                    progress(end - start)
+    except BaseException:
+        if partial.done == 0:  # nothing finished to resume from: leave nothing behind
+            partial.remove()
+        raise
     rows_per_chunk = max(1, min(backend.batch_size, hi - lo))
-    with h5.atomic_path(out_path) as tmp, h5py.File(tmp, "w") as f:
+    with h5.atomic_path(out_path) as tmp, h5.new_file(tmp) as f:
         f.attrs.update({**attrs, "n_done": hi - lo})
         for name, shape in partial.shapes.items():
             ds = f.create_dataset(name, shape=shape, dtype=np.float32, chunks=(rows_per_chunk, *shape[1:]))
@@ -154,7 +175,7 @@ def embed_windows(ws: WindowSet, backend: Backend, out_path, progress: Callable[
 
 
 def _read_part(path, ws: WindowSet) -> tuple[h5py.File, int, int]:
-    f = h5.open_checked(path, "embeddings", ws.digest)
+    f = h5.open_checked(path, "embeddings", ws.digest, datasets=("embeddings",))
     lo, hi = int(f.attrs.get("rows_start", 0)), int(f.attrs.get("rows_end", len(ws)))
     if int(f.attrs.get("n_done", -1)) != hi - lo:
         f.close()
@@ -195,11 +216,16 @@ def merge_embeddings(parts: list, ws: WindowSet, out_path) -> None:
         with f:
             pieces.append((lo, hi, path, dict(f.attrs)))
     pieces.sort(key=lambda p: p[0])
-    if len({p[3]["params"] for p in pieces}) != 1:
-        raise EvoscanError("embedding chunks come from different backend settings; re-embed them alike")
+    for other in pieces[1:]:
+        if other[3]["params"] != pieces[0][3]["params"]:
+            first, second = json.loads(pieces[0][3]["params"]), json.loads(other[3]["params"])
+            differ = ", ".join(f"{key} {first.get(key)!r} vs {second.get(key)!r}" for key in sorted({*first, *second})
+                               if first.get(key) != second.get(key))
+            raise EvoscanError(f"{pieces[0][2]} and {other[2]} come from different backend settings ({differ}); "
+                               "embed every chunk with the same backend, model and layer")
     check_tiling([(p[0], p[1]) for p in pieces], len(ws), "embedding")
     attrs = {**pieces[0][3], "rows_start": 0, "rows_end": len(ws), "n_done": len(ws)}
-    with h5.atomic_path(out_path) as tmp, h5py.File(tmp, "w") as out:
+    with h5.atomic_path(out_path) as tmp, h5.new_file(tmp) as out:
         out.attrs.update(attrs)
         with h5py.File(pieces[0][2], "r") as first:
             shapes = {name: (first[name].shape[1:], first[name].dtype) for name in first}

@@ -15,7 +15,7 @@ import numpy as np
 import pandas as pd
 
 from . import tools
-from .errors import EvoscanError
+from .errors import EvoscanError, UsageError
 from .io import h5
 from .io.fasta import open_text
 from .windows import WindowSet
@@ -149,15 +149,26 @@ def genome_to_window_intervals(repeats: pd.DataFrame, ws: WindowSet) -> pd.DataF
     return pd.concat(parts, ignore_index=True) if parts else intervals_frame([], [], [])
 
 
-def compute_masks(ws: WindowSet, sources=SOURCES, rmsk=None) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Intervals per source and the versions of the tools that made them."""
+def require_tools(sources) -> None:
+    """Known sources, and the programs they need on PATH."""
     unknown = set(sources) - set(SOURCES)
     if unknown:
-        raise EvoscanError(f"unknown mask source(s) {', '.join(sorted(unknown))}; choose from {', '.join(SOURCES)}")
+        raise UsageError(f"unknown mask source(s) {', '.join(sorted(unknown))}; choose from {', '.join(SOURCES)}")
+    for source, tool in (("dust", "dustmasker"), ("trf", "trf")):
+        if source in sources:
+            tools.require(tool)
+
+
+def compute_masks(ws: WindowSet, sources=SOURCES, rmsk=None) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Intervals per source and the versions of the tools that made them."""
+    require_tools(sources)
+    if "softmask" in sources and len(ws) and (ws.table["softmask_frac"].to_numpy() == 1).all():
+        raise EvoscanError(f"{ws.source or 'the windows'}: every base is lowercase, so soft-masking marks every "
+                           "window a repeat and nothing could be called; if lowercase does not mean repeats "
+                           "in this file, uppercase it or leave softmask out of --mask-sources")
     found, versions = {}, {}
     for tool in ("dustmasker" if "dust" in sources else None, "trf" if "trf" in sources else None):
         if tool:
-            tools.require(tool)
             versions[tool] = tools.version(tool)
     if "softmask" in sources:
         found["softmask"] = softmask_intervals(ws.seqs)
@@ -192,5 +203,5 @@ def write_masks(path, ws: WindowSet, found: dict[str, pd.DataFrame], versions: d
 
 def read_repeat_frac(path, ws: WindowSet) -> dict[str, np.ndarray]:
     """Every `*_frac` dataset of a masks file made from `ws`."""
-    with h5.open_checked(path, "masks", ws.digest) as f:
+    with h5.open_checked(path, "masks", ws.digest, datasets=("repeat_frac",)) as f:
         return {k: f[k][()] for k in f if k.endswith("_frac")}

@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from .errors import EvoscanError
+from .errors import EvoscanError, UsageError
 
 DEFAULT_SOURCE = "JASPAR2024"
 DEFAULT_PVALUE = 1e-4
@@ -141,7 +141,7 @@ def score_thresholds(mats: Matrices, pvalue: float) -> np.ndarray:
     largest error); inf for a matrix too short to have a site that rare (91 of JASPAR 2024's 879
     at 1e-4: 5-6 bp matrices, which still count in profiles)."""
     if not 0 < pvalue < 1:
-        raise EvoscanError(f"--motif-pvalue must lie in (0, 1) (got {pvalue})")
+        raise UsageError(f"--motif-pvalue must lie in (0, 1) (got {pvalue})")
     out = np.empty(len(mats))
     for i, length in enumerate(mats.lengths):
         cols = np.rint(mats.log_odds[i, :, :length].astype(np.float64) / GRID).astype(np.int64)  # [4, length]

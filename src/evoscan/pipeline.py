@@ -17,7 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from . import blast, check, embed, mask, motifs, report, search
 from .backends import get_backend
 from .errors import EvoscanError
-from .windows import WindowParams, make_windows, write_windows
+from .windows import WindowParams, make_windows, require_two_genes, require_two_groups, write_windows
 
 FILES = {"windows": "windows.h5", "masks": "masks.h5", "embeddings": "embeddings.h5",
          "neighbours": "neighbours.h5", "blast": "blast.h5", "scores": "scores.h5"}
@@ -70,8 +70,14 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
     console = console or Console()
     out = {k: cfg.outdir / v for k, v in FILES.items()}
     timings: dict[str, float] = {}
-    backend = get_backend(cfg.backend, **cfg.backend_options)  # fail fast on a bad backend choice
-    motifs.read_motifs(cfg.check.motifs)  # and on bad motifs, before hours of embedding
+    # fail fast, cheapest first, before any work: a one-gene list, missing tools, options blastn
+    # rejects, bad motifs, a bad backend choice (the backend may load a model for minutes)
+    if cfg.regions is None:
+        require_two_genes(cfg.genes)
+    mask.require_tools(cfg.mask_sources)
+    blast.check_args(cfg.blast_args, all_vs_all=cfg.blast_all_vs_all)
+    motifs.read_motifs(cfg.check.motifs)
+    backend = get_backend(cfg.backend, **cfg.backend_options)
     columns = (SpinnerColumn(), TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     progress_console = Console(stderr=True)
@@ -84,6 +90,7 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
         task = step("windows")
         ws = make_windows(cfg.window, fasta=cfg.fasta, genome=cfg.genome, gtf=cfg.gtf, genes=cfg.genes,
                           ambiguous_as_n=cfg.ambiguous_as_n, regions=cfg.regions, gene_type=cfg.gene_type)
+        require_two_groups(ws)
         write_windows(out["windows"], ws)
         bar.update(task, total=len(ws), completed=len(ws))
         timings["windows"] = time.perf_counter() - t

@@ -34,7 +34,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from .errors import EvoscanError
+from .errors import EvoscanError, UsageError
 from .io import h5
 from .io.checkpoint import BlockStore
 from .windows import WindowSet, check_tiling
@@ -58,15 +58,15 @@ class SearchParams:
 
     def __post_init__(self):
         if self.top_k < 1:
-            raise EvoscanError("--top-k must be at least 1")
+            raise UsageError("--top-k must be at least 1")
         if self.correction not in CORRECTIONS:
-            raise EvoscanError(f"--correction must be one of {', '.join(CORRECTIONS)}")
+            raise UsageError(f"--correction must be one of {', '.join(CORRECTIONS)}")
         if self.precision not in PRECISIONS:
-            raise EvoscanError(f"--precision must be one of {', '.join(PRECISIONS)}")
+            raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.memory_mb < 64:
-            raise EvoscanError("--memory must be at least 64 (MB)")
+            raise UsageError("--memory must be at least 64 (MB)")
         if self.index not in ("exact", "ivf"):
-            raise EvoscanError("--index must be exact or ivf")
+            raise UsageError("--index must be exact or ivf")
 
 
 @dataclass
@@ -120,15 +120,21 @@ def embedding_stats(emb: h5py.Dataset, decoys: h5py.Dataset, correction: str, ro
     as similar to decoys as to windows; the normalisation in `check` measures each score against
     its own cohort for that.)"""
     dim = emb.shape[1]
+    total, total_sq, count = np.zeros(dim), np.zeros(dim), 0
+    for r0 in range(0, emb.shape[0], rows):  # the pass also refuses NaN/inf, whatever the correction
+        for name, block in (("embedding", emb[r0:r0 + rows]), ("decoy embedding", decoys[r0:r0 + rows])):
+            bad = ~np.isfinite(block.reshape(len(block), -1)).all(1)
+            if bad.any():
+                raise EvoscanError(f"{emb.file.filename}: the {name} of window {r0 + int(np.argmax(bad)) + 1} "
+                                   "(1-based) holds NaN or infinite values; the file is damaged or the backend "
+                                   "failed: rerun `evoscan embed`")
+            if correction != "none":
+                block = block.reshape(-1, dim).astype(np.float64)
+                total += block.sum(0)
+                total_sq += (block ** 2).sum(0)
+                count += len(block)
     if correction == "none":
         return np.zeros(dim, np.float32), np.ones(dim, np.float32)
-    total, total_sq, count = np.zeros(dim), np.zeros(dim), 0
-    for r0 in range(0, emb.shape[0], rows):
-        for block in (emb[r0:r0 + rows], decoys[r0:r0 + rows].reshape(-1, dim)):
-            block = block.astype(np.float64)
-            total += block.sum(0)
-            total_sq += (block ** 2).sum(0)
-            count += len(block)
     mean = total / count
     scale = np.sqrt(np.maximum(total_sq / count - mean ** 2, 0)) + 1e-6 if correction == "standardize" else 1.0
     return mean.astype(np.float32), (np.ones(dim) * scale).astype(np.float32)
@@ -337,11 +343,7 @@ def write_neighbours(path, ws: WindowSet, nb: Neighbours, params: SearchParams, 
 
 def _read_part(path, ws: WindowSet) -> tuple[Neighbours, dict]:
     sums = ("window_sums", "window_decoy_sums", "decoy_sums")
-    with h5.open_checked(path, "neighbours", ws.digest) as f:
-        missing = [name for name in (*ENTRY_COLUMNS, "decoy_scores", *sums) if name not in f]
-        if missing:
-            raise EvoscanError(f"{path} lacks {', '.join(missing)}: made by another evoscan version or damaged; "
-                               "rerun `evoscan search`")
+    with h5.open_checked(path, "neighbours", ws.digest, datasets=(*ENTRY_COLUMNS, "decoy_scores", *sums)) as f:
         nb = Neighbours(entries=pd.DataFrame({c: f[c][()] for c in ENTRY_COLUMNS}),
                         decoy_scores=f["decoy_scores"][()], n_decoys=int(f.attrs["n_decoys"]),
                         rows=(int(f.attrs["rows_start"]), int(f.attrs["rows_end"])),

@@ -15,7 +15,7 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
-from .errors import EvoscanError
+from .errors import EvoscanError, UsageError
 from .io import h5
 from .io.bed import read_bed
 from .io.fasta import LocusHeader, Record, parse_locus_header, read_fasta
@@ -35,10 +35,12 @@ class WindowParams:
     max_n_frac: float = 0.1
 
     def __post_init__(self):
-        if self.size < 16 or self.stride < 1:
-            raise EvoscanError("window size must be >= 16 and stride >= 1")
+        if self.size < 16:
+            raise UsageError(f"--window-size must be at least 16 (got {self.size})")
+        if self.stride < 1:
+            raise UsageError(f"--stride must be at least 1 (got {self.stride}): windows step along the sequence")
         if not 0 <= self.max_n_frac <= 1:
-            raise EvoscanError("--max-n-frac must lie between 0 and 1")
+            raise UsageError(f"--max-n-frac must lie between 0 and 1 (got {self.max_n_frac})")
 
 
 @dataclass
@@ -77,7 +79,7 @@ def chunk_range(spec: str | None, n: int) -> tuple[int, int]:
     except ValueError:
         i, parts = 0, 0
     if not 1 <= i <= parts:
-        raise EvoscanError(f"--chunk must look like I/N with 1 <= I <= N (got {spec!r})")
+        raise UsageError(f"--chunk must look like I/N with 1 <= I <= N (got {spec!r})")
     return n * (i - 1) // parts, n * i // parts
 
 
@@ -191,11 +193,31 @@ def _assemble(parts: list[tuple[dict, list[bytes]]], params: WindowParams, sourc
     seqs = np.array([s for p in parts for s in p[1]], dtype=f"S{params.size}")
     for name, values in sequence_stats(seqs).items():
         table[name] = values
-    keep = table["n_frac"].to_numpy() <= params.max_n_frac
+    n_frac = table["n_frac"].to_numpy()
+    keep = (n_frac <= params.max_n_frac) & (n_frac < 1)  # an all-N window says nothing, whatever the limit
     if not keep.any():
-        raise EvoscanError(f"every window has more than {params.max_n_frac:.0%} N; nothing to scan")
+        raise EvoscanError(f"{source}: every window is all N or has more than {params.max_n_frac:.0%} N; "
+                           "nothing to scan (is the sequence hard-masked? use the soft-masked or unmasked one)")
     return WindowSet(table[keep].reset_index(drop=True)[COLUMNS], seqs[keep], params,
                      n_dropped_n=int((~keep).sum()), source=source)
+
+
+def require_two_groups(ws: WindowSet) -> None:
+    """The search pairs windows of different genes (or regions): with one there is nothing to pair,
+    so `run`, `mask` and `embed` refuse it before any work rather than at the search. (`windows`
+    only cuts, cheaply; it writes the file and says that the next steps will refuse it.)"""
+    groups = ws.table["gene"].unique()
+    if len(groups) < 2:
+        raise EvoscanError(f"{ws.source or 'the input'}: every window belongs to one gene or region "
+                           f"({groups[0] if len(groups) else 'none'}); evoscan pairs windows of different genes, "
+                           "give at least two")
+
+
+def require_two_genes(genes: list[str] | None) -> None:
+    """`run` refuses a gene list of one gene before the genome is read (see `require_two_groups`)."""
+    if genes and genes != ["all"] and len(set(genes)) == 1:
+        raise UsageError(f"--genes names one gene ({genes[0]}); evoscan pairs windows of different genes, "
+                         "give at least two (or all)")
 
 
 def windows_from_loci(records: Iterable[Record], params: WindowParams,
@@ -203,7 +225,7 @@ def windows_from_loci(records: Iterable[Record], params: WindowParams,
     """Windows over whole loci (one FASTA record per gene, named by the gene)."""
     parts, longest = [], 0
     for record in records:
-        header: LocusHeader = parse_locus_header(record)
+        header: LocusHeader = parse_locus_header(record, source)
         model = models.get(record.name) if models else None
         strand = model.strand if model else header.strand
         longest = max(longest, len(record.seq))
@@ -318,17 +340,17 @@ def make_windows(params: WindowParams, fasta=None, genome=None, gtf=None, genes:
     `all` genes, optionally of one gene type), or from a genome + regions BED."""
     all_genes = genes == ["all"]
     if gene_type is not None and (not all_genes or gtf is None):
-        raise EvoscanError("--gene-type needs --genes all and --gtf")
+        raise UsageError("--gene-type needs --genes all and --gtf")
     if regions is not None:
         if genome is None or fasta is not None or gtf is not None or genes:
             raise EvoscanError("--regions needs --genome and takes no --fasta, --gtf or --genes")
         table = read_bed(regions).drop_duplicates(ignore_index=True)
         return windows_from_regions(read_fasta(genome, ambiguous_as_n), table, params, source=str(genome))
     if (fasta is None) == (genome is None):
-        raise EvoscanError("give either --fasta (loci) or --genome with --gtf and --genes (or --regions)")
+        raise UsageError("give either --fasta (loci) or --genome with --gtf and --genes (or --regions)")
     if genome is not None:
         if gtf is None or not genes:
-            raise EvoscanError("--genome needs --gtf and --genes (gene names, or all), or --regions")
+            raise UsageError("--genome needs --gtf and --genes (gene names, or all), or --regions")
         table = read_gtf(gtf)
         models = all_gene_models(table, gene_type, gtf) if all_genes else gene_models(table, genes, gtf)
         return windows_from_genome(read_fasta(genome, ambiguous_as_n), models, params, source=str(genome),
@@ -359,7 +381,7 @@ def write_windows(path, ws: WindowSet) -> None:
 
 
 def read_windows(path) -> WindowSet:
-    with h5.open_checked(path, "windows") as f:
+    with h5.open_checked(path, "windows", datasets=(*COLUMNS, "seq")) as f:
         table = pd.DataFrame({
             col: h5.read_strings(f[col]) if f[col].dtype.kind == "O" else f[col][()]
             for col in COLUMNS

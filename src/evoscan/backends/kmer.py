@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..errors import EvoscanError
+from ..errors import UsageError
 from . import register
 
 _CODE = np.full(256, -1, dtype=np.int64)
@@ -52,7 +52,7 @@ class KmerBackend:
 
     def __init__(self, k: int = 6, batch_size: int = 1024):
         if not 1 <= k <= 12:
-            raise EvoscanError(f"--k must lie between 1 and 12 (got {k})")
+            raise UsageError(f"--k must lie between 1 and 12 (got {k})")
         self.k, self.batch_size = k, batch_size
         self._columns, self.dim = canonical_columns(k)
 
