@@ -52,7 +52,8 @@ def read_gtf(path: str | Path) -> pd.DataFrame:
     except pd.errors.EmptyDataError:
         raise EvoscanError(f"{path}: file is empty; expected a GTF (9 tab-separated columns)") from None
     except (ValueError, pd.errors.ParserError):
-        raise EvoscanError(first_bad_line(path) or f"{path}: not a GTF file (9 tab-separated columns expected)") from None
+        raise EvoscanError(first_bad_line(path)
+                           or f"{path}: not a GTF file (9 tab-separated columns expected)") from None
     if table.empty:
         raise EvoscanError(f"{path}: file is empty (or only comments); expected a GTF (9 tab-separated columns)")
     if (table[["start", "end", "attributes"]].isna().any(axis=None) or (table["start"] < 1).any()
