@@ -1,0 +1,81 @@
+"""Two identical runs give identical outputs: every report file byte for byte (TSV, TSV.gz, BEDPE,
+interact, bedGraph, HTML), every HDF5 dataset (values, dtype, shape) and attribute. The HDF5 files
+differ in bytes only by their `created` time; with SOURCE_DATE_EPOCH set (the reproducible-builds
+convention) they are byte-identical too. (tests/test_report.py checks that `evoscan report` run
+twice on one scores.h5 gives the same files; this runs the whole pipeline twice.)"""
+
+import os
+import subprocess
+import sys
+
+import h5py
+import numpy as np
+import pytest
+
+from conftest import random_dna, write_fasta
+from test_robust_cli import TINY_JASPAR
+
+EPOCH = "1700000000"
+
+
+def run(fasta, motifs, outdir, epoch=None):
+    env = {k: v for k, v in os.environ.items() if k != "SOURCE_DATE_EPOCH"}
+    if epoch:
+        env["SOURCE_DATE_EPOCH"] = epoch
+    # kmer backend; every nominated repeat-free pair without a BLAST hit called (q <= 1, no SW
+    # veto), so the candidate files have rows
+    proc = subprocess.run([sys.executable, "-m", "evoscan.cli", "run", "--fasta", str(fasta), "--outdir", str(outdir),
+                           "--window-size", "256", "--stride", "128", "--k", "4", "--motifs", str(motifs),
+                           "--sw-shuffles", "3", "--motif-shuffles", "3", "--max-qvalue", "1", "--min-sw-pvalue", "0",
+                           "--threads", "2"], capture_output=True, text=True, env=env)
+    assert proc.returncode == 0, proc.stderr
+    return outdir
+
+
+@pytest.fixture(scope="module")
+def runs(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("twice")
+    rng = np.random.default_rng(5)
+    fasta = write_fasta(tmp / "loci.fa", {f"g{i}": random_dna(rng, 1200) for i in range(3)})
+    motifs = tmp / "tiny.jaspar"
+    motifs.write_text(TINY_JASPAR)
+    return {name: run(fasta, motifs, tmp / name, epoch) for name, epoch in
+            (("a", EPOCH), ("b", EPOCH), ("now", None))}
+
+
+def datasets(path) -> dict:
+    found = {}
+    with h5py.File(path) as f:
+        f.visititems(lambda name, obj: found.__setitem__(name, obj[()]) if isinstance(obj, h5py.Dataset) else None)
+        found["/attrs"] = {k: str(v) for k, v in f.attrs.items()}
+    return found
+
+
+def test_two_runs_write_the_same_bytes(runs):
+    names = sorted(p.name for p in runs["a"].iterdir())
+    assert names == sorted(p.name for p in runs["b"].iterdir())
+    assert {"candidates.tsv", "pairs.tsv.gz", "candidates.bedpe", "candidates.interact.bed", "motif_sites.tsv",
+            "best_score.bedgraph", "report.html", "windows.h5", "masks.h5", "embeddings.h5", "neighbours.h5",
+            "scores.h5"} <= set(names)
+    assert len((runs["a"] / "candidates.bedpe").read_text().splitlines()) >= 5  # not trivially equal
+    for name in names:
+        assert (runs["a"] / name).read_bytes() == (runs["b"] / name).read_bytes(), name
+
+
+def test_without_a_fixed_time_only_the_hdf5_creation_time_differs(runs):
+    for path in sorted(runs["a"].iterdir()):
+        other = runs["now"] / path.name
+        if path.suffix != ".h5":
+            assert path.read_bytes() == other.read_bytes(), path.name
+            continue
+        a, b = datasets(path), datasets(other)
+        assert a.keys() == b.keys(), path.name
+        for key in a:
+            if key == "/attrs":
+                fixed, now = a[key].pop("created"), b[key].pop("created")
+                assert fixed == "2023-11-14T22:13:20+00:00" and now != fixed
+                assert a[key] == b[key], path.name
+                continue
+            x, y = a[key], b[key]
+            assert (x.dtype, x.shape) == (y.dtype, y.shape), (path.name, key)
+            assert np.array_equal(x, y, equal_nan=x.dtype.kind == "f"), (path.name, key)
