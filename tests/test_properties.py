@@ -18,7 +18,7 @@ from evoscan.io.fasta import read_fasta
 from evoscan.io.gtf import gene_models, read_gtf
 from evoscan.windows import WindowParams, make_windows, reverse_complement, tile_starts
 
-SETTINGS = settings(max_examples=80, deadline=None, derandomize=True,
+SETTINGS = settings(max_examples=80, deadline=None, derandomize=True, database=None,
                     suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
 DNA = "ACGTNacgtn"
 
@@ -154,7 +154,7 @@ def test_bed_reader_gives_valid_regions_or_the_documented_error(scratch, lines, 
 
 
 @given(length=st.integers(0, 3000), size=st.integers(1, 600), stride=st.integers(1, 600))
-@settings(max_examples=300, deadline=None, derandomize=True)
+@settings(max_examples=300, deadline=None, derandomize=True, database=None)
 def test_tile_starts_are_every_full_window_inside_the_sequence(length, size, stride):
     starts = tile_starts(length, size, stride)
     assert ((starts >= 0) & (starts + size <= length)).all()
