@@ -232,14 +232,14 @@ def test_malformed_bed_is_one_line_error_naming_file_and_line(small_genome, tmp_
 def test_regions_exclude_gene_inputs(small_genome, tmp_path, extra, message):
     bed = write_bed(tmp_path / "r.bed", ["chr10\t3000\t3700"])
     r = evoscan("windows", "--genome", small_genome["genome"], "--regions", bed, *extra)
-    assert r.returncode == 1 and r.stderr.strip().count("\n") == 0
+    assert r.returncode == 2 and r.stderr.strip().count("\n") == 0  # a usage error
     assert message in r.stderr
 
 
 def test_regions_need_a_genome(loci_fasta, tmp_path):
     bed = write_bed(tmp_path / "r.bed", ["chr2\t219416376\t219418877"])
     r = evoscan("windows", "--fasta", loci_fasta, "--regions", bed)
-    assert r.returncode == 1 and "--regions needs --genome" in r.stderr
+    assert r.returncode == 2 and "--regions needs --genome" in r.stderr
 
 
 def test_read_bed_columns_and_empty_file(tmp_path):

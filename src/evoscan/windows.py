@@ -343,7 +343,7 @@ def make_windows(params: WindowParams, fasta=None, genome=None, gtf=None, genes:
         raise UsageError("--gene-type needs --genes all and --gtf")
     if regions is not None:
         if genome is None or fasta is not None or gtf is not None or genes:
-            raise EvoscanError("--regions needs --genome and takes no --fasta, --gtf or --genes")
+            raise UsageError("--regions needs --genome and takes no --fasta, --gtf or --genes")
         table = read_bed(regions).drop_duplicates(ignore_index=True)
         return windows_from_regions(read_fasta(genome, ambiguous_as_n), table, params, source=str(genome))
     if (fasta is None) == (genome is None):
