@@ -99,9 +99,9 @@ def test_partial_from_other_settings_is_restarted(windows, tmp_path):
     assert np.allclose(vectors, KmerBackend(k=4).embed([s.decode() for s in windows.seqs]))
 
 
-def test_sigkilled_embedding_resumes_and_ends_identical(loci_fasta, tmp_path):
+def test_sigkilled_embedding_resumes_and_ends_identical(loci_fasta, tmp_path, monkeypatch):
     """SIGKILL a real `evoscan embed` at two moments; each rerun keeps the rows already finished
-    (not restarted) and the last ends with the embeddings and decoys of an uninterrupted run."""
+    (not restarted) and the last ends with the file of an uninterrupted run, byte for byte."""
     import os
     import signal
     import subprocess
@@ -113,6 +113,7 @@ def test_sigkilled_embedding_resumes_and_ends_identical(loci_fasta, tmp_path):
     ws = make_windows(WindowParams(), fasta=loci_fasta)
     write_windows(tmp_path / "w.h5", ws)
     args = [sys.executable, "-m", "evoscan.cli", "embed", "--windows", str(tmp_path / "w.h5"), "--batch-size", "16"]
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # the same `created` in both files
     assert subprocess.run([*args, "-o", str(tmp_path / "whole.h5")], capture_output=True).returncode == 0
     out, done = tmp_path / "e.h5", tmp_path / "e.h5.partial" / "done.json"
     finished = []
@@ -137,3 +138,4 @@ def test_sigkilled_embedding_resumes_and_ends_identical(loci_fasta, tmp_path):
     with embed.open_embeddings(out, ws) as got, embed.open_embeddings(tmp_path / "whole.h5", ws) as want:
         for name in ("embeddings", "decoys"):
             assert np.array_equal(got[name][()], want[name][()]), name
+    assert out.read_bytes() == (tmp_path / "whole.h5").read_bytes()

@@ -173,9 +173,10 @@ def test_approximate_index_finds_the_exact_slots(data):
     assert default.decoy_scores.shape == (700 * 5, 4)
 
 
-def test_killed_search_resumes_and_ends_identical(loci_fasta, tmp_path):
+def test_killed_search_resumes_and_ends_identical(loci_fasta, tmp_path, monkeypatch):
     """SIGKILL a real `evoscan search` at two moments; each rerun continues from the query blocks
-    already finished (kept one file each) and the last ends identical to an uninterrupted search."""
+    already finished (kept one file each) and the last ends with the file of an uninterrupted
+    search, byte for byte."""
     import os
     import signal
     import subprocess
@@ -192,6 +193,7 @@ def test_killed_search_resumes_and_ends_identical(loci_fasta, tmp_path):
     embed.embed_windows(ws, KmerBackend(), tmp_path / "e.h5")
     args = [sys.executable, "-m", "evoscan.cli", "search", "--windows", str(tmp_path / "w.h5"),
             "--embeddings", str(tmp_path / "e.h5"), "--memory", "64"]
+    monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # the same `created` in both files
     whole = subprocess.run([*args, "-o", str(tmp_path / "whole.h5")], capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr
     out, partial = tmp_path / "n.h5", tmp_path / "n.h5.partial"
@@ -213,3 +215,4 @@ def test_killed_search_resumes_and_ends_identical(loci_fasta, tmp_path):
     pd.testing.assert_frame_equal(a.entries, b.entries)
     for name in ("decoy_scores", "window_sums", "window_decoy_sums", "decoy_sums"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
+    assert out.read_bytes() == (tmp_path / "whole.h5").read_bytes()
