@@ -123,6 +123,23 @@ def test_missing_weights_say_where_to_put_them(tmp_path, monkeypatch, tiny):
     assert find_weights("evo2_7b", None) == tmp_path / "evo2_7b.pt"
 
 
+def test_a_checkpoint_holding_code_is_refused_never_unpickled(tiny, tmp_path):
+    """Weights whose pickle would run code: one-line refusal, and the code never runs."""
+    import os
+
+    config, _ = tiny
+    marker = tmp_path / "code-ran"
+
+    class Payload:
+        def __reduce__(self):
+            return (os.system, (f"touch {marker}",))
+
+    torch.save({"blocks.0.weight": Payload()}, tmp_path / "evil.pt")
+    with pytest.raises(EvoscanError, match="evil.pt: refused to load a checkpoint that holds Python objects"):
+        get_backend("evo2", config=config, weights=tmp_path / "evil.pt", layer=LAYER)
+    assert not marker.exists()
+
+
 def test_fp8_models_need_transformer_engine():
     with pytest.raises(EvoscanError, match="evo2_40b needs FP8 through Transformer Engine"):
         Evo2Backend(model="evo2_40b")
