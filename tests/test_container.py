@@ -165,6 +165,8 @@ def podman(tmp_path_factory):
     (runc, as crun refuses hybrid cgroups; ulimits root may set): ../shared/notes/containers.md."""
     if shutil.which("podman") is None:
         pytest.skip("podman is not installed (`make tools` installs it): the CPU image cannot be built")
+    if os.geteuid() != 0 or shutil.which("debootstrap") is None:
+        pytest.skip("making the Debian base needs root and debootstrap (`make tools` installs it)")
     tmp = tmp_path_factory.mktemp("podman")
     hard = subprocess.run(["sh", "-c", "ulimit -Hn"], capture_output=True, text=True).stdout.strip()
     (tmp / "containers.conf").write_text(
@@ -181,7 +183,7 @@ def podman(tmp_path_factory):
     if probe.returncode != 0:
         pytest.skip(f"podman cannot run here: {probe.stderr.strip().splitlines()[-1:]}")
     yield podman, tmp
-    podman("system", "reset", "--force", check=False)
+    podman("rmi", "--all", "--force", check=False)  # (not `system reset`: it also drops host networks)
     shutil.rmtree(tmp, ignore_errors=True)
 
 

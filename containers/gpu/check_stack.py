@@ -46,7 +46,7 @@ def replaced_base_packages(record: str) -> list[str]:
                 have = metadata.version(name)
             except metadata.PackageNotFoundError:
                 have = "nothing"
-            if have != version:
+            if have == "nothing" or Version(have) != Version(version):  # pip writes versions normalised
                 problems.append(f"{name}: the base image had {version}, now {have}")
     return problems
 

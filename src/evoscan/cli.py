@@ -277,7 +277,7 @@ def cmd_check(a) -> None:
 def cmd_report(a) -> None:
     ws = read_windows(a.windows)
     pairs, meta = check.read_scores(a.scores, ws)
-    with cleanup_on_error(a.outdir):  # all the report's files, or none of them
+    with cleanup_on_error(a.outdir, only=[name for name, _ in report.FILES]):  # all the report's files, or none
         files = report.write_report(a.outdir, ws, pairs, meta, assembly=a.assembly)
     console = Console()
     report.summary(console, ws, pairs, meta)

@@ -9,7 +9,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
+from typing import Iterable, Iterator
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -50,8 +50,9 @@ class RunConfig:
 
 
 @contextlib.contextmanager
-def cleanup_on_error(outdir: Path) -> Iterator[None]:
-    """On failure, remove what this run created, so a failed run leaves nothing half-made behind."""
+def cleanup_on_error(outdir: Path, only: Iterable[str] | None = None) -> Iterator[None]:
+    """On failure, remove what this run created, so a failed run leaves nothing half-made behind;
+    with `only`, just those names (the folder may be shared with other work)."""
     existed = outdir.exists()
     before = set(outdir.iterdir()) if existed else set()
     outdir.mkdir(parents=True, exist_ok=True)
@@ -59,6 +60,8 @@ def cleanup_on_error(outdir: Path) -> Iterator[None]:
         yield
     except BaseException:
         for path in set(outdir.iterdir()) - before:
+            if only is not None and path.name not in only:
+                continue
             shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         if not existed and not any(outdir.iterdir()):
             outdir.rmdir()

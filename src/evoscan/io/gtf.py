@@ -82,7 +82,7 @@ def first_bad_line(path) -> str | None:
                 return (f"{where}: {len(fields)} tab-separated column(s), a GTF line has 9 "
                         f"(got {line.strip()[:60]!r})")
             start, end = fields[3].strip(), fields[4].strip()
-            if not (start.isdigit() and end.isdigit()):
+            if not (start.isdecimal() and end.isdecimal()):
                 return f"{where}: start and end (columns 4 and 5) must be integers (got {start!r}, {end!r})"
             if int(start) < 1 or int(end) < int(start):
                 return f"{where}: start {start} and end {end} are not 1-based with start <= end, as GTF needs"

@@ -108,8 +108,13 @@ def new_file(path) -> Iterator[h5py.File]:
     once HDF5 has let go of the file."""
     with open(path, "w+b") as raw:
         guard = _GuardedFile(raw)
-        with h5py.File(guard, "w") as f:
-            yield f
+        try:
+            with h5py.File(guard, "w") as f:
+                yield f
+        except Exception as err:  # HDF5 tripping over the writes it lost: the lost write is the cause
+            if guard.error is not None:
+                raise guard.error from err
+            raise
         if guard.error is not None:
             raise guard.error
         raw.flush()
@@ -185,7 +190,10 @@ def open_checked(path, kind: str, window_digest: str | None = None, datasets: tu
 def _open(path: Path, expected: str) -> h5py.File:
     try:
         return h5py.File(path, "r")
-    except OSError:
+    except OSError as err:
+        if "unable to lock file" in str(err).lower():  # being written, or no locks on this file system
+            raise EvoscanError(f"{path}: cannot lock the HDF5 file; another process may be writing it, or the file "
+                               "system does not support locking (then set HDF5_USE_FILE_LOCKING=FALSE)") from None
         with open(path, "rb") as fh:
             signature = fh.read(8)
         if signature == HDF5_SIGNATURE:  # the start of an HDF5 file, the rest cut off or damaged
