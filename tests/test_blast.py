@@ -71,6 +71,35 @@ def test_best_per_pair_takes_min_evalue_and_top_hsp():
     assert first.evalue == 1e-30 and first.bitscore == 120 and first.pident == 80 and first.length == 300
 
 
+def test_blocks_reduced_as_they_finish_give_the_same_best_hits(planted, tmp_path):
+    """Real HSPs (every planted window against every other), cut into blocks in any order and
+    each reduced to its pair extremes: the best hits are those of all HSPs together."""
+    ws = planted[0]
+    n = len(ws)
+    partners = {q: np.array([s for s in range(n) if s != q]) for q in range(n)}
+    hsps = blast._search_block(np.arange(n), partners, ws, blast.blastn_args(blast.DEFAULT_ARGS, n), 10**7, tmp_path)
+    unordered = {(min(q, t), max(q, t)) for q, t in zip(hsps["query"], hsps["subject"])}
+    assert len(hsps) > 2 * len(unordered)  # several HSPs per pair (both directions, more than one): work to reduce
+    whole = blast.best_per_pair(hsps)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        shuffled = hsps.iloc[rng.permutation(len(hsps))]
+        blocks = [shuffled.iloc[rows] for rows in np.array_split(np.arange(len(shuffled)), 4)]
+        reduced = pd.concat([blast.pair_extremes(b) for b in blocks], ignore_index=True)
+        assert len(reduced) < len(hsps)
+        pd.testing.assert_frame_equal(blast.best_per_pair(reduced), blast.best_per_pair(shuffled))
+    pd.testing.assert_frame_equal(blast.best_per_pair(shuffled), whole)
+    # a block whose least e-value is not its top-scoring HSP (e-values of either direction differ)
+    block1 = pd.DataFrame({"query": [0, 1], "subject": [1, 0], "pident": [90.0, 95.0], "length": [200, 150],
+                           "evalue": [1e-30, 1e-40], "bitscore": [120.0, 100.0]})
+    block2 = pd.DataFrame({"query": [0], "subject": [1], "pident": [99.0], "length": [220],
+                           "evalue": [1e-35], "bitscore": [130.0]})
+    reduced = pd.concat([blast.pair_extremes(block1), blast.pair_extremes(block2)], ignore_index=True)
+    best = blast.best_per_pair(reduced)
+    pd.testing.assert_frame_equal(best, blast.best_per_pair(pd.concat([block1, block2], ignore_index=True)))
+    assert best.iloc[0].evalue == 1e-40 and best.iloc[0].bitscore == 130
+
+
 def test_user_may_not_override_what_evoscan_sets():
     with pytest.raises(EvoscanError, match="must not set -outfmt"):
         blast.blastn_args("-task blastn -outfmt 5", 10)

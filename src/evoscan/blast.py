@@ -92,6 +92,19 @@ def best_per_pair(hsps: pd.DataFrame) -> pd.DataFrame:
     return top[HIT_COLUMNS].sort_values(["window_a", "window_b"], ignore_index=True)
 
 
+def pair_extremes(hsps: pd.DataFrame) -> pd.DataFrame:
+    """The HSPs `best_per_pair` can pick from: per unordered pair, the top-scoring one and the one
+    with the least e-value. Blocks of HSPs reduced to these as they finish give the same best hits
+    as all HSPs together, in memory that grows with the pairs, not with the HSPs."""
+    a = np.minimum(hsps["query"], hsps["subject"])
+    b = np.maximum(hsps["query"], hsps["subject"])
+    keyed = hsps.assign(_a=a, _b=b)
+    top = keyed.sort_values(["bitscore", "evalue", "pident", "length"], ascending=[False, True, False, False],
+                            kind="stable").drop_duplicates(["_a", "_b"])
+    least = keyed.sort_values("evalue", kind="stable").drop_duplicates(["_a", "_b"])
+    return pd.concat([top, least], ignore_index=True).drop_duplicates().drop(columns=["_a", "_b"])
+
+
 def read_outfmt6(path: Path) -> pd.DataFrame:
     if path.stat().st_size == 0:
         return pd.DataFrame({c: pd.Series(dtype=t) for c, t in zip(
@@ -184,7 +197,7 @@ def nominated_hits(ws: WindowSet, window_a: np.ndarray, window_b: np.ndarray, ar
         with ThreadPoolExecutor(max(1, threads)) as pool:  # one single-threaded blastn per block
             found = []
             for hsps in pool.map(block_hsps, range(len(blocks))):
-                found.append(hsps)
+                found.append(pair_extremes(hsps))
                 if progress:
                     progress(1)
     hsps = pd.concat(found, ignore_index=True) if found else read_outfmt6(Path("/dev/null"))
