@@ -107,3 +107,20 @@ def test_kmer_cosine_of_pairs_equals_the_kmer_backend():
     a, b = rng.integers(0, 300, 5000), rng.integers(0, 300, 5000)
     vectors = KmerBackend(6).embed([s.decode() for s in seqs])
     assert np.allclose(kmer_cosine(ws, a, b, block=700), np.einsum("pd,pd->p", vectors[a], vectors[b]), atol=1e-6)
+
+
+def test_motif_cosine_of_pairs_in_blocks_equals_the_profiles_cosine():
+    from evoscan.check import motif_cosine
+    from evoscan.motifs import MotifProfiler
+
+    rng = np.random.default_rng(2)
+    seqs = np.array(["".join(rng.choice(list("ACGT"), 512)).encode() for _ in range(40)])
+    ws = WindowSet(pd.DataFrame({"id": range(40)}), seqs, WindowParams())
+    a, b = rng.integers(0, 40, 500), rng.integers(0, 40, 500)
+    profiler = MotifProfiler()
+    vectors = profiler.vectors([s.decode() for s in seqs]).astype(np.float64)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    expected = np.einsum("pd,pd->p", vectors[a], vectors[b])
+    got = motif_cosine(ws, a, b, profiler, batch=16, block=37)
+    assert got.dtype == np.float32 and np.allclose(got, expected, atol=1e-6)
+    assert np.array_equal(got, motif_cosine(ws, a, b, profiler))  # the blocks do not change a digit

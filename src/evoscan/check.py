@@ -167,14 +167,22 @@ def kmer_cosine(ws: WindowSet, a: np.ndarray, b: np.ndarray, block: int = 8192) 
 
 
 def motif_cosine(ws: WindowSet, a: np.ndarray, b: np.ndarray, profiler: MotifProfiler,
-                 batch: int = 256) -> np.ndarray:
-    """Cosine of the motif-cluster profiles of pairs (a, b); each window profiled once."""
+                 batch: int = 256, block: int = 32768) -> np.ndarray:
+    """Cosine of the motif-cluster profiles of pairs (a, b); each window profiled once, the pairs
+    taken in blocks (gathering both sides of millions of pairs at once would take gigabytes)."""
     needed, where = np.unique(np.concatenate([a, b]), return_inverse=True)
-    vectors = np.zeros((len(needed), profiler.dim))  # float64: the same last digits on any CPU
+    vectors = np.zeros((len(needed), profiler.dim), dtype=np.float32)
     for s in range(0, len(needed), batch):
         vectors[s:s + batch] = profiler.vectors([ws.seqs[i].decode("ascii").upper() for i in needed[s:s + batch]])
-    vectors /= np.maximum(np.linalg.norm(vectors, axis=1, keepdims=True), 1e-12)
-    return np.einsum("pd,pd->p", vectors[where[:len(a)]], vectors[where[len(a):]]).astype(np.float32)
+    # products and sums in float64: the same last digits on any CPU
+    inverse_norm = 1 / np.maximum(np.sqrt(np.einsum("pd,pd->p", vectors, vectors, dtype=np.float64)), 1e-12)
+    side_a, side_b = where[:len(a)], where[len(a):]
+    out = np.empty(len(a), dtype=np.float32)
+    for s in range(0, len(a), block):
+        i, j = side_a[s:s + block], side_b[s:s + block]
+        out[s:s + block] = (np.einsum("pd,pd->p", vectors[i], vectors[j], dtype=np.float64)
+                            * inverse_norm[i] * inverse_norm[j])
+    return out
 
 
 def motif_evidence(ws: WindowSet, pairs: pd.DataFrame, which: np.ndarray, profiler: MotifProfiler,
