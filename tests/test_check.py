@@ -91,6 +91,10 @@ def test_family_table_flags_paralog_pairs(tmp_path):
     flagged = pairs.set_index(["window_a", "window_b"])
     assert flagged.loc[(0, 1), "same_family"] and not flagged.loc[(2, 3), "same_family"]  # D has no family
     assert flagged.loc[(0, 1), "candidate"]  # flagged, not dropped
+    # two genes without a family are not one family
+    pairs, _, _ = check_pairs(four_windows(), nb, np.zeros(4, np.float32), CheckParams(max_qvalue=1.0, sw_shuffles=5),
+                              hits=NO_HITS, families={"A": "IF_type3", "B": "IF_type3", "C": ""})
+    assert pairs["same_family"].tolist() == [True, False]
     bad = tmp_path / "bad.tsv"
     bad.write_text("just one column\n")
     with pytest.raises(EvoscanError, match="two-column TSV of gene and family"):

@@ -203,6 +203,23 @@ def motif_evidence(ws: WindowSet, pairs: pd.DataFrame, which: np.ndarray, profil
     return evidence, sites
 
 
+def best_hit_columns(pairs: pd.DataFrame, hits: pd.DataFrame) -> dict[str, np.ndarray]:
+    """blast_evalue / blast_bitscore / blast_pident of each pair's best hit (NaN: none), looked up
+    by pair key (a merge would copy the whole pair table)."""
+    span = int(max(pairs["window_b"].max(), hits["window_b"].max() if len(hits) else 0)) + 1
+    key = pairs["window_a"].to_numpy(np.int64) * span + pairs["window_b"].to_numpy(np.int64)
+    hit_key = hits["window_a"].to_numpy(np.int64) * span + hits["window_b"].to_numpy(np.int64)
+    order = np.argsort(hit_key, kind="stable")
+    pos = np.minimum(np.searchsorted(hit_key[order], key), max(len(hit_key) - 1, 0))
+    found = hit_key[order][pos] == key if len(hit_key) else np.zeros(len(key), bool)
+    out = {}
+    for column in ("evalue", "bitscore", "pident"):
+        values = np.full(len(key), np.nan)
+        values[found] = hits[column].to_numpy(np.float64)[order][pos[found]]
+        out[f"blast_{column}"] = values
+    return out
+
+
 def composition_fit(score: np.ndarray, kmer: np.ndarray) -> tuple[np.ndarray, float]:
     """Residual of `score` after a least-squares line on `kmer`, and that line's R²."""
     if len(score) < 3 or np.ptp(kmer) == 0:
@@ -254,9 +271,8 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
     else:
         pairs["blast_searched"] = True
         stats.update(blast_mode="all-vs-all", blast_pairs=len(ws) * (len(ws) - 1) // 2, blastn_args=blast_args)
-    best = hits.rename(columns={"evalue": "blast_evalue", "bitscore": "blast_bitscore", "pident": "blast_pident"})
-    pairs = pairs.merge(best[["window_a", "window_b", "blast_evalue", "blast_bitscore", "blast_pident"]],
-                        on=["window_a", "window_b"], how="left")
+    for column, values in best_hit_columns(pairs, hits).items():
+        pairs[column] = values
     pairs["blast_hit"] = pairs["blast_evalue"].le(params.max_blast_evalue)
     # q-values among the pairs calls are made from (repeat-free, no BLAST hit): q-values over all
     # pairs would borrow the wins of paralogs and repeats, and not hold for what is left
@@ -274,10 +290,9 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
                                                          pairs["window_b"].to_numpy()[population], profiler)
     pairs = _smith_waterman(ws, pairs, pairs["repeat_free"] & ~pairs["blast_hit"] & pairs["significant"], params)
     pairs["sw_homology"] = pairs["sw_pvalue"].lt(params.min_sw_pvalue)
-    fam = families or {}
-    gene = ws.table["gene"].to_numpy()
-    pairs["same_family"] = [bool(fam.get(x)) and fam.get(x) == fam.get(y)
-                            for x, y in zip(gene[pairs["window_a"]], gene[pairs["window_b"]])]
+    family = pd.factorize(ws.table["gene"].map(families or {}).replace("", np.nan))[0]  # -1: none
+    family_a, family_b = family[pairs["window_a"].to_numpy()], family[pairs["window_b"].to_numpy()]
+    pairs["same_family"] = (family_a >= 0) & (family_a == family_b)
     pairs["candidate"] = (pairs["repeat_free"] & ~pairs["blast_hit"] & pairs["significant"]
                           & ~pairs["sw_homology"] & (pairs["cosine"] >= params.min_cosine))
     # evidence for every candidate and for the best pairs calls are made from, called or not (what
@@ -286,11 +301,13 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
     by_score = np.argsort(-pairs["score_z"].to_numpy()[population], kind="stable")
     best[np.flatnonzero(population)[by_score[:params.motif_top]]] = True
     evidence, sites = motif_evidence(ws, pairs, pairs["candidate"].to_numpy() | best, profiler, params)
-    pairs = pd.concat([pairs, evidence], axis=1)
+    for column in evidence.columns:  # columns added one by one: a concat or merge would copy the table
+        pairs[column] = evidence[column].to_numpy()
     pairs["site_row"] = np.arange(len(pairs))
-    pairs = pairs[[*PAIR_COLUMNS, "row", "site_row"]].sort_values(["candidate", "score_z", "window_a", "window_b"],
-                                                      ascending=[False, False, True, True], kind="stable",
-                                                      ignore_index=True)
+    # candidates first, then by normalised score
+    order = np.lexsort((pairs["window_b"], pairs["window_a"], -pairs["score_z"].to_numpy(), ~pairs["candidate"].to_numpy()))
+    pairs = pairs[[*PAIR_COLUMNS, "row", "site_row"]].take(order)
+    pairs.index = pd.RangeIndex(len(pairs))
     pairs.attrs["decoy_z"] = decoy_z[pairs.pop("row").to_numpy()]
     new_row = np.empty(len(pairs), dtype=np.int64)
     new_row[pairs.pop("site_row").to_numpy()] = np.arange(len(pairs))
