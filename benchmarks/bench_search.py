@@ -86,7 +86,8 @@ def vm_hwm_mib() -> float:
 
 def peak_child(call: str) -> float:
     """Peak resident memory (MiB) of a fresh process running `call`, above its start-up."""
-    code = ("import sys; sys.path.insert(0, 'benchmarks'); import bench_search as b; from pathlib import Path; "
+    code = (f"import sys; sys.path.insert(0, {str(Path(__file__).resolve().parent)!r}); import bench_search as b; "
+            "from pathlib import Path; "
             f"base = b.vm_hwm_mib(); {call}; print(b.vm_hwm_mib() - base)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     return float(out.stdout.strip().splitlines()[-1])

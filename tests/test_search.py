@@ -155,8 +155,9 @@ def test_overlapping_pairs_match_brute_force():
 
 
 def test_approximate_index_finds_the_exact_slots(data):
-    """The FAISS index (8-bit vectors), searching every list: the exact slots up to quantisation;
-    with the default lists searched, never a same-gene or overlapping pair, and sums for every row."""
+    """The FAISS index (8-bit vectors), searching every list: the exact slots up to quantisation,
+    and the raw cosine of each pair exactly (read back from the file); with the default lists
+    searched, never a same-gene or overlapping pair, and sums for every row."""
     ws, emb, decoys, path = data
     with h5py.File(path) as f:
         exact = search(f, ws, SearchParams(top_k=5))
@@ -165,12 +166,44 @@ def test_approximate_index_finds_the_exact_slots(data):
     key = lambda nb: set(zip(nb.entries["query"], nb.entries["neighbour"]))  # noqa: E731
     assert len(key(exact) & key(every_list)) / len(key(exact)) >= 0.9
     both = exact.entries.merge(every_list.entries, on=["query", "neighbour"])
-    assert (both["score_x"] - both["score_y"]).abs().max() < 0.02 and (both["cosine_x"] - both["cosine_y"]).abs().max() < 0.02
-    gene = ws.table["gene"].to_numpy()
+    assert (both["score_x"] - both["score_y"]).abs().max() < 0.02
+    assert len(both) > 0 and (both["cosine_x"] - both["cosine_y"]).abs().max() < 1e-5
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)  # also where the exact search has no such pair
     e = default.entries
+    assert np.abs(e["cosine"] - (unit[e["query"]] * unit[e["neighbour"]]).sum(1)).max() < 1e-5
+    gene = ws.table["gene"].to_numpy()
     assert len(e) == 700 * 5 and not (gene[e["query"]] == gene[e["neighbour"]]).any()
     assert (default.window_sums[:, 2] > 0).all() and (default.decoy_sums[:, :, 2] > 0).all()
     assert default.decoy_scores.shape == (700 * 5, 4)
+
+
+def test_index_lists_sized_once_hold_what_faiss_add_gives():
+    """The index filled list by list (every vector assigned first, each list sized once, then
+    filled block by block) holds the same lists, ids and codes as FAISS's own `add` in row
+    order, and searches alike."""
+    faiss = pytest.importorskip("faiss")
+    from evoscan.ann import _place, _reserve
+
+    rng = np.random.default_rng(5)
+    x = (rng.normal(size=(3000, 24)) + rng.normal(size=(8, 24))[rng.integers(0, 8, 3000)]).astype(np.float32)
+    index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(24), 24, 16, faiss.ScalarQuantizer.QT_8bit,
+                                          faiss.METRIC_INNER_PRODUCT)
+    index.train(x)
+    added = faiss.clone_index(index)
+    added.add(x)
+    lists = index.quantizer.search(x, 1)[1][:, 0].astype(np.int64)
+    filled = _reserve(index, lists)
+    for r0, r1 in ((0, 1100), (1100, 1101), (1101, 3000)):  # blocks of uneven size, one of a single row
+        _place(faiss, index, x[r0:r1], np.arange(r0, r1), lists[r0:r1], filled)
+    assert index.ntotal == added.ntotal == 3000 and filled.sum() == 3000
+    for i in range(16):
+        size = index.invlists.list_size(i)
+        assert size == added.invlists.list_size(i) == filled[i]
+        ids = [faiss.rev_swig_ptr(ix.invlists.get_ids(i), size).copy() for ix in (index, added)]
+        codes = [faiss.rev_swig_ptr(ix.invlists.get_codes(i), size * index.code_size).copy() for ix in (index, added)]
+        assert (ids[0] == ids[1]).all() and (codes[0] == codes[1]).all()
+    index.nprobe = added.nprobe = 4
+    assert (index.search(x[:200], 10)[1] == added.search(x[:200], 10)[1]).all()
 
 
 def test_killed_search_resumes_and_ends_identical(loci_fasta, tmp_path, monkeypatch):

@@ -10,11 +10,21 @@ competition stays fair: real and decoy scores are found and computed by the same
 Recall against the exact search is measured in benchmarks/bench_search.py.
 
 The normalisation sums come from a fixed random sample of reference windows and their decoys
-(exact vectors) instead of every window; raw cosines from 8-bit codes of the raw vectors. Memory: about
-(2 + D) bytes x dimension per window (for 1 M windows of 2,080 dimensions and one decoy: 6.2 GB),
-plus FAISS's growth of its inverted lists (up to twice their size; 13.5 GB measured at 1 M) and a
-block: beyond the exact search's few GB. Compressed codes (IVF-PQ) or lists on disk are the way
-to go further; not done yet.
+(exact vectors) instead of every window. The raw `cosine` of each final neighbour is exact: its
+row is read back from the embeddings file (k rows per query; no raw codes are kept).
+
+Memory: the indexes hold (1 + D) bytes x dimension per window, in inverted lists of exactly that
+size: every vector is assigned to its list in a first pass over the file, each list is sized
+once, and a second pass writes the codes in place (FAISS's own `add` grows each list by
+doubling, up to twice the codes). Measured at 1,015,500 windows of 2,080 dimensions with one
+decoy (`evoscan search --index ivf --chunk 1/256`, 2 cores): 6,092 MiB peak, was 11,242 MiB
+(13,465 in an earlier run) with `add` and 8-bit raw codes; of it ~1,470 MiB the window set,
+3,970 MiB the lists, 370 MiB the keys of the 49 M overlapping pairs of other genes. The build
+(training, two passes) took ~290 s there, each query block of 256 ~10 s. The whole grows by
+~5.8 GB per million windows at this dimension, so 8 GB is passed near 1.4 M windows. 6-bit codes
+(CODES = "QT_6bit") cut the lists by a quarter at recall@10 0.755 / 0.892 on the real chr10 set
+(8-bit: 0.767 / 0.916; default nprobe / 32), 4-bit by half at 0.694 / 0.795; lists on disk or
+IVF-PQ are not done.
 """
 
 from __future__ import annotations
@@ -31,7 +41,9 @@ from .windows import WindowSet
 
 REFERENCE_WINDOWS = 2_000  # sample behind the normalisation sums (mean and spread to ~2 %)
 QUERY_BLOCK = 256
+SCORE_ROWS = 32  # queries whose candidates are reconstructed at once
 TRAINING_ROWS = 100_000
+CODES = "QT_8bit"  # FAISS scalar quantiser of both indexes: 1 byte per dimension (see above)
 
 
 def _faiss():
@@ -56,6 +68,32 @@ def _rowwise(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (out[:, 0] if x.dim() == 2 else out).numpy()
 
 
+def _reserve(index, lists: np.ndarray) -> np.ndarray:
+    """Size each inverted list of an empty index once, to the number of vectors `lists` assigns
+    to it; returns the per-list fill counters for `_place`."""
+    sizes = np.bincount(lists, minlength=index.nlist)
+    for i in np.flatnonzero(sizes):
+        index.invlists.resize(int(i), int(sizes[i]))
+    index.ntotal = len(lists)
+    return np.zeros(index.nlist, np.int64)
+
+
+def _place(faiss, index, x: np.ndarray, ids: np.ndarray, lists: np.ndarray, filled: np.ndarray) -> None:
+    """Encode vectors `x` for their lists (residuals to the list centroid, as `add` does) and write
+    them after the entries already there; one call per list touched."""
+    x, lists = np.ascontiguousarray(x, np.float32), np.ascontiguousarray(lists, np.int64)
+    codes = np.empty((len(x), index.code_size), np.uint8)
+    index.encode_vectors(len(x), faiss.swig_ptr(x), faiss.swig_ptr(lists), faiss.swig_ptr(codes))
+    order = np.argsort(lists, kind="stable")  # row order within a list, as `add` would keep it
+    ids, lists, codes = np.ascontiguousarray(ids[order], np.int64), lists[order], codes[order]
+    starts = np.flatnonzero(np.r_[True, lists[1:] != lists[:-1]]) if len(lists) else np.empty(0, int)
+    for s, e in zip(starts, np.r_[starts[1:], len(lists)]):
+        i = int(lists[s])
+        index.invlists.update_entries(i, int(filled[i]), int(e - s), faiss.swig_ptr(ids[s:e]),
+                                      faiss.swig_ptr(codes[s:e]))
+        filled[i] += e - s
+
+
 def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
                        progress: Callable[[int], None] | None = None):
     import torch
@@ -69,6 +107,13 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
     group = pd.factorize(ws.table["gene"])[0].astype(np.int64)
     if len(np.unique(group)) < 2:
         raise EvoscanError("all windows belong to one gene or region; the search needs at least two")
+    # overlapping windows of other groups as sorted keys row x n + col, made before the index exists:
+    # 49 M pairs at a million shuffled-copy windows, 1.9 GB while they are found, 0.4 GB kept
+    overlap_keys, ov_cols = cross_group_overlaps(ws)
+    overlap_keys *= n
+    overlap_keys += ov_cols
+    del ov_cols
+    overlap_keys.sort()
     transform = _Transform(*embedding_stats(emb, decoys, params.correction), torch.device("cpu"), torch.float32)
     corrected = lambda x: transform(x, raw=False)[1].numpy()  # noqa: E731
     raw_unit = lambda x: transform(x)[0].numpy()  # noqa: E731
@@ -77,35 +122,48 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
     rng = np.random.default_rng(0)
 
     # train on a spread sample of windows and decoys together (the 8-bit ranges must fit both
-    # alike), then add windows and decoys in row order (ids = insertion order)
+    # alike); filled in place, not concatenated from parts (1.7 GB at a million windows)
     step = max(1, n // TRAINING_ROWS)
-    sample = np.concatenate([corrected(x) for r0, r1 in _blocks(n)
-                             for x in (emb[r0:r1][::step], decoys[r0:r1][::step, 0])])
+    per_block = [(r0, r1, len(range(r0, r1, step))) for r0, r1 in _blocks(n)]
+    sample = np.empty((2 * sum(m for _, _, m in per_block), dim), np.float32)
+    at = 0
+    for r0, r1, m in per_block:  # only the sampled rows are read
+        sample[at:at + m], sample[at + m:at + 2 * m] = corrected(emb[r0:r1:step]), corrected(decoys[r0:r1:step, 0])
+        at += 2 * m
     windows_index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, nlist,
-                                                  faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT)
+                                                  getattr(faiss.ScalarQuantizer, CODES), faiss.METRIC_INNER_PRODUCT)
     windows_index.train(sample)
-    del sample  # up to 1.7 GB at a million windows
-    decoys_index = faiss.clone_index(windows_index)
-    raw_codes = faiss.ScalarQuantizer(dim, faiss.ScalarQuantizer.QT_8bit)
-    raw_codes.train(np.concatenate([raw_unit(emb[r0:r1][::step]) for r0, r1 in _blocks(n)]))
-    codes = np.empty((n, raw_codes.code_size), dtype=np.uint8)
+    del sample
+    decoys_index = faiss.clone_index(windows_index)  # the same lists (centroids) and 8-bit ranges
+
+    # FAISS's `add` appends to std::vector lists, which grow by doubling: up to twice the codes
+    # (11.2-13.5 GB peak at a million windows). Instead: pass 1 assigns every window and decoy to
+    # its list, each list is sized once to its final length, pass 2 encodes and writes the codes
+    # in place. Ids are row numbers (decoys: row x n_decoys + j), as `add` in row order gives them.
+    quantizer = windows_index.quantizer
+    assign = lambda x: quantizer.search(x, 1)[1][:, 0].astype(np.int64)  # noqa: E731
+    window_lists, decoy_lists = np.empty(n, np.int64), np.empty(n * n_decoys, np.int64)
+    for r0, r1 in _blocks(n):
+        window_lists[r0:r1] = assign(corrected(emb[r0:r1]))
+        decoy_lists[r0 * n_decoys:r1 * n_decoys] = assign(corrected(decoys[r0:r1].reshape(-1, dim)))
+    filled = [_reserve(windows_index, window_lists), _reserve(decoys_index, decoy_lists)]
     reference = np.sort(rng.choice(n, min(n, REFERENCE_WINDOWS), replace=False))
     ref_parts, ref_decoy_parts = [], []
     for r0, r1 in _blocks(n):
         block, decoy_block = corrected(emb[r0:r1]), corrected(decoys[r0:r1].reshape(-1, dim))
-        windows_index.add(block)
-        decoys_index.add(decoy_block)
-        codes[r0:r1] = raw_codes.compute_codes(raw_unit(emb[r0:r1]))
+        d0, d1 = r0 * n_decoys, r1 * n_decoys
+        _place(faiss, windows_index, block, np.arange(r0, r1), window_lists[r0:r1], filled[0])
+        _place(faiss, decoys_index, decoy_block, np.arange(d0, d1), decoy_lists[d0:d1], filled[1])
         picked = reference[(reference >= r0) & (reference < r1)] - r0
         ref_parts.append(block[picked])
         ref_decoy_parts.append(decoy_block.reshape(r1 - r0, n_decoys, dim)[picked].reshape(-1, dim))
+    del window_lists, decoy_lists
     ref_vectors, ref_decoys = np.concatenate(ref_parts), np.concatenate(ref_decoy_parts)
-    for index in (windows_index, decoys_index):
+    for index, lists_filled in zip((windows_index, decoys_index), filled):
+        assert all(lists_filled == [index.invlists.list_size(i) for i in range(nlist)]), "a list was not filled"
         index.make_direct_map(True)
         index.nprobe = params.nprobe or max(1, min(nlist // 8, 64))
 
-    ov_rows, ov_cols = cross_group_overlaps(ws)
-    overlap_keys = np.sort(ov_rows * n + ov_cols)
 
     def overlapping(keys: np.ndarray) -> np.ndarray:
         pos = np.minimum(np.searchsorted(overlap_keys, keys), max(len(overlap_keys) - 1, 0))
@@ -148,18 +206,28 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
         valid = candidates >= 0
         safe = np.where(valid, candidates, 0)
         ok = valid & (group[safe] != group[rows][:, None]) & ~overlapping(rows[:, None] * n + safe)
-        windows = windows_index.reconstruct_batch(safe.ravel()).reshape(*safe.shape, dim)
-        target = _rowwise(query, windows)
-        decoy_ids = (safe[:, :, None] * n_decoys + np.arange(n_decoys)).ravel()
-        decoy = np.concatenate([
-            _rowwise(query, decoys_index.reconstruct_batch(decoy_ids).reshape(q1 - q0, -1, dim)).reshape(
-                *safe.shape, n_decoys),
-            _rowwise(query_decoys.reshape(q1 - q0, n_decoys, dim), windows).transpose(0, 2, 1)], 2)
+        # each pair's score and 2D decoy scores from the quantised vectors, reconstructed for
+        # SCORE_ROWS queries at a time (all 256 at once: 1.5 GB of float copies at a million)
+        target, decoy = np.empty(safe.shape, np.float32), np.empty((*safe.shape, 2 * n_decoys), np.float32)
+        own_decoys = query_decoys.reshape(q1 - q0, n_decoys, dim)
+        for s0 in range(0, q1 - q0, SCORE_ROWS):
+            s1 = min(q1 - q0, s0 + SCORE_ROWS)
+            ids = safe[s0:s1]
+            windows = windows_index.reconstruct_batch(ids.ravel()).reshape(*ids.shape, dim)
+            target[s0:s1] = _rowwise(query[s0:s1], windows)
+            their_decoys = decoys_index.reconstruct_batch((ids[:, :, None] * n_decoys + np.arange(n_decoys)).ravel())
+            # the query against the window's decoys, then the query's decoys against the window
+            decoy[s0:s1, :, :n_decoys] = _rowwise(query[s0:s1], their_decoys.reshape(s1 - s0, -1, dim)).reshape(
+                *ids.shape, n_decoys)
+            decoy[s0:s1, :, n_decoys:] = _rowwise(own_decoys[s0:s1], windows).transpose(0, 2, 1)
         slot = np.where(ok, np.maximum(target, decoy.max(2)), -np.inf)
         top = np.argsort(-slot, axis=1, kind="stable")[:, :k]
         keep = np.isfinite(np.take_along_axis(slot, top, 1))
         neighbour = np.take_along_axis(safe, top, 1)
-        cosine = _rowwise(query_raw, raw_codes.decode(codes[neighbour.ravel()]).reshape(*neighbour.shape, dim))
+        # the raw cosine exactly, from the neighbours' own rows (h5py wants them sorted and unique)
+        needed = np.unique(neighbour)
+        raw = raw_unit(emb[needed])[np.searchsorted(needed, neighbour)]
+        cosine = _rowwise(query_raw, raw)
         found.append([np.broadcast_to(rows[:, None], top.shape)[keep], neighbour[keep],
                       np.take_along_axis(target, top, 1)[keep], cosine[keep],
                       np.take_along_axis(decoy, top[:, :, None], 1)[keep]])
