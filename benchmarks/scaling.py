@@ -12,6 +12,7 @@ runs as the `evoscan` command, under /usr/bin/time for its wall time and peak re
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import re
 import subprocess
@@ -45,7 +46,8 @@ def make_input(spec: str, data: Path, tmp: Path) -> list[str]:
         for c in range(copies):
             for i, rec in enumerate(records):
                 seq = dinucleotide_shuffle(rec.seq.upper(), np.random.default_rng([c, i]))
-                out.write(f">{rec.name}_c{c} copy{c}:1-{len(seq)}\n{seq}\n")
+                # each copy of a locus on a sequence of its own: windows of different loci do not overlap
+                out.write(f">{rec.name}_c{c} copy{c}_{rec.name}:1-{len(seq)}\n{seq}\n")
     return ["--fasta", str(path)]
 
 
@@ -68,7 +70,7 @@ def timed(args: list[str]) -> dict:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("sets", nargs="+", help="demo | regions | copies:C")
-    ap.add_argument("--steps", default="windows,mask,embed,search,check")
+    ap.add_argument("--steps", default="windows,mask,embed,search,check,report")
     ap.add_argument("--search", default="exact", choices=["exact", "ivf", "both"])
     ap.add_argument("--precision", default="fp32")
     ap.add_argument("--search-chunk", help="search only this query chunk I/N (a part of a large search)")
@@ -76,17 +78,19 @@ def main() -> None:
                     help="with --search both: only the exact search takes --search-chunk (ivf searches all)")
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--workdir", type=Path)
+    ap.add_argument("--keep", action="store_true", help="keep each set's files (in --workdir) for a later look")
     a = ap.parse_args()
     data = find_demo_data(REPO)
     steps = a.steps.split(",")
     for spec in a.sets:
-        with tempfile.TemporaryDirectory(dir=a.workdir) as tmp:
+        with (contextlib.nullcontext(tempfile.mkdtemp(dir=a.workdir)) if a.keep
+              else tempfile.TemporaryDirectory(dir=a.workdir)) as tmp:
             row = {"set": spec}
             try:
                 run_set(spec, Path(tmp), data, steps, a, row)
             except StepFailed as err:  # keep what was measured
                 row["failed"] = str(err)[:300]
-            print(json.dumps(row), flush=True)
+            print(json.dumps(row | ({"workdir": tmp} if a.keep else {})), flush=True)
 
 
 def run_set(spec: str, tmp: Path, data: Path, steps: list[str], a, row: dict) -> None:
@@ -125,7 +129,11 @@ def run_set(spec: str, tmp: Path, data: Path, steps: list[str], a, row: dict) ->
     if "check" in steps and f["neighbours"].exists():
         step("check", ["check", "--windows", f["windows"], "--masks", f["masks"], "--neighbours",
                        f["neighbours"], "--threads", a.threads, "-o", f["scores"]])
+    if "report" in steps and f["scores"].exists():
+        step("report", ["report", "--windows", f["windows"], "--scores", f["scores"], "--outdir", tmp / "report"])
     row["mib_on_disk"] = {name: round(p.stat().st_size / 2**20, 1) for name, p in f.items() if p.exists()}
+    if (tmp / "report").exists():
+        row["mib_on_disk"]["report"] = round(sum(p.stat().st_size for p in (tmp / "report").rglob("*")) / 2**20, 1)
 
 
 if __name__ == "__main__":
