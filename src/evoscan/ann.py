@@ -19,7 +19,8 @@ once, and a second pass writes the codes in place (FAISS's own `add` grows each 
 doubling, up to twice the codes). Measured at 1,015,500 windows of 2,080 dimensions with one
 decoy (`evoscan search --index ivf --chunk 1/256`, 2 cores): 6,092 MiB peak, was 11,242 MiB
 (13,465 in an earlier run) with `add` and 8-bit raw codes; of it ~1,470 MiB the window set,
-3,970 MiB the lists, 370 MiB the keys of the 49 M overlapping pairs of other genes. The build
+3,970 MiB the lists, 370 MiB the keys of 49 M overlapping pairs of other genes (an artefact of
+that input, whose loci overlapped; real genes overlap rarely). The build
 (training, two passes) took ~290 s there, each query block of 256 ~10 s. The whole grows by
 ~5.8 GB per million windows at this dimension, so 8 GB is passed near 1.4 M windows. 6-bit codes
 (CODES = "QT_6bit") cut the lists by a quarter at recall@10 0.755 / 0.892 on the real chr10 set
@@ -108,7 +109,7 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
     if len(np.unique(group)) < 2:
         raise EvoscanError("all windows belong to one gene or region; the search needs at least two")
     # overlapping windows of other groups as sorted keys row x n + col, made before the index exists:
-    # 49 M pairs at a million shuffled-copy windows, 1.9 GB while they are found, 0.4 GB kept
+    # (49 M pairs in a million-window benchmark whose loci overlapped: 1.9 GB while found, 0.4 GB kept)
     overlap_keys, ov_cols = cross_group_overlaps(ws)
     overlap_keys *= n
     overlap_keys += ov_cols
