@@ -164,9 +164,9 @@ def podman(tmp_path_factory):
     """podman with its storage in a folder of the test's own and the two settings this VM needs
     (runc, as crun refuses hybrid cgroups; ulimits root may set): ../shared/notes/containers.md."""
     if shutil.which("podman") is None:
-        pytest.skip("podman is not installed (`make tools` installs it): the CPU image cannot be built")
+        pytest.skip("podman is not installed (`make test-tools` installs it): the CPU image cannot be built")
     if os.geteuid() != 0 or shutil.which("debootstrap") is None:
-        pytest.skip("making the Debian base needs root and debootstrap (`make tools` installs it)")
+        pytest.skip("making the Debian base needs root and debootstrap (`make test-tools` installs it)")
     tmp = tmp_path_factory.mktemp("podman")
     hard = subprocess.run(["sh", "-c", "ulimit -Hn"], capture_output=True, text=True).stdout.strip()
     (tmp / "containers.conf").write_text(

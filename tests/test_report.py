@@ -69,7 +69,7 @@ def test_report_html_is_self_contained_with_every_section(called_run):
 
 def test_report_renders_in_headless_chromium_without_errors(called_run, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    assert chromium, "Debian's chromium is needed (make tools installs it)"
+    assert chromium, "Debian's chromium is needed (make test-tools installs it)"
     page = (called_run["out"] / "report.html").resolve()
     proc = subprocess.run([chromium, "--headless", "--no-sandbox", "--disable-gpu", "--enable-logging=stderr",
                            "--v=0", f"--user-data-dir={tmp_path / 'profile'}", "--virtual-time-budget=5000",
@@ -89,7 +89,7 @@ def test_report_renders_in_headless_chromium_without_errors(called_run, tmp_path
 
 def test_bedpe_loads_in_bedtools_pairtobed(called_run, tmp_path):
     bedtools = shutil.which("bedtools")
-    assert bedtools, "bedtools is needed (make tools installs it)"
+    assert bedtools, "bedtools is needed (make test-tools installs it)"
     out = called_run["out"]
     cand = pd.read_csv(out / "candidates.tsv", sep="\t")
     first = cand.iloc[0]
