@@ -7,6 +7,8 @@ the forward pass stopped at the embedding layer (evoscan's default) and with the
 2 x parameters x tokens (matmuls; the FFT convolutions and attention add a little on top).
 
 On a GPU node:   python benchmarks/bench_evo2.py --model evo2_7b --batch-sizes 1,2,4,8,16,32,64
+Without flash-attn (--no-flash-attn: a stand-in for its CUDA module, which Vortex imports
+unguarded, and torch attention; add --torch-rotary if Vortex's Triton rotary kernel fails)
 Smoke test here: python benchmarks/bench_evo2.py --tiny   (CPU, the tiny test model of tests/)
 """
 
@@ -17,6 +19,7 @@ import json
 import sys
 import tempfile
 import time
+import types
 from pathlib import Path
 
 import numpy as np
@@ -53,18 +56,38 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--peak-tflops", type=float, default=H100_BF16_DENSE_TFLOPS)
     ap.add_argument("--tiny", action="store_true", help="CPU smoke test with the tiny model of tests/evo2_cpu.py")
+    ap.add_argument("--no-flash-attn", action="store_true",
+                    help="flash-attn is not installed: torch attention, a stand-in for its CUDA module")
+    ap.add_argument("--torch-rotary", action="store_true",
+                    help="Vortex's torch rotary embedding instead of its Triton kernel (the CPU test shims)")
+    ap.add_argument("--out", type=Path, default=None, help="also write the results here (JSON lines)")
     a = ap.parse_args()
 
+    import yaml
+
+    from evoscan.backends.evo2 import read_config
+
     options = {"model": a.model, "weights": "random", "layer": a.layer}
-    if a.tiny:  # CPU: the test shims and the tiny config
+    attention = "flash-attn"
+    if a.tiny or a.torch_rotary:  # the test shims: flash-attn stand-in, torch rotary, no-op torch.cuda.device
         sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
         import evo2_cpu
-        import yaml
 
         evo2_cpu.install()
+    if a.tiny:  # CPU: the tiny config
         config = Path(tempfile.mkdtemp()) / "tiny.yml"
         config.write_text(yaml.safe_dump(evo2_cpu.tiny_config()))
         options.update(config=config, layer=a.layer or "blocks.22.mlp.l3")
+        attention = "torch"
+    elif a.no_flash_attn:  # the packaged config with torch attention
+        try:
+            import flash_attn_2_cuda  # noqa: F401
+        except ImportError:  # Vortex imports it unguarded; with use_flash_attn off it is never called
+            sys.modules["flash_attn_2_cuda"] = types.ModuleType("flash_attn_2_cuda")
+        config = Path(tempfile.mkdtemp()) / f"{a.model}.yml"
+        config.write_text(yaml.safe_dump({**read_config(a.model), "use_flash_attn": False}))
+        options.update(config=config)
+        attention = "torch (no flash-attn)"
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     results = []
     for full in (False, True):
@@ -74,17 +97,23 @@ def main() -> None:
         for bs in (int(x) for x in a.batch_sizes.split(",")):
             backend.batch_size = bs
             seqs = random_windows(bs, a.length)
+            if torch.cuda.is_available():
+                torch.cuda.reset_peak_memory_stats()
             seconds = time_embed(backend, seqs, a.repeats)
             rate = bs / seconds
             results.append({
                 "device": device, "model": a.model if not a.tiny else "tiny", "layer": backend.layer,
-                "forward": "full" if full else "stop_at_layer", "batch": bs, "windows_per_s": round(rate, 2),
+                "forward": "full" if full else "stop_at_layer", "attention": attention,
+                "rotary": "torch" if a.tiny or a.torch_rotary else "triton", "batch": bs, "windows_per_s": round(rate, 2),
                 "model_tflops": round(rate * flops_per_window / 1e12, 2),
                 "mfu": round(rate * flops_per_window / (a.peak_tflops * 1e12), 3),
                 "params": params, "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)
                 if torch.cuda.is_available() else None,
             })
             print(json.dumps(results[-1]), flush=True)
+            if a.out:
+                with open(a.out, "a") as fh:
+                    fh.write(json.dumps(results[-1]) + "\n")
         del backend
         if torch.cuda.is_available():
             torch.cuda.empty_cache()

@@ -79,6 +79,27 @@ def run_search(path: Path, windows: int | str, precision: str, memory_mb: int, i
                                                       device=device, nprobe=nprobe))
 
 
+def gpu_start(device: str) -> None:
+    """Free what earlier methods left in torch's cache (the next may need the whole card)."""
+    if device != "cpu":
+        import torch
+
+        torch.cuda.empty_cache()
+        torch.cuda.reset_peak_memory_stats()
+
+
+def gpu_end(device: str) -> float:
+    """Peak GPU memory (GiB) since gpu_start, with the work finished."""
+    if device == "cpu":
+        return 0.0
+    import torch
+
+    torch.cuda.synchronize()
+    peak = torch.cuda.max_memory_allocated() / 2**30
+    torch.cuda.empty_cache()
+    return peak
+
+
 def vm_hwm_mib() -> float:
     with open("/proc/self/status") as fh:
         return int(next(line for line in fh if line.startswith("VmHWM:")).split()[1]) / 1024
@@ -127,13 +148,18 @@ def main() -> None:
         result = {"n": a.n, "dim": a.dim, "decoys": a.decoys, "precision": a.precision, "memory_mb": a.memory,
                   "device": a.device, "nprobe": a.nprobe, "embeddings": str(a.real[1]) if a.real else "random",
                   "embeddings_gib_on_disk": round(path.stat().st_size / 2**30, 2)}
-        times = {"matmul": [], "search": []}
+        times, gpu_peak = {"matmul": [], "search": []}, {"matmul": 0.0, "search": 0.0}
         for _ in range(a.repeats):  # interleaved, so drift in machine load hits both alike
             if not a.skip_matmul:
-                t = time.perf_counter(); run_matmul(path, a.precision, a.device)
+                t = time.perf_counter(); gpu_start(a.device); run_matmul(path, a.precision, a.device)
                 times["matmul"].append(time.perf_counter() - t)
-            t = time.perf_counter(); exact = run_search(path, windows, a.precision, a.memory, "exact", a.device)
+                gpu_peak["matmul"] = max(gpu_peak["matmul"], gpu_end(a.device))
+            t = time.perf_counter(); gpu_start(a.device)
+            exact = run_search(path, windows, a.precision, a.memory, "exact", a.device)
             times["search"].append(time.perf_counter() - t)
+            gpu_peak["search"] = max(gpu_peak["search"], gpu_end(a.device))
+        if a.device != "cpu":
+            result.update({f"gpu_peak_gib_{m}": round(v, 2) for m, v in gpu_peak.items() if times[m]})
         result["search_s"] = round(statistics.median(times["search"]), 2)
         result["peak_mib_search"] = round(peak_child(
             f"b.run_search(Path('{path}'), {windows!r}, '{a.precision}', {a.memory}, 'exact', '{a.device}')"))
@@ -142,7 +168,7 @@ def main() -> None:
             result["throughput_ratio"] = round(result["matmul_s"] / result["search_s"], 3)
             result["peak_mib_matmul"] = round(peak_child(f"b.run_matmul(Path('{path}'), '{a.precision}', '{a.device}')"))
         if a.precision != "fp32":  # agreement of reduced precision with fp32
-            reference = run_search(path, windows, "fp32", a.memory)
+            reference = run_search(path, windows, "fp32", a.memory, "exact", a.device)
             both = reference.entries.merge(exact.entries, on=["query", "neighbour"])
             result["recall_at_10_vs_fp32"] = round(recall_at(reference, exact), 4)
             result["max_abs_score_diff_vs_fp32"] = round(float((both["score_x"] - both["score_y"]).abs().max()), 4)
