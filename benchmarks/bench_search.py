@@ -10,6 +10,9 @@ with no exclusions, top-k, sums or reading from disk. Both run in this process o
     python benchmarks/bench_search.py --n 200000 --skip-matmul --approximate   # recall of the index
     python benchmarks/bench_search.py --real W.windows.h5 W.embeddings.h5 --skip-matmul --approximate
         # the same on a real window set and its embeddings (`evoscan windows` / `evoscan embed`)
+    python benchmarks/bench_search.py --n 1000000 --dim 4096 --precision fp16 --device cuda --memory 100000 \
+        --chunk 1/8 --skip-peak   # one scattered task's share of a 1 M search on a GPU, against the
+                                  # plain products of the same rows (the whole matmul cannot be held)
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from evoscan.search import PRECISIONS, SearchParams, search
+from evoscan.search import PRECISIONS, SearchParams, block_rows, chunk_rows, search
 from evoscan.windows import WindowParams, WindowSet, read_windows
 
 
@@ -42,17 +45,25 @@ def window_set(n: int) -> WindowSet:
     return WindowSet(table, np.array([b"A"] * n), WindowParams())
 
 
-def write_embeddings(path: Path, n: int, dim: int, n_decoys: int, seed: int = 0) -> None:
-    """Random embeddings with a shared offset (as pooled LM embeddings have), written in blocks."""
-    rng = np.random.default_rng(seed)
-    offset = rng.normal(size=dim).astype(np.float32)
+def write_embeddings(path: Path, n: int, dim: int, n_decoys: int, seed: int = 0, device: str = "cpu") -> None:
+    """Random embeddings with a shared offset (as pooled LM embeddings have), written in blocks
+    (drawn on the GPU when the benchmark runs there: a million rows of 4,096 in seconds)."""
+    if device == "cpu":
+        rng = np.random.default_rng(seed)
+        normal = lambda *shape: rng.normal(size=shape).astype(np.float32)  # noqa: E731
+    else:
+        import torch
+
+        gen = torch.Generator(device).manual_seed(seed)
+        normal = lambda *shape: torch.randn(shape, generator=gen, device=device).cpu().numpy()  # noqa: E731
+    offset = normal(dim)
     with h5py.File(path, "w") as f:
         emb = f.create_dataset("embeddings", (n, dim), np.float32, chunks=(min(n, 1024), dim))
         dec = f.create_dataset("decoys", (n, n_decoys, dim), np.float32, chunks=(min(n, 1024), n_decoys, dim))
         for r0 in range(0, n, 8192):
             r1 = min(n, r0 + 8192)
-            emb[r0:r1] = rng.normal(size=(r1 - r0, dim)).astype(np.float32) + offset
-            dec[r0:r1] = rng.normal(size=(r1 - r0, n_decoys, dim)).astype(np.float32) + offset
+            emb[r0:r1] = normal(r1 - r0, dim) + offset
+            dec[r0:r1] = normal(r1 - r0, n_decoys, dim) + offset
 
 
 def run_matmul(path: Path, precision: str, device: str = "cpu"):
@@ -70,13 +81,34 @@ def run_matmul(path: Path, precision: str, device: str = "cpu"):
         return out
 
 
+def run_matmul_rows(path: Path, precision: str, device: str, rows: tuple[int, int], block: int = 4096) -> None:
+    """The plain products of a search chunk (query rows `rows` and their decoys against every
+    window and decoy), when the whole matmul is too large to hold: the database read and
+    normalised in blocks, then the query rows multiplied a block at a time, the results dropped."""
+    import torch
+
+    dtype = getattr(torch, PRECISIONS[precision])
+    normalised = lambda a: torch.nn.functional.normalize(  # noqa: E731
+        torch.from_numpy(a).to(device).reshape(-1, a.shape[-1]), dim=1).to(dtype)
+    with h5py.File(path) as f, torch.inference_mode():
+        emb, dec = f["embeddings"], f["decoys"]
+        x = torch.cat([normalised(emb[r:r + block]) for r in range(0, emb.shape[0], block)])
+        y = torch.cat([normalised(dec[r:r + block]) for r in range(0, emb.shape[0], block)])
+        both, n_decoys = torch.cat([x, y]), dec.shape[1]
+        for q0 in range(rows[0], rows[1], block):
+            q1 = min(rows[1], q0 + block)
+            _ = x[q0:q1] @ both.T, y[q0 * n_decoys:q1 * n_decoys] @ x.T  # computed, then dropped
+        if device != "cpu":
+            torch.cuda.synchronize()
+
+
 def run_search(path: Path, windows: int | str, precision: str, memory_mb: int, index: str = "exact",
-               device: str = "cpu", nprobe: int = 0):
+               device: str = "cpu", nprobe: int = 0, chunk: tuple[int, int] | None = None):
     """`windows`: N for the synthetic window set, or the path of a real one."""
     ws = window_set(windows) if isinstance(windows, int) else read_windows(windows)
     with h5py.File(path) as f:
         return search(f, ws, SearchParams(precision=precision, memory_mb=memory_mb, index=index,
-                                                      device=device, nprobe=nprobe))
+                                          device=device, nprobe=nprobe), chunk=chunk)
 
 
 def gpu_start(device: str) -> None:
@@ -133,6 +165,11 @@ def main() -> None:
     ap.add_argument("--approximate", action="store_true", help="also the approximate index, with recall@10")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--nprobe", type=int, default=0, help="ivf lists searched per query (0: the default)")
+    ap.add_argument("--chunk", default=None, metavar="I/N",
+                    help="time chunk I of N of the search's query grid (as one scattered task runs it), "
+                         "against the plain products of the same rows")
+    ap.add_argument("--skip-fp32-check", action="store_true", help="no fp32 reference search")
+    ap.add_argument("--skip-peak", action="store_true", help="no peak host memory (a second run in a child)")
     ap.add_argument("--real", nargs=2, metavar=("WINDOWS", "EMBEDDINGS"), default=None,
                     help="a real window set and its embeddings instead of random ones")
     a = ap.parse_args()
@@ -144,31 +181,39 @@ def main() -> None:
                 a.decoys = f["decoys"].shape[1]
         else:
             windows, path = a.n, Path(tmp) / "emb.h5"
-            write_embeddings(path, a.n, a.dim, a.decoys)
+            write_embeddings(path, a.n, a.dim, a.decoys, device=a.device)
+        chunk = tuple(int(x) for x in a.chunk.split("/")) if a.chunk else None
+        rows = chunk_rows(chunk, a.n, block_rows(a.n, a.dim, a.decoys, a.memory)[0])
         result = {"n": a.n, "dim": a.dim, "decoys": a.decoys, "precision": a.precision, "memory_mb": a.memory,
                   "device": a.device, "nprobe": a.nprobe, "embeddings": str(a.real[1]) if a.real else "random",
-                  "embeddings_gib_on_disk": round(path.stat().st_size / 2**30, 2)}
+                  "embeddings_gib_on_disk": round(path.stat().st_size / 2**30, 2), "chunk": a.chunk,
+                  "query_rows": rows[1] - rows[0]}
+        matmul = ((lambda: run_matmul_rows(path, a.precision, a.device, rows)) if chunk
+                  else (lambda: run_matmul(path, a.precision, a.device)))
         times, gpu_peak = {"matmul": [], "search": []}, {"matmul": 0.0, "search": 0.0}
         for _ in range(a.repeats):  # interleaved, so drift in machine load hits both alike
             if not a.skip_matmul:
-                t = time.perf_counter(); gpu_start(a.device); run_matmul(path, a.precision, a.device)
+                t = time.perf_counter(); gpu_start(a.device); matmul()
                 times["matmul"].append(time.perf_counter() - t)
                 gpu_peak["matmul"] = max(gpu_peak["matmul"], gpu_end(a.device))
             t = time.perf_counter(); gpu_start(a.device)
-            exact = run_search(path, windows, a.precision, a.memory, "exact", a.device)
+            exact = run_search(path, windows, a.precision, a.memory, "exact", a.device, chunk=chunk)
             times["search"].append(time.perf_counter() - t)
             gpu_peak["search"] = max(gpu_peak["search"], gpu_end(a.device))
         if a.device != "cpu":
             result.update({f"gpu_peak_gib_{m}": round(v, 2) for m, v in gpu_peak.items() if times[m]})
         result["search_s"] = round(statistics.median(times["search"]), 2)
-        result["peak_mib_search"] = round(peak_child(
-            f"b.run_search(Path('{path}'), {windows!r}, '{a.precision}', {a.memory}, 'exact', '{a.device}')"))
+        if not a.skip_peak:
+            result["peak_mib_search"] = round(peak_child(
+                f"b.run_search(Path('{path}'), {windows!r}, '{a.precision}', {a.memory}, 'exact', '{a.device}', "
+                f"chunk={chunk})"))
         if not a.skip_matmul:
             result["matmul_s"] = round(statistics.median(times["matmul"]), 2)
             result["throughput_ratio"] = round(result["matmul_s"] / result["search_s"], 3)
-            result["peak_mib_matmul"] = round(peak_child(f"b.run_matmul(Path('{path}'), '{a.precision}', '{a.device}')"))
-        if a.precision != "fp32":  # agreement of reduced precision with fp32
-            reference = run_search(path, windows, "fp32", a.memory, "exact", a.device)
+            if not a.skip_peak and not chunk:
+                result["peak_mib_matmul"] = round(peak_child(f"b.run_matmul(Path('{path}'), '{a.precision}', '{a.device}')"))
+        if a.precision != "fp32" and not a.skip_fp32_check:  # agreement of reduced precision with fp32
+            reference = run_search(path, windows, "fp32", a.memory, "exact", a.device, chunk=chunk)
             both = reference.entries.merge(exact.entries, on=["query", "neighbour"])
             result["recall_at_10_vs_fp32"] = round(recall_at(reference, exact), 4)
             result["max_abs_score_diff_vs_fp32"] = round(float((both["score_x"] - both["score_y"]).abs().max()), 4)

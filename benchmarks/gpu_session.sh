@@ -3,9 +3,10 @@
 #   gpu.txt      the card, its driver, and its measured bf16 matmul ceiling
 #   evo2.jsonl   benchmarks/bench_evo2.py: Evo 2 7B (random weights) windows/s and MFU by batch size
 #   search.jsonl benchmarks/bench_search.py on CUDA: streamed exact search against a plain fp16 matmul
+#                at N = 100 k and 200 k (whole), and at 1 M (one eighth of the query grid; an H200-size GPU)
 # Wheels of packages the machine lacks (evo2, vtx, biopython) may wait in .whl/; evoscan runs from src/.
 #
-#   OUT=/tmp/gpu bash benchmarks/gpu_session.sh
+#   OUT=/tmp/gpu bash benchmarks/gpu_session.sh [card] [evo2] [search] [search1m]   (default: all)
 set -u
 OUT=${OUT:-gpu_results}
 mkdir -p "$OUT"
@@ -15,8 +16,10 @@ if compgen -G ".whl/*.whl" >/dev/null; then
         && export PYTHONPATH=/tmp/site:$PYTHONPATH
 fi
 step() { echo "== $(date +%T) $*"; }
+want() { [ $# -eq 0 ] || [[ " $STEPS " == *" $1 "* ]]; }
+STEPS="${*:-card evo2 search search1m}"
 
-step card
+want card && { step card
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
 python3 - <<'EOF' | tee -a "$OUT/gpu.txt"
 import time, torch
@@ -27,16 +30,21 @@ for _ in range(20): a @ b
 torch.cuda.synchronize()
 print(f"torch {torch.__version__}, bf16 8192^3 matmul: {20 * 2 * 8192**3 / (time.perf_counter() - t) / 1e12:.0f} TFLOP/s")
 EOF
+}
 
-step "Evo 2 7B"  # Vortex's Triton rotary first; the torch rotary if that kernel fails here
+want evo2 && { step "Evo 2 7B"  # Vortex's Triton rotary first; the torch rotary if that kernel fails here
 evo2() { timeout 200 python3 benchmarks/bench_evo2.py --model evo2_7b --no-flash-attn --batch-sizes 1,4,16,32,64 \
              --repeats 3 --out "$OUT/evo2.jsonl" "$@" 2>>"$OUT/evo2.log"; }
-evo2 || { step "Evo 2 7B, torch rotary"; tail -5 "$OUT/evo2.log"; evo2 --torch-rotary; } || tail -20 "$OUT/evo2.log"
+evo2 || { step "Evo 2 7B, torch rotary"; tail -5 "$OUT/evo2.log"; evo2 --torch-rotary; } || tail -20 "$OUT/evo2.log"; }
 
-step "search N=100k D=4096 fp16 vs fp16 matmul"
+want search && { step "search N=100k D=4096 fp16 vs fp16 matmul"
 timeout 180 python3 benchmarks/bench_search.py --n 100000 --dim 4096 --precision fp16 --memory 40000 --device cuda \
     --repeats 3 --workdir /tmp | tee -a "$OUT/search.jsonl"
 step "search N=200k D=4096 fp16"
 timeout 170 python3 benchmarks/bench_search.py --n 200000 --dim 4096 --precision fp16 --memory 40000 --device cuda \
-    --skip-matmul --workdir /tmp | tee -a "$OUT/search.jsonl"
+    --skip-matmul --workdir /tmp | tee -a "$OUT/search.jsonl"; }
+
+want search1m && { step "search N=1M D=4096 fp16, chunk 1/8 of the query grid"
+timeout 400 python3 benchmarks/bench_search.py --n 1000000 --dim 4096 --precision fp16 --memory 100000 --device cuda \
+    --chunk 1/8 --skip-peak --skip-fp32-check --workdir /tmp | tee -a "$OUT/search.jsonl"; }
 step done
