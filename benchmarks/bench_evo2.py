@@ -47,6 +47,23 @@ def time_embed(backend, seqs: list[str], repeats: int) -> float:
     return (time.perf_counter() - t) / repeats
 
 
+def print_profile(backend, seqs: list[str], out: Path | None) -> None:
+    """Where the GPU time of one batch goes: self CUDA time by operator, the top 25."""
+    from torch.profiler import ProfilerActivity, profile
+
+    backend.batch_size = len(seqs)
+    backend.embed(seqs)
+    with profile(activities=[ProfilerActivity.CUDA]) as prof:
+        backend.embed(seqs)
+        torch.cuda.synchronize()
+    table = prof.key_averages().table(sort_by="self_device_time_total", row_limit=25, max_name_column_width=60)
+    header = f"== profile: {'full' if backend.full_forward else 'stop at ' + backend.layer}, batch {len(seqs)}"
+    print(header, table, sep="\n", flush=True)
+    if out:
+        with open(out.with_suffix(".profile.txt"), "a") as fh:
+            fh.write(f"{header}\n{table}\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--model", default="evo2_7b")
@@ -60,6 +77,8 @@ def main() -> None:
                     help="flash-attn is not installed: torch attention, a stand-in for its CUDA module")
     ap.add_argument("--torch-rotary", action="store_true",
                     help="Vortex's torch rotary embedding instead of its Triton kernel (the CPU test shims)")
+    ap.add_argument("--profile", type=int, default=0, metavar="BATCH",
+                    help="GPU: also profile one batch of this size (torch.profiler, CUDA time by operator)")
     ap.add_argument("--out", type=Path, default=None, help="also write the results here (JSON lines)")
     a = ap.parse_args()
 
@@ -92,8 +111,13 @@ def main() -> None:
     results = []
     for full in (False, True):
         backend = get_backend("evo2", **options, full_forward=full)
-        params = sum(p.numel() for p in backend.evo2.model.parameters())
-        flops_per_window = 2 * params * a.length
+        model = backend.evo2.model
+        params = sum(p.numel() for p in model.parameters())
+        # matmul FLOPs of what runs: every weight (the tied embedding as the logits' unembedding),
+        # or the blocks up to the layer (the embedding is a lookup); FFT convolutions and attention
+        # scores come on top and are not counted, as usual for MFU
+        counted = params if full else sum(p.numel() for b in model.blocks[:backend.block + 1] for p in b.parameters())
+        flops_per_window = 2 * counted * a.length
         for bs in (int(x) for x in a.batch_sizes.split(",")):
             backend.batch_size = bs
             seqs = random_windows(bs, a.length)
@@ -107,14 +131,16 @@ def main() -> None:
                 "rotary": "torch" if a.tiny or a.torch_rotary else "triton", "batch": bs, "windows_per_s": round(rate, 2),
                 "model_tflops": round(rate * flops_per_window / 1e12, 2),
                 "mfu": round(rate * flops_per_window / (a.peak_tflops * 1e12), 3),
-                "params": params, "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)
+                "params": params, "tflop_per_window": round(flops_per_window / 1e12, 3), "peak_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 1)
                 if torch.cuda.is_available() else None,
             })
             print(json.dumps(results[-1]), flush=True)
             if a.out:
                 with open(a.out, "a") as fh:
                     fh.write(json.dumps(results[-1]) + "\n")
-        del backend
+        if a.profile and torch.cuda.is_available():
+            print_profile(backend, random_windows(a.profile, a.length), a.out)
+        del backend, model
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
     stop = {r["batch"]: r["windows_per_s"] for r in results if r["forward"] == "stop_at_layer"}

@@ -30,7 +30,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from evoscan.search import PRECISIONS, SearchParams, block_rows, chunk_rows, search
+from evoscan.search import PRECISIONS, SearchParams, block_rows, chunk_rows, embedding_stats, search
 from evoscan.windows import WindowParams, WindowSet, read_windows
 
 
@@ -169,6 +169,8 @@ def main() -> None:
                     help="time chunk I of N of the search's query grid (as one scattered task runs it), "
                          "against the plain products of the same rows")
     ap.add_argument("--skip-fp32-check", action="store_true", help="no fp32 reference search")
+    ap.add_argument("--phases", action="store_true",
+                    help="also time the search's passes over the file alone: the correction's statistics, a plain read")
     ap.add_argument("--skip-peak", action="store_true", help="no peak host memory (a second run in a child)")
     ap.add_argument("--real", nargs=2, metavar=("WINDOWS", "EMBEDDINGS"), default=None,
                     help="a real window set and its embeddings instead of random ones")
@@ -217,6 +219,12 @@ def main() -> None:
             both = reference.entries.merge(exact.entries, on=["query", "neighbour"])
             result["recall_at_10_vs_fp32"] = round(recall_at(reference, exact), 4)
             result["max_abs_score_diff_vs_fp32"] = round(float((both["score_x"] - both["score_y"]).abs().max()), 4)
+        if a.phases:  # what the search spends before any similarity: its statistics pass, and reading
+            with h5py.File(path) as f:
+                t = time.perf_counter(); embedding_stats(f["embeddings"], f["decoys"], "standardize")
+                result["stats_pass_s"] = round(time.perf_counter() - t, 2)
+                t = time.perf_counter(); f["embeddings"][()], f["decoys"][()]
+                result["read_s"] = round(time.perf_counter() - t, 2)
         if a.approximate:
             t = time.perf_counter(); approx = run_search(path, windows, a.precision, a.memory, "ivf", nprobe=a.nprobe)
             result["approximate_s"] = round(time.perf_counter() - t, 2)

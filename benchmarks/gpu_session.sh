@@ -4,9 +4,10 @@
 #   evo2.jsonl   benchmarks/bench_evo2.py: Evo 2 7B (random weights) windows/s and MFU by batch size
 #   search.jsonl benchmarks/bench_search.py on CUDA: streamed exact search against a plain fp16 matmul
 #                at N = 100 k and 200 k (whole), and at 1 M (one eighth of the query grid; an H200-size GPU)
+#   evo2_profile.profile.txt  where a batch's GPU time goes, by operator
 # Wheels of packages the machine lacks (evo2, vtx, biopython) may wait in .whl/; evoscan runs from src/.
 #
-#   OUT=/tmp/gpu bash benchmarks/gpu_session.sh [card] [evo2] [search] [search1m]   (default: all)
+#   OUT=/tmp/gpu bash benchmarks/gpu_session.sh [card] [evo2] [search] [search1m] [profile]   (default: all)
 set -u
 OUT=${OUT:-gpu_results}
 mkdir -p "$OUT"
@@ -17,7 +18,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 step() { echo "== $(date +%T) $*"; }
 want() { [ $# -eq 0 ] || [[ " $STEPS " == *" $1 "* ]]; }
-STEPS="${*:-card evo2 search search1m}"
+STEPS="${*:-card evo2 search search1m profile}"
 
 want card && { step card
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
@@ -47,4 +48,9 @@ timeout 170 python3 benchmarks/bench_search.py --n 200000 --dim 4096 --precision
 want search1m && { step "search N=1M D=4096 fp16, chunk 1/8 of the query grid"
 timeout 400 python3 benchmarks/bench_search.py --n 1000000 --dim 4096 --precision fp16 --memory 100000 --device cuda \
     --chunk 1/8 --skip-peak --skip-fp32-check --workdir /tmp | tee -a "$OUT/search.jsonl"; }
+want profile && { step "where the time goes: Evo 2 7B batch 32 by operator; the search's passes over the file"
+timeout 150 python3 benchmarks/bench_evo2.py --model evo2_7b --no-flash-attn --batch-sizes 32 --repeats 2 --profile 32 \
+    --out "$OUT/evo2_profile.jsonl" 2>>"$OUT/evo2.log"
+timeout 120 python3 benchmarks/bench_search.py --n 100000 --dim 4096 --precision fp16 --memory 40000 --device cuda \
+    --phases --skip-peak --skip-fp32-check --workdir /tmp | tee -a "$OUT/search.jsonl"; }
 step done
