@@ -7,7 +7,7 @@ import pandas as pd
 import pytest
 
 from evoscan.errors import EvoscanError
-from evoscan.search import (SearchParams, block_rows, chunk_rows, overlapping_pairs, search,
+from evoscan.search import (SearchParams, block_moments, block_rows, chunk_rows, overlapping_pairs, search,
                             write_neighbours, merge_neighbours, read_neighbours)
 from evoscan.windows import WindowParams, WindowSet
 
@@ -142,6 +142,22 @@ def test_reduced_precision_agrees_with_fp32(data, precision):
     both = exact.entries.merge(low.entries, on=["query", "neighbour"])
     tol = 0.02 if precision == "bf16" else 0.002
     assert (both["score_x"] - both["score_y"]).abs().max() < tol
+
+
+@pytest.mark.parametrize("shape", [(50, 16), (50, 3, 16)])
+def test_statistics_pass_is_the_same_in_numpy_and_torch(shape):
+    """The correction's sums on CPU (numpy) and on a GPU (torch; run here as torch on "cpu:0") are
+    the float64 sums, and both find the same rows not finite (a decoy row counts for its window)."""
+    block = np.random.default_rng(3).normal(size=shape).astype(np.float32)
+    flat = block.reshape(-1, shape[-1]).astype(np.float64)
+    for device in ("cpu", "cpu:0"):
+        finite, sums, squares = block_moments(block, device)
+        assert finite.all()
+        np.testing.assert_allclose(sums, flat.sum(0), rtol=1e-12)
+        np.testing.assert_allclose(squares, (flat ** 2).sum(0), rtol=1e-12)
+    block[7].flat[5], block[31].flat[-1] = np.nan, -np.inf
+    for device in ("cpu", "cpu:0"):
+        assert np.flatnonzero(~block_moments(block, device)[0]).tolist() == [7, 31]
 
 
 def test_overlapping_pairs_match_brute_force():

@@ -113,8 +113,25 @@ def cross_group_overlaps(ws: WindowSet) -> tuple[np.ndarray, np.ndarray]:
     return rows[order], cols[order]
 
 
-def embedding_stats(emb: h5py.Dataset, decoys: h5py.Dataset, correction: str, rows: int = 4096
-                    ) -> tuple[np.ndarray, np.ndarray]:
+def block_moments(block: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(is each row finite, column sums, column sums of squares) of a block of rows (one row per
+    window: [rows, dim] or [rows, decoys, dim]), sums in float64. numpy on CPU (faster there than
+    torch on a few cores); torch on a GPU, where the pass would otherwise cost more than the search."""
+    dim = block.shape[-1]
+    if device == "cpu":
+        finite = np.isfinite(block.reshape(len(block), -1)).all(1)
+        flat = block.reshape(-1, dim).astype(np.float64)
+        return finite, flat.sum(0), (flat ** 2).sum(0)
+    import torch
+
+    x = torch.from_numpy(np.ascontiguousarray(block)).to(device)
+    finite = torch.isfinite(x.reshape(len(block), -1)).all(1)
+    flat = x.reshape(-1, dim).double()
+    return finite.cpu().numpy(), flat.sum(0).cpu().numpy(), (flat * flat).sum(0).cpu().numpy()
+
+
+def embedding_stats(emb: h5py.Dataset, decoys: h5py.Dataset, correction: str, rows: int = 4096,
+                    device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
     """(mean, scale) of the correction, over windows and decoys together (one streaming pass):
     one transformation for both, so that neither is favoured by it. (It does not make windows
     as similar to decoys as to windows; the normalisation in `check` measures each score against
@@ -123,16 +140,14 @@ def embedding_stats(emb: h5py.Dataset, decoys: h5py.Dataset, correction: str, ro
     total, total_sq, count = np.zeros(dim), np.zeros(dim), 0
     for r0 in range(0, emb.shape[0], rows):  # the pass also refuses NaN/inf, whatever the correction
         for name, block in (("embedding", emb[r0:r0 + rows]), ("decoy embedding", decoys[r0:r0 + rows])):
-            bad = ~np.isfinite(block.reshape(len(block), -1)).all(1)
-            if bad.any():
-                raise EvoscanError(f"{emb.file.filename}: the {name} of window {r0 + int(np.argmax(bad)) + 1} "
+            finite, sums, squares = block_moments(block, device)
+            if not finite.all():
+                raise EvoscanError(f"{emb.file.filename}: the {name} of window {r0 + int(np.argmin(finite)) + 1} "
                                    "(1-based) holds NaN or infinite values; the file is damaged or the backend "
                                    "failed: rerun `evoscan embed`")
-            if correction != "none":
-                block = block.reshape(-1, dim).astype(np.float64)
-                total += block.sum(0)
-                total_sq += (block ** 2).sum(0)
-                count += len(block)
+            total += sums
+            total_sq += squares
+            count += block.size // dim
     if correction == "none":
         return np.zeros(dim, np.float32), np.ones(dim, np.float32)
     mean = total / count
@@ -216,7 +231,7 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
     dtype = getattr(torch, PRECISIONS[params.precision])
     group = group.to(device)
     ov_rows, ov_cols = cross_group_overlaps(ws)
-    mean, scale = embedding_stats(emb, decoys, params.correction)
+    mean, scale = embedding_stats(emb, decoys, params.correction, device=params.device)
     transform = _Transform(mean, scale, device, dtype)
     q_rows, c_rows = block_rows(n, dim, n_decoys, params.memory_mb, params.top_k)
     lo, hi = chunk_rows(chunk, n, q_rows)
