@@ -12,6 +12,7 @@ import contextlib
 import importlib.util
 import pkgutil
 import sys
+import tempfile
 import types
 
 import torch
@@ -61,7 +62,8 @@ def install() -> None:
         return out
 
     rotary.apply_rotary = apply_rotary_torch
-    import evo2  # noqa: F401  (must import cleanly now)
+    with tempfile.TemporaryDirectory() as tmp, contextlib.chdir(tmp):  # Vortex opens a log file where evo2 is imported
+        import evo2  # noqa: F401  (must import cleanly now)
 
     # Vortex holds its references now; other libraries (transformers, torch) probe for Triton and
     # must not find the stand-in.

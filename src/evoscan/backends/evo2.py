@@ -153,7 +153,7 @@ class Evo2Backend:
 
     def __init__(self, model: str = "evo2_7b", layer: str | None = None, pooling: str = "mean",
                  weights: str | Path | None = None, config: str | Path | None = None,
-                 allow_download: bool = False, batch_size: int = 8, full_forward: bool = False):
+                 allow_download: bool = False, batch_size: int = 16, full_forward: bool = False):
         if pooling not in POOLINGS:
             raise EvoscanError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
         arch = read_config(model, config)
