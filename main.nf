@@ -36,17 +36,42 @@ workflow {
     EVOSCAN(ch_samples, rmsk, params.embed_chunks as Integer, params.search_chunks as Integer, families)
 
     publish:
+    report = EVOSCAN.out.report
     candidates = EVOSCAN.out.candidates
+    motif_sites = EVOSCAN.out.motif_sites
     pairs = EVOSCAN.out.pairs
+    bedpe = EVOSCAN.out.bedpe
+    interact = EVOSCAN.out.interact
+    bedgraph = EVOSCAN.out.bedgraph
+    summary = EVOSCAN.out.summary
     scores = EVOSCAN.out.scores
 }
 
+// Everything `evoscan run` writes for a gene set, in <outdir>/<sample>/ (report.html first).
 output {
+    report {
+        path { meta, _html -> "${meta.id}" }
+    }
     candidates {
+        path { meta, _tsv -> "${meta.id}" }
+    }
+    motif_sites {
         path { meta, _tsv -> "${meta.id}" }
     }
     pairs {
         path { meta, _tsv -> "${meta.id}" }
+    }
+    bedpe {
+        path { meta, _bedpe -> "${meta.id}" }
+    }
+    interact {
+        path { meta, _bed, _as -> "${meta.id}" }
+    }
+    bedgraph {
+        path { meta, _bedgraph -> "${meta.id}" }
+    }
+    summary {
+        path { meta, _txt -> "${meta.id}" }
     }
     scores {
         path { meta, _h5 -> "${meta.id}" }

@@ -34,7 +34,13 @@ workflow EVOSCAN {
     EVOSCAN_REPORT(ch_windows.join(EVOSCAN_CHECK.out.scores))
 
     emit:
-    candidates = EVOSCAN_REPORT.out.candidates // channel: [ val(meta), path(candidates.tsv) ]
-    pairs      = EVOSCAN_REPORT.out.pairs      // channel: [ val(meta), path(pairs.tsv.gz) ]
-    scores     = EVOSCAN_CHECK.out.scores      // channel: [ val(meta), path(scores.h5) ]
+    report      = EVOSCAN_REPORT.out.html        // channel: [ val(meta), path(report.html) ]
+    candidates  = EVOSCAN_REPORT.out.candidates  // channel: [ val(meta), path(candidates.tsv) ]
+    motif_sites = EVOSCAN_REPORT.out.motif_sites // channel: [ val(meta), path(motif_sites.tsv) ]
+    pairs       = EVOSCAN_REPORT.out.pairs       // channel: [ val(meta), path(pairs.tsv.gz) ]
+    bedpe       = EVOSCAN_REPORT.out.bedpe       // channel: [ val(meta), path(candidates.bedpe) ]
+    interact    = EVOSCAN_REPORT.out.interact    // channel: [ val(meta), path(candidates.interact.bed), path(interact.as) ]
+    bedgraph    = EVOSCAN_REPORT.out.bedgraph    // channel: [ val(meta), path(best_score.bedgraph) ]
+    summary     = EVOSCAN_REPORT.out.summary     // channel: [ val(meta), path(summary.txt) ]
+    scores      = EVOSCAN_CHECK.out.scores       // channel: [ val(meta), path(scores.h5) ]
 }
