@@ -33,7 +33,10 @@ workflow {
         }
     rmsk = params.rmsk ? [file(params.rmsk as String, checkIfExists: true)] : []
     families = params.families ? [file(params.families as String, checkIfExists: true)] : []
-    EVOSCAN(ch_samples, rmsk, params.embed_chunks as Integer, params.search_chunks as Integer, families)
+    // files are staged into the tasks; a JASPAR release name and `--weights random` are options
+    motifs = params.motifs ==~ /JASPAR\d{4}/ ? [] : [file(params.motifs as String, checkIfExists: true)]
+    weights = params.weights && params.weights != 'random' ? [file(params.weights as String, checkIfExists: true)] : []
+    EVOSCAN(ch_samples, rmsk, params.embed_chunks as Integer, params.search_chunks as Integer, families, motifs, weights)
 
     publish:
     report = EVOSCAN.out.report

@@ -35,8 +35,8 @@ def renders_for(data_dir, workdir):
     return [
         {"module": "windows", "bindings": {"meta": meta, "sequences": str(fasta), "gtf": str(gtf), "regions": []}},
         {"module": "mask", "bindings": {"meta": meta, "windows": w, "rmsk": []}},
-        {"module": "embed", "bindings": {"meta": meta, "windows": w, "chunk": 1, "chunks": 2}},
-        {"module": "embed", "bindings": {"meta": meta, "windows": w, "chunk": 2, "chunks": 2}},
+        {"module": "embed", "bindings": {"meta": meta, "windows": w, "chunk": 1, "chunks": 2, "motifs": [], "weights": []}},
+        {"module": "embed", "bindings": {"meta": meta, "windows": w, "chunk": 2, "chunks": 2, "motifs": [], "weights": []}},
         {"module": "merge", "bindings": {"meta": meta, "windows": w, "kind": "embeddings",
                                          "parts": "parts/grch38_loci.embeddings.1.h5 parts/grch38_loci.embeddings.2.h5"}},
         {"module": "search", "bindings": {"meta": meta, "windows": w, "embeddings": "grch38_loci.embeddings.h5",
@@ -46,7 +46,7 @@ def renders_for(data_dir, workdir):
         {"module": "merge", "bindings": {"meta": meta, "windows": w, "kind": "neighbours",
                                          "parts": "parts/grch38_loci.neighbours.1.h5 parts/grch38_loci.neighbours.2.h5"}},
         {"module": "check", "bindings": {"meta": meta, "windows": w, "masks": "grch38_loci.masks.h5",
-                                         "neighbours": "grch38_loci.neighbours.h5", "families": []}},
+                                         "neighbours": "grch38_loci.neighbours.h5", "families": [], "motifs": []}},
         {"module": "report", "bindings": {"meta": meta, "windows": w, "scores": "grch38_loci.scores.h5"}},
     ]
 
@@ -141,6 +141,29 @@ def test_windows_module_renders_genome_inputs_at_scale():
     assert (genes.genome.name, genes.genes, genes.gene_type) == ("g.fa", ["all"], "protein_coding")
     regions = parser.parse_args(shlex.split(commands[1])[1:])
     assert (regions.genome.name, regions.regions.name, regions.gtf) == ("g.fa", "peaks.bed", None)
+
+
+def test_motif_file_and_checkpoint_are_staged_inputs(tmp_path):
+    """A motif file or an Evo 2 checkpoint given by path reaches embed and check as a staged input
+    (its name in the task folder), never as the submitting machine's path; a JASPAR release name
+    and `--weights random` stay options."""
+    def commands(params: str, motifs, weights):
+        config = tmp_path / "custom.config"
+        config.write_text(f"params {{\n  backend = 'motifs'\n{params}\n}}\n")
+        meta, w = TEST_META, "grch38_loci.windows.h5"
+        renders = [{"module": "embed", "bindings": {"meta": meta, "windows": w, "chunk": 1, "chunks": 1,
+                                                    "motifs": motifs, "weights": weights}},
+                   {"module": "check", "bindings": {"meta": meta, "windows": w, "masks": "m.h5", "neighbours": "n.h5",
+                                                    "families": [], "motifs": motifs}}]
+        rendered = nextflow_tools(renders, configs=(str(config),))["commands"]
+        assert not any("/data/" in c or "s3://" in c for c in rendered)  # no path of the submitting side
+        return [build_parser().parse_args(shlex.split(c)[1:]) for c in rendered]
+
+    embed, check = commands("  motifs = '/data/my_motifs.jaspar'\n  weights = 's3://bucket/evo2_7b.pt'",
+                            motifs="my_motifs.jaspar", weights="evo2_7b.pt")
+    assert embed.motifs == check.motifs == "my_motifs.jaspar" and str(embed.weights) == "evo2_7b.pt"
+    embed, check = commands("  motifs = 'JASPAR2022'\n  weights = 'random'", motifs=[], weights=[])
+    assert embed.motifs == check.motifs == "JASPAR2022" and str(embed.weights) == "random"
 
 
 def run_in_workflow_order(commands, workdir, run):

@@ -17,19 +17,21 @@ workflow EVOSCAN {
     embed_chunks  // integer: embedding chunks (one GPU task each with evo2/hf)
     search_chunks // integer: search chunks (query blocks)
     families      // list: [ path(gene -> family TSV) ] or []
+    motifs        // list: [ path(JASPAR/MEME motif file) ] or [] (a JASPAR release named in --motifs)
+    weights       // list: [ path(model checkpoint) ] or []
 
     main:
     EVOSCAN_WINDOWS(ch_samples)
     ch_windows = EVOSCAN_WINDOWS.out.windows
 
     EVOSCAN_MASK(ch_windows.map { meta, windows -> [meta, windows, rmsk] })
-    SCATTER_EMBED(ch_windows, embed_chunks)
+    SCATTER_EMBED(ch_windows, embed_chunks, motifs, weights)
     SCATTER_SEARCH(ch_windows.join(SCATTER_EMBED.out.embeddings), search_chunks)
 
     ch_check = ch_windows
         .join(EVOSCAN_MASK.out.masks)
         .join(SCATTER_SEARCH.out.neighbours)
-        .map { meta, windows, masks, neighbours -> [meta, windows, masks, neighbours, families] }
+        .map { meta, windows, masks, neighbours -> [meta, windows, masks, neighbours, families, motifs] }
     EVOSCAN_CHECK(ch_check)
     EVOSCAN_REPORT(ch_windows.join(EVOSCAN_CHECK.out.scores))
 

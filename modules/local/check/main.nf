@@ -3,7 +3,7 @@ process EVOSCAN_CHECK {
     label 'process_medium'
 
     input:
-    tuple val(meta), path(windows), path(masks), path(neighbours), path(families)
+    tuple val(meta), path(windows), path(masks), path(neighbours), path(families), path(motifs)
 
     output:
     tuple val(meta), path("${meta.id}.scores.h5"), emit: scores
@@ -12,8 +12,9 @@ process EVOSCAN_CHECK {
     script:
     def args = task.ext.args ?: ''
     def family_table = families ? "--families ${families}" : ''
+    def motif_file = motifs ? "--motifs ${motifs}" : ''  // else the release named in ext.args
     """
-    evoscan check --windows ${windows} --masks ${masks} --neighbours ${neighbours} --threads ${task.cpus} ${family_table} ${args} -o ${meta.id}.scores.h5
+    evoscan check --windows ${windows} --masks ${masks} --neighbours ${neighbours} --threads ${task.cpus} ${family_table} ${motif_file} ${args} -o ${meta.id}.scores.h5
     """
 
     stub:

@@ -3,7 +3,7 @@ process EVOSCAN_EMBED {
     label 'process_gpu'  // conf/base.config asks for a GPU only when the backend needs one
 
     input:
-    tuple val(meta), path(windows), val(chunk), val(chunks)
+    tuple val(meta), path(windows), val(chunk), val(chunks), path(motifs), path(weights)
 
     output:
     tuple val(meta), path("${meta.id}.embeddings.${chunk}.h5"), emit: embeddings
@@ -11,8 +11,11 @@ process EVOSCAN_EMBED {
 
     script:
     def args = task.ext.args ?: ''
+    // a motif file or checkpoint is staged like any input (a bucket on cloud batch, a link on HPC)
+    def motif_file = motifs ? "--motifs ${motifs}" : ''
+    def checkpoint = weights ? "--weights ${weights}" : ''
     """
-    evoscan embed --windows ${windows} --chunk ${chunk}/${chunks} ${args} -o ${meta.id}.embeddings.${chunk}.h5
+    evoscan embed --windows ${windows} --chunk ${chunk}/${chunks} ${args} ${motif_file} ${checkpoint} -o ${meta.id}.embeddings.${chunk}.h5
     """
 
     stub:

@@ -9,9 +9,11 @@ workflow SCATTER_EMBED {
     take:
     ch_windows // channel: [ val(meta), path(windows) ]
     chunks     // integer: number of chunks
+    motifs     // list: [ path(JASPAR/MEME motif file) ] or [] (a release named in the options)
+    weights    // list: [ path(model checkpoint) ] or []
 
     main:
-    ch_chunks = ch_windows.flatMap { meta, windows -> (1..chunks).collect { i -> [meta, windows, i, chunks] } }
+    ch_chunks = ch_windows.flatMap { meta, windows -> (1..chunks).collect { i -> [meta, windows, i, chunks, motifs, weights] } }
     EVOSCAN_EMBED(ch_chunks)
     ch_parts = EVOSCAN_EMBED.out.embeddings.groupTuple(size: chunks)
         .join(ch_windows)
