@@ -61,7 +61,7 @@ def add_backend_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("embedding backend")
     g.add_argument("--backend", default="kmer", choices=backend_names())
     g.add_argument("--batch-size", type=positive_int,
-                   help="windows per backend call (kmer 1024, motifs 256, evo2 8, hf 16)")
+                   help="windows per backend call (kmer 1024, motifs 256, evo2 16, hf 16)")
     g.add_argument("--k", type=int, default=6, help="kmer: k-mer length (default %(default)s)")
     g.add_argument("--model", help="evo2: model name (default evo2_7b); hf: model directory")
     g.add_argument("--layer", help="evo2: blocks.N or blocks.N.mlp.l3 (default per model); hf: hidden-state index")
