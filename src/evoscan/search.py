@@ -272,19 +272,24 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
             if in_block.any():
                 excluded[torch.from_numpy(ov_rows[a:b][in_block] - q0).to(device),
                          torch.from_numpy(ov_cols[a:b][in_block] - c0).to(device)] = True
-            allowed = (~excluded).float()
+            allowed = (~excluded).sum(1)  # pairs each query may form in this block
             target = (q_corrected @ c_corrected.T).float()
             # the pair's decoys: the query against the window's decoys, the query's decoys
             # against the window; both ends of a pair see the same 1 + 2D scores
             their = (q_corrected @ c_decoys.T).float().view(qb, cb, n_decoys)
             ours = (q_decoys @ c_corrected.T).float().view(qb, n_decoys, cb)
+            # excluded pairs set to 0 in place: out of the sums, and -inf in the slots below
+            target.masked_fill_(excluded, 0)
+            their.masked_fill_(excluded[:, :, None], 0)
+            ours.masked_fill_(excluded[:, None, :], 0)
             row_sums += _moments(target, allowed, dim=(1,))
-            row_decoy_sums += _moments(their, allowed[:, :, None], dim=(1, 2))
-            decoy_row_sums += _moments(ours, allowed[:, None, :], dim=(2,))
+            row_decoy_sums += _moments(their, allowed * n_decoys, dim=(1, 2))
+            decoy_row_sums += _moments(ours, allowed[:, None], dim=(2,))
             # a slot is a pair ranked by the best of its 1 + 2D scores: a selection blind to
             # which one is real, so under the null they stay exchangeable
-            best_decoy = torch.maximum(their.amax(2), ours.amax(1))
-            slot = torch.maximum(target, best_decoy).masked_fill_(excluded, -torch.inf)
+            slot = torch.maximum(their.amax(2), ours.amax(1)) if n_decoys > 1 else \
+                torch.maximum(their[:, :, 0], ours[:, 0, :])
+            slot = torch.maximum(slot, target, out=slot).masked_fill_(excluded, -torch.inf)
             vals, idx = torch.topk(slot, min(k, cb), dim=1)
             decoys_of = torch.cat([torch.gather(their, 1, idx[:, :, None].expand(-1, -1, n_decoys)),
                                    torch.gather(ours, 2, idx[:, None, :].expand(-1, n_decoys, -1)).transpose(1, 2)], 2)
@@ -333,15 +338,14 @@ def _neighbours(blocks: list, n_decoys: int, rows: tuple[int, int], window_sums,
                       decoy_sums=decoy_sums)
 
 
-def _moments(sims, weights, dim: tuple[int, ...]):
-    """(sum, sum of squares, count) of the allowed similarities over `dim`, stacked last: float32
-    within a block, float64 across blocks."""
+def _moments(sims, count, dim: tuple[int, ...]):
+    """(sum, sum of squares, count) of similarities over `dim` (the excluded pairs already 0), with
+    `count` the pairs allowed, stacked last: float32 within a block, float64 across blocks."""
     import torch
 
-    kept = sims * weights
-    total = kept.sum(dim)
-    return torch.stack([total.double(), (torch.linalg.vector_norm(kept, dim=dim) ** 2).double(),
-                        weights.expand_as(sims).sum(dim).double()], -1)
+    total = sims.sum(dim)
+    return torch.stack([total.double(), (torch.linalg.vector_norm(sims, dim=dim) ** 2).double(),
+                        count.expand_as(total).double()], -1)
 
 
 # ---- HDF5 I/O --------------------------------------------------------------------------------
