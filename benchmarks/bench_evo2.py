@@ -4,7 +4,7 @@ Builds the real architecture of a model (default evo2_7b) with random weights th
 evo2 backend (`weights="random"`: no download), then times `backend.embed` over batch sizes, with
 the forward pass stopped at the embedding layer (evoscan's default) and with the full forward
 (every block, final norm and logits, as `Evo2.forward` does). FLOPs per window are counted as
-2 x parameters x tokens (matmuls; the FFT convolutions and attention add a little on top).
+2 x parameters that run x tokens (matmuls; the FFT convolutions and attention add a little on top).
 
 On a GPU node:   python benchmarks/bench_evo2.py --model evo2_7b --batch-sizes 1,2,4,8,16,32,64
 Without flash-attn (--no-flash-attn: a stand-in for its CUDA module, which Vortex imports

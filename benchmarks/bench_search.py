@@ -221,7 +221,7 @@ def main() -> None:
             result["max_abs_score_diff_vs_fp32"] = round(float((both["score_x"] - both["score_y"]).abs().max()), 4)
         if a.phases:  # what the search spends before any similarity: its statistics pass, and reading
             with h5py.File(path) as f:
-                t = time.perf_counter(); embedding_stats(f["embeddings"], f["decoys"], "standardize")
+                t = time.perf_counter(); embedding_stats(f["embeddings"], f["decoys"], "standardize", device=a.device)
                 result["stats_pass_s"] = round(time.perf_counter() - t, 2)
                 t = time.perf_counter(); f["embeddings"][()], f["decoys"][()]
                 result["read_s"] = round(time.perf_counter() - t, 2)
