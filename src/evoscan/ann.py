@@ -22,7 +22,10 @@ decoy (`evoscan search --index ivf --chunk 1/256`, 2 cores): 6,092 MiB peak, was
 3,970 MiB the lists, 370 MiB the keys of 49 M overlapping pairs of other genes (an artefact of
 that input, whose loci overlapped; real genes overlap rarely). The build
 (training, two passes) took ~290 s there, each query block of 256 ~10 s. The whole grows by
-~5.8 GB per million windows at this dimension, so 8 GB is passed near 1.4 M windows. 6-bit codes
+~5.8 GB per million windows at this dimension, so 8 GB is passed near 1.4 M windows. FAISS's
+training on the 2 x TRAINING_ROWS sample, with its copies, is a peak of its own (every --chunk
+task trains): a whole search of 507,750 windows peaked at 6.3 GB inside `train`
+(benchmarks/peak_by_line.py), above the query loop's 4.1-4.4 GB. 6-bit codes
 (CODES = "QT_6bit") cut the lists by a quarter at recall@10 0.755 / 0.892 on the real chr10 set
 (8-bit: 0.767 / 0.916; default nprobe / 32), 4-bit by half at 0.694 / 0.795; lists on disk or
 IVF-PQ are not done.
