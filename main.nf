@@ -33,10 +33,12 @@ workflow {
         }
     rmsk = params.rmsk ? [file(params.rmsk as String, checkIfExists: true)] : []
     families = params.families ? [file(params.families as String, checkIfExists: true)] : []
-    // files are staged into the tasks; a JASPAR release name and `--weights random` are options
+    // files are staged into the tasks (an hf model directory too); a JASPAR release name, an evo2
+    // model name and `--weights random` are options
     motifs = params.motifs ==~ /JASPAR\d{4}/ ? [] : [file(params.motifs as String, checkIfExists: true)]
     weights = params.weights && params.weights != 'random' ? [file(params.weights as String, checkIfExists: true)] : []
-    EVOSCAN(ch_samples, rmsk, params.embed_chunks as Integer, params.search_chunks as Integer, families, motifs, weights)
+    model_dir = params.backend == 'hf' && params.model ? [file(params.model as String, checkIfExists: true)] : []
+    EVOSCAN(ch_samples, rmsk, params.embed_chunks as Integer, params.search_chunks as Integer, families, motifs, weights, model_dir)
 
     publish:
     report = EVOSCAN.out.report

@@ -147,8 +147,10 @@ def peak_child(call: str) -> float:
 
 
 def recall_at(exact, approx, k: int = 10) -> float:
-    """Fraction of each query's exact top-k slots that the approximate search also found."""
-    key = lambda nb: set(zip(nb.entries["query"], nb.entries["neighbour"]))  # noqa: E731
+    """Fraction of each query's exact top-k slots that the approximate search also found (over the
+    queries both searched: a chunk's rows follow each search's own query blocks)."""
+    both = set(exact.entries["query"]) & set(approx.entries["query"])
+    key = lambda nb: {(q, m) for q, m in zip(nb.entries["query"], nb.entries["neighbour"]) if q in both}  # noqa: E731
     return len(key(exact) & key(approx)) / max(1, len(key(exact)))
 
 
@@ -226,11 +228,13 @@ def main() -> None:
                 t = time.perf_counter(); f["embeddings"][()], f["decoys"][()]
                 result["read_s"] = round(time.perf_counter() - t, 2)
         if a.approximate:
-            t = time.perf_counter(); approx = run_search(path, windows, a.precision, a.memory, "ivf", nprobe=a.nprobe)
+            t = time.perf_counter()
+            approx = run_search(path, windows, a.precision, a.memory, "ivf", nprobe=a.nprobe, chunk=chunk)
             result["approximate_s"] = round(time.perf_counter() - t, 2)
             result["recall_at_10"] = round(recall_at(exact, approx), 4)
             result["peak_mib_approximate"] = round(peak_child(
-                f"b.run_search(Path('{path}'), {windows!r}, '{a.precision}', {a.memory}, 'ivf', nprobe={a.nprobe})"))
+                f"b.run_search(Path('{path}'), {windows!r}, '{a.precision}', {a.memory}, 'ivf', nprobe={a.nprobe}, "
+                f"chunk={chunk})"))
         print(json.dumps(result), flush=True)
 
 

@@ -35,8 +35,8 @@ def renders_for(data_dir, workdir):
     return [
         {"module": "windows", "bindings": {"meta": meta, "sequences": str(fasta), "gtf": str(gtf), "regions": []}},
         {"module": "mask", "bindings": {"meta": meta, "windows": w, "rmsk": []}},
-        {"module": "embed", "bindings": {"meta": meta, "windows": w, "chunk": 1, "chunks": 2, "motifs": [], "weights": []}},
-        {"module": "embed", "bindings": {"meta": meta, "windows": w, "chunk": 2, "chunks": 2, "motifs": [], "weights": []}},
+        {"module": "embed", "bindings": {"meta": meta, "windows": w, "chunk": 1, "chunks": 2, "motifs": [], "weights": [], "model_dir": []}},
+        {"module": "embed", "bindings": {"meta": meta, "windows": w, "chunk": 2, "chunks": 2, "motifs": [], "weights": [], "model_dir": []}},
         {"module": "merge", "bindings": {"meta": meta, "windows": w, "kind": "embeddings",
                                          "parts": "parts/grch38_loci.embeddings.1.h5 parts/grch38_loci.embeddings.2.h5"}},
         {"module": "search", "bindings": {"meta": meta, "windows": w, "embeddings": "grch38_loci.embeddings.h5",
@@ -143,16 +143,17 @@ def test_windows_module_renders_genome_inputs_at_scale():
     assert (regions.genome.name, regions.regions.name, regions.gtf) == ("g.fa", "peaks.bed", None)
 
 
-def test_motif_file_and_checkpoint_are_staged_inputs(tmp_path):
-    """A motif file or an Evo 2 checkpoint given by path reaches embed and check as a staged input
-    (its name in the task folder), never as the submitting machine's path; a JASPAR release name
-    and `--weights random` stay options."""
-    def commands(params: str, motifs, weights):
+def test_motif_file_checkpoint_and_model_directory_are_staged_inputs(tmp_path):
+    """A motif file, an Evo 2 checkpoint or a Hugging Face model directory given by path reaches
+    embed and check as a staged input (its name in the task folder), never as the submitting
+    machine's path; a JASPAR release name, an evo2 model name and `--weights random` stay options."""
+    def commands(params: str, motifs, weights, model_dir=None, backend="motifs"):
         config = tmp_path / "custom.config"
-        config.write_text(f"params {{\n  backend = 'motifs'\n{params}\n}}\n")
+        config.write_text(f"params {{\n  backend = '{backend}'\n{params}\n}}\n")
         meta, w = TEST_META, "grch38_loci.windows.h5"
         renders = [{"module": "embed", "bindings": {"meta": meta, "windows": w, "chunk": 1, "chunks": 1,
-                                                    "motifs": motifs, "weights": weights}},
+                                                    "motifs": motifs, "weights": weights,
+                                                    "model_dir": model_dir or []}},
                    {"module": "check", "bindings": {"meta": meta, "windows": w, "masks": "m.h5", "neighbours": "n.h5",
                                                     "families": [], "motifs": motifs}}]
         rendered = nextflow_tools(renders, configs=(str(config),))["commands"]
@@ -164,6 +165,11 @@ def test_motif_file_and_checkpoint_are_staged_inputs(tmp_path):
     assert embed.motifs == check.motifs == "my_motifs.jaspar" and str(embed.weights) == "evo2_7b.pt"
     embed, check = commands("  motifs = 'JASPAR2022'\n  weights = 'random'", motifs=[], weights=[])
     assert embed.motifs == check.motifs == "JASPAR2022" and str(embed.weights) == "random"
+    embed, _ = commands("  model = '/data/models/nucleotide-transformer'", motifs=[], weights=[],
+                        model_dir="nucleotide-transformer", backend="hf")
+    assert embed.backend == "hf" and embed.model == "nucleotide-transformer"
+    embed, _ = commands("  model = 'evo2_1b_base'\n  weights = 'random'", motifs=[], weights=[], backend="evo2")
+    assert embed.backend == "evo2" and embed.model == "evo2_1b_base"
 
 
 def run_in_workflow_order(commands, workdir, run):

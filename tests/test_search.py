@@ -222,6 +222,31 @@ def test_index_lists_sized_once_hold_what_faiss_add_gives():
     assert (index.search(x[:200], 10)[1] == added.search(x[:200], 10)[1]).all()
 
 
+def test_index_trained_in_place_is_faiss_training():
+    """`_trained_index` gives FAISS's own `train` (lists and 8-bit ranges) when its range sample is
+    the whole sample; with a spread part of it, the same lists and ranges that cover nearly all
+    of the data."""
+    faiss = pytest.importorskip("faiss")
+    from evoscan.ann import _trained_index
+
+    rng = np.random.default_rng(6)
+    x = (rng.normal(size=(4000, 24)) + rng.normal(size=(8, 24))[rng.integers(0, 8, 4000)]).astype(np.float32)
+    own = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(24), 24, 16, faiss.ScalarQuantizer.QT_8bit,
+                                        faiss.METRIC_INNER_PRODUCT)
+    own.train(x)
+    ranges = lambda ix: faiss.vector_to_array(ix.sq.trained)  # noqa: E731  per-dimension min, then span
+    centroids = own.quantizer.reconstruct_n(0, 16)
+    whole = _trained_index(faiss, x.copy(), 16, encoder_rows=len(x))
+    assert whole.is_trained and (whole.quantizer.reconstruct_n(0, 16) == centroids).all()
+    assert (ranges(whole) == ranges(own)).all()
+    part = _trained_index(faiss, x.copy(), 16, encoder_rows=500)
+    assert (part.quantizer.reconstruct_n(0, 16) == centroids).all()
+    lo, span = ranges(part).reshape(2, 24)
+    residuals = x - centroids[own.quantizer.search(x, 1)[1][:, 0]]
+    inside = (residuals >= lo) & (residuals <= lo + span)
+    assert 0.98 < inside.mean() < 1 and (ranges(part) != ranges(own)).any()
+
+
 def test_killed_search_resumes_and_ends_identical(loci_fasta, tmp_path, monkeypatch):
     """SIGKILL a real `evoscan search` at two moments; each rerun continues from the query blocks
     already finished (kept one file each) and the last ends with the file of an uninterrupted

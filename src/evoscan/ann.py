@@ -25,7 +25,10 @@ that input, whose loci overlapped; real genes overlap rarely). The build
 ~5.8 GB per million windows at this dimension, so 8 GB is passed near 1.4 M windows. FAISS's
 training on the 2 x TRAINING_ROWS sample, with its copies, is a peak of its own (every --chunk
 task trains): a whole search of 507,750 windows peaked at 6.3 GB inside `train`
-(benchmarks/peak_by_line.py), above the query loop's 4.1-4.4 GB. 6-bit codes
+(benchmarks/peak_by_line.py), above the query loop's 4.1-4.4 GB: FAISS's k-means copied a random
+subsample of it, then its 8-bit range training copied 100 k rows and their residuals. The sample is
+now drawn at the size k-means uses (at most 256 rows per list, so it is used in place) and the
+ranges come from the residuals of ENCODER_ROWS of it (`_trained_index`). 6-bit codes
 (CODES = "QT_6bit") cut the lists by a quarter at recall@10 0.755 / 0.892 on the real chr10 set
 (8-bit: 0.767 / 0.916; default nprobe / 32), 4-bit by half at 0.694 / 0.795; lists on disk or
 IVF-PQ are not done.
@@ -46,7 +49,9 @@ from .windows import WindowSet
 REFERENCE_WINDOWS = 2_000  # sample behind the normalisation sums (mean and spread to ~2 %)
 QUERY_BLOCK = 256
 SCORE_ROWS = 32  # queries whose candidates are reconstructed at once
-TRAINING_ROWS = 100_000
+TRAINING_ROWS = 100_000  # windows (and as many decoys) at most in the k-means sample
+KMEANS_ROWS_PER_LIST = 256  # FAISS's own cap (ClusteringParameters.max_points_per_centroid)
+ENCODER_ROWS = 32_768  # residuals behind the 8-bit ranges (per-dimension min and max)
 CODES = "QT_8bit"  # FAISS scalar quantiser of both indexes: 1 byte per dimension (see above)
 
 
@@ -98,6 +103,24 @@ def _place(faiss, index, x: np.ndarray, ids: np.ndarray, lists: np.ndarray, fill
         filled[i] += e - s
 
 
+def _trained_index(faiss, sample: np.ndarray, nlist: int, encoder_rows: int = ENCODER_ROWS):
+    """An empty IVF index of 8-bit codes, trained as FAISS's `train` trains it (spherical k-means
+    for the lists, then the 8-bit ranges on residuals to the list centroids), with the ranges
+    from `encoder_rows` spread rows of the sample instead of FAISS's copy of up to 100 k rows and
+    their residuals (1.7 GB at 2,080 dimensions). `sample` is used in place: keep it within
+    KMEANS_ROWS_PER_LIST x nlist rows, or k-means copies a subsample of it."""
+    dim = sample.shape[1]
+    index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, nlist,
+                                          getattr(faiss.ScalarQuantizer, CODES), faiss.METRIC_INNER_PRODUCT)
+    index.train_q1(len(sample), faiss.swig_ptr(sample), False, faiss.METRIC_INNER_PRODUCT)
+    residuals = np.ascontiguousarray(sample[::max(1, len(sample) // encoder_rows)])
+    lists = index.quantizer.search(residuals, 1)[1][:, 0].astype(np.int64)
+    residuals -= index.quantizer.reconstruct_n(0, nlist)[lists]
+    index.train_encoder(len(residuals), faiss.swig_ptr(residuals), faiss.swig_ptr(lists))
+    index.is_trained = True
+    return index
+
+
 def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
                        progress: Callable[[int], None] | None = None):
     import torch
@@ -126,17 +149,15 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
     rng = np.random.default_rng(0)
 
     # train on a spread sample of windows and decoys together (the 8-bit ranges must fit both
-    # alike); filled in place, not concatenated from parts (1.7 GB at a million windows)
-    step = max(1, n // TRAINING_ROWS)
+    # alike), of the size k-means uses; filled in place, not concatenated from parts
+    step = max(1, math.ceil(n / min(TRAINING_ROWS, KMEANS_ROWS_PER_LIST * nlist // 2)))
     per_block = [(r0, r1, len(range(r0, r1, step))) for r0, r1 in _blocks(n)]
     sample = np.empty((2 * sum(m for _, _, m in per_block), dim), np.float32)
     at = 0
     for r0, r1, m in per_block:  # only the sampled rows are read
         sample[at:at + m], sample[at + m:at + 2 * m] = corrected(emb[r0:r1:step]), corrected(decoys[r0:r1:step, 0])
         at += 2 * m
-    windows_index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, nlist,
-                                                  getattr(faiss.ScalarQuantizer, CODES), faiss.METRIC_INNER_PRODUCT)
-    windows_index.train(sample)
+    windows_index = _trained_index(faiss, sample, nlist)
     del sample
     decoys_index = faiss.clone_index(windows_index)  # the same lists (centroids) and 8-bit ranges
 

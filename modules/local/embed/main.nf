@@ -3,7 +3,7 @@ process EVOSCAN_EMBED {
     label 'process_gpu'  // conf/base.config asks for a GPU only when the backend needs one
 
     input:
-    tuple val(meta), path(windows), val(chunk), val(chunks), path(motifs), path(weights)
+    tuple val(meta), path(windows), val(chunk), val(chunks), path(motifs), path(weights), path(model_dir)
 
     output:
     tuple val(meta), path("${meta.id}.embeddings.${chunk}.h5"), emit: embeddings
@@ -11,11 +11,13 @@ process EVOSCAN_EMBED {
 
     script:
     def args = task.ext.args ?: ''
-    // a motif file or checkpoint is staged like any input (a bucket on cloud batch, a link on HPC)
+    // a motif file, checkpoint or hf model directory is staged like any input (a bucket on cloud
+    // batch, a link on HPC)
     def motif_file = motifs ? "--motifs ${motifs}" : ''
     def checkpoint = weights ? "--weights ${weights}" : ''
+    def model = model_dir ? "--model ${model_dir}" : ''
     """
-    evoscan embed --windows ${windows} --chunk ${chunk}/${chunks} ${args} ${motif_file} ${checkpoint} -o ${meta.id}.embeddings.${chunk}.h5
+    evoscan embed --windows ${windows} --chunk ${chunk}/${chunks} ${args} ${motif_file} ${checkpoint} ${model} -o ${meta.id}.embeddings.${chunk}.h5
     """
 
     stub:

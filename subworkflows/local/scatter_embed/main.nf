@@ -11,9 +11,10 @@ workflow SCATTER_EMBED {
     chunks     // integer: number of chunks
     motifs     // list: [ path(JASPAR/MEME motif file) ] or [] (a release named in the options)
     weights    // list: [ path(model checkpoint) ] or []
+    model_dir  // list: [ path(hf model directory) ] or []
 
     main:
-    ch_chunks = ch_windows.flatMap { meta, windows -> (1..chunks).collect { i -> [meta, windows, i, chunks, motifs, weights] } }
+    ch_chunks = ch_windows.flatMap { meta, windows -> (1..chunks).collect { i -> [meta, windows, i, chunks, motifs, weights, model_dir] } }
     EVOSCAN_EMBED(ch_chunks)
     ch_parts = EVOSCAN_EMBED.out.embeddings.groupTuple(size: chunks)
         .join(ch_windows)
