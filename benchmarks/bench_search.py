@@ -165,6 +165,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=1)
     ap.add_argument("--skip-matmul", action="store_true", help="no baseline (it needs N x N(1+D) floats)")
     ap.add_argument("--approximate", action="store_true", help="also the approximate index, with recall@10")
+    ap.add_argument("--approximate-index", default="ivf", choices=["ivf", "ivfpq"], help="which approximate index")
     ap.add_argument("--workdir", type=Path, default=None)
     ap.add_argument("--nprobe", type=int, default=0, help="ivf lists searched per query (0: the default)")
     ap.add_argument("--chunk", default=None, metavar="I/N",
@@ -188,7 +189,7 @@ def main() -> None:
             write_embeddings(path, a.n, a.dim, a.decoys, device=a.device)
         chunk = tuple(int(x) for x in a.chunk.split("/")) if a.chunk else None
         rows = chunk_rows(chunk, a.n, block_rows(a.n, a.dim, a.decoys, a.memory)[0])
-        result = {"n": a.n, "dim": a.dim, "decoys": a.decoys, "precision": a.precision, "memory_mb": a.memory,
+        result = {"n": a.n, "dim": a.dim, "approximate_index": a.approximate_index if a.approximate else None, "decoys": a.decoys, "precision": a.precision, "memory_mb": a.memory,
                   "device": a.device, "nprobe": a.nprobe, "embeddings": str(a.real[1]) if a.real else "random",
                   "embeddings_gib_on_disk": round(path.stat().st_size / 2**30, 2), "chunk": a.chunk,
                   "query_rows": rows[1] - rows[0]}
@@ -229,11 +230,12 @@ def main() -> None:
                 result["read_s"] = round(time.perf_counter() - t, 2)
         if a.approximate:
             t = time.perf_counter()
-            approx = run_search(path, windows, a.precision, a.memory, "ivf", nprobe=a.nprobe, chunk=chunk)
+            approx = run_search(path, windows, a.precision, a.memory, a.approximate_index, nprobe=a.nprobe, chunk=chunk)
             result["approximate_s"] = round(time.perf_counter() - t, 2)
             result["recall_at_10"] = round(recall_at(exact, approx), 4)
             result["peak_mib_approximate"] = round(peak_child(
-                f"b.run_search(Path('{path}'), {windows!r}, '{a.precision}', {a.memory}, 'ivf', nprobe={a.nprobe}, "
+                f"b.run_search(Path('{path}'), {windows!r}, '{a.precision}', {a.memory}, '{a.approximate_index}', "
+                f"nprobe={a.nprobe}, "
                 f"chunk={chunk})"))
         print(json.dumps(result), flush=True)
 

@@ -193,6 +193,48 @@ def test_approximate_index_finds_the_exact_slots(data):
     assert default.decoy_scores.shape == (700 * 5, 4)
 
 
+def test_product_quantised_index_scores_like_the_exact_search(data, tmp_path):
+    """ivfpq (1-byte codes of 4 dimensions each): the exact raw cosine, never a same-gene
+    pair, sums for every row, and scores within the quantisation's reach of the exact ones;
+    too few windows to train its codebooks is a one-line error."""
+    ws, emb, decoys, path = data
+    with h5py.File(path) as f:
+        exact = search(f, ws, SearchParams(top_k=5))
+        pq = search(f, ws, SearchParams(top_k=5, index="ivfpq", nprobe=10_000))
+    with h5py.File(tmp_path / "few.h5", "w") as f:
+        f["embeddings"], f["decoys"] = emb[:400], decoys[:400]
+        with pytest.raises(EvoscanError, match="ivfpq needs at least 512 windows"):
+            search(f, make_ws(*(c[:400] for c in random_layout(np.random.default_rng(2), 700)[:3])),
+                   SearchParams(index="ivfpq"))
+    e = pq.entries
+    unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
+    assert len(e) == 700 * 5 and np.abs(e["cosine"] - (unit[e["query"]] * unit[e["neighbour"]]).sum(1)).max() < 1e-5
+    gene = ws.table["gene"].to_numpy()
+    assert not (gene[e["query"]] == gene[e["neighbour"]]).any()
+    assert (pq.window_sums[:, 2] > 0).all() and pq.decoy_scores.shape == (700 * 5, 4)
+    both = exact.entries.merge(e, on=["query", "neighbour"])
+    key = lambda nb: set(zip(nb.entries["query"], nb.entries["neighbour"]))  # noqa: E731
+    recall = len(key(exact) & key(pq)) / len(key(exact))
+    assert 0.2 < recall < 0.99 and (both["score_x"] - both["score_y"]).abs().median() < 0.1  # chance: ~0.01
+
+
+def test_product_quantised_index_trained_in_place_is_faiss_training():
+    faiss = pytest.importorskip("faiss")
+    from evoscan.ann import PQ_ITERATIONS, _trained_index, pq_subquantizers
+
+    assert (pq_subquantizers(2080), pq_subquantizers(4096), pq_subquantizers(462), pq_subquantizers(4)) == (
+        520, 1024, 77, 1)
+    rng = np.random.default_rng(7)
+    x = (rng.normal(size=(3000, 32)) + rng.normal(size=(8, 32))[rng.integers(0, 8, 3000)]).astype(np.float32)
+    own = faiss.IndexIVFPQ(faiss.IndexFlatIP(32), 32, 8, pq_subquantizers(32), 8, faiss.METRIC_INNER_PRODUCT)
+    own.pq.cp.niter = PQ_ITERATIONS
+    own.train(x)
+    mine = _trained_index(faiss, x.copy(), 8, "ivfpq", encoder_rows=len(x))
+    assert mine.is_trained and mine.pq.M == own.pq.M == 8
+    assert (faiss.vector_to_array(mine.pq.centroids) == faiss.vector_to_array(own.pq.centroids)).all()
+    assert (mine.quantizer.reconstruct_n(0, 8) == own.quantizer.reconstruct_n(0, 8)).all()
+
+
 def test_index_lists_sized_once_hold_what_faiss_add_gives():
     """The index filled list by list (every vector assigned first, each list sized once, then
     filled block by block) holds the same lists, ids and codes as FAISS's own `add` in row

@@ -1,6 +1,7 @@
-"""The approximate search (`evoscan search --index ivf`), for millions of windows: a FAISS
-inverted-file index with 8-bit scalar-quantised vectors (1 byte per dimension) over the corrected
-windows, and one over their decoys.
+"""The approximate search (`evoscan search --index ivf|ivfpq`), for millions of windows: a FAISS
+inverted-file index over the corrected windows, and one over their decoys, with 8-bit
+scalar-quantised vectors (`ivf`: 1 byte per dimension) or product-quantised ones (`ivfpq`: 1 byte
+per PQ_DIMS dimensions, 8 times smaller, for what 8-bit codes cannot hold; less exact).
 
 Each query takes its nearest windows and nearest decoys from the two indexes, and its own
 decoys their nearest windows; every window found any of these ways becomes a candidate, and the
@@ -30,8 +31,9 @@ subsample of it, then its 8-bit range training copied 100 k rows and their resid
 now drawn at the size k-means uses (at most 256 rows per list, so it is used in place) and the
 ranges come from the residuals of ENCODER_ROWS of it (`_trained_index`). 6-bit codes
 (CODES = "QT_6bit") cut the lists by a quarter at recall@10 0.755 / 0.892 on the real chr10 set
-(8-bit: 0.767 / 0.916; default nprobe / 32), 4-bit by half at 0.694 / 0.795; lists on disk or
-IVF-PQ are not done.
+(8-bit: 0.767 / 0.916; default nprobe / 32), 4-bit by half at 0.694 / 0.795. `ivfpq` codes (one
+byte per PQ_DIMS dimensions) cut them to a quarter, for window sets 8-bit codes cannot hold, at a
+lower recall (docs/scaling.md); lists on disk are not done.
 """
 
 from __future__ import annotations
@@ -51,7 +53,10 @@ QUERY_BLOCK = 256
 SCORE_ROWS = 32  # queries whose candidates are reconstructed at once
 TRAINING_ROWS = 100_000  # windows (and as many decoys) at most in the k-means sample
 KMEANS_ROWS_PER_LIST = 256  # FAISS's own cap (ClusteringParameters.max_points_per_centroid)
-ENCODER_ROWS = 32_768  # residuals behind the 8-bit ranges (per-dimension min and max)
+ENCODER_ROWS = 32_768  # residuals behind the 8-bit ranges (per-dimension min and max) or PQ codebooks
+PQ_DIMS = 4  # ivfpq: dimensions per 1-byte sub-quantiser code (fewer where the dimension does not divide)
+PQ_ITERATIONS = 10  # k-means passes per sub-quantiser (FAISS: 25; one codebook per 4 dimensions adds up)
+PQ_CODES_MIN_ROWS = 256  # a 1-byte code has 256 centroids: at least one training row each
 CODES = "QT_8bit"  # FAISS scalar quantiser of both indexes: 1 byte per dimension (see above)
 
 
@@ -103,15 +108,30 @@ def _place(faiss, index, x: np.ndarray, ids: np.ndarray, lists: np.ndarray, fill
         filled[i] += e - s
 
 
-def _trained_index(faiss, sample: np.ndarray, nlist: int, encoder_rows: int = ENCODER_ROWS):
-    """An empty IVF index of 8-bit codes, trained as FAISS's `train` trains it (spherical k-means
-    for the lists, then the 8-bit ranges on residuals to the list centroids), with the ranges
-    from `encoder_rows` spread rows of the sample instead of FAISS's copy of up to 100 k rows and
-    their residuals (1.7 GB at 2,080 dimensions). `sample` is used in place: keep it within
+def pq_subquantizers(dim: int) -> int:
+    """Sub-quantisers of an `ivfpq` code: the most that divide `dim` with at least PQ_DIMS
+    dimensions each (2,080 -> 520 bytes per vector; 4,096 -> 1,024)."""
+    return max(m for m in range(1, max(1, dim // PQ_DIMS) + 1) if dim % m == 0)
+
+
+def _empty_index(faiss, dim: int, nlist: int, kind: str = "ivf"):
+    quantizer = faiss.IndexFlatIP(dim)
+    if kind == "ivfpq":
+        index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_subquantizers(dim), 8, faiss.METRIC_INNER_PRODUCT)
+        index.pq.cp.niter = PQ_ITERATIONS
+        return index
+    return faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, getattr(faiss.ScalarQuantizer, CODES),
+                                         faiss.METRIC_INNER_PRODUCT)
+
+
+def _trained_index(faiss, sample: np.ndarray, nlist: int, kind: str = "ivf", encoder_rows: int = ENCODER_ROWS):
+    """An empty IVF index, trained as FAISS's `train` trains it (spherical k-means for the lists,
+    then the codes, 8-bit ranges or PQ codebooks, on residuals to the list centroids), with the
+    codes from `encoder_rows` spread rows of the sample instead of FAISS's copy of up to 100 k rows
+    and their residuals (1.7 GB at 2,080 dimensions). `sample` is used in place: keep it within
     KMEANS_ROWS_PER_LIST x nlist rows, or k-means copies a subsample of it."""
     dim = sample.shape[1]
-    index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(dim), dim, nlist,
-                                          getattr(faiss.ScalarQuantizer, CODES), faiss.METRIC_INNER_PRODUCT)
+    index = _empty_index(faiss, dim, nlist, kind)
     index.train_q1(len(sample), faiss.swig_ptr(sample), False, faiss.METRIC_INNER_PRODUCT)
     residuals = np.ascontiguousarray(sample[::max(1, len(sample) // encoder_rows)])
     lists = index.quantizer.search(residuals, 1)[1][:, 0].astype(np.int64)
@@ -134,6 +154,9 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
     group = pd.factorize(ws.table["gene"])[0].astype(np.int64)
     if len(np.unique(group)) < 2:
         raise EvoscanError("all windows belong to one gene or region; the search needs at least two")
+    if params.index == "ivfpq" and n < 2 * PQ_CODES_MIN_ROWS:
+        raise EvoscanError(f"--index ivfpq needs at least {2 * PQ_CODES_MIN_ROWS} windows to train its codebooks "
+                           f"({n} here); use --index exact or ivf")
     # overlapping windows of other groups as sorted keys row x n + col, made before the index exists:
     # (49 M pairs in a million-window benchmark whose loci overlapped: 1.9 GB while found, 0.4 GB kept)
     overlap_keys, ov_cols = cross_group_overlaps(ws)
@@ -157,9 +180,9 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
     for r0, r1, m in per_block:  # only the sampled rows are read
         sample[at:at + m], sample[at + m:at + 2 * m] = corrected(emb[r0:r1:step]), corrected(decoys[r0:r1:step, 0])
         at += 2 * m
-    windows_index = _trained_index(faiss, sample, nlist)
+    windows_index = _trained_index(faiss, sample, nlist, params.index)
     del sample
-    decoys_index = faiss.clone_index(windows_index)  # the same lists (centroids) and 8-bit ranges
+    decoys_index = faiss.clone_index(windows_index)  # the same lists (centroids) and codes
 
     # FAISS's `add` appends to std::vector lists, which grow by doubling: up to twice the codes
     # (11.2-13.5 GB peak at a million windows). Instead: pass 1 assigns every window and decoy to

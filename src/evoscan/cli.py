@@ -110,9 +110,10 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
                    help="matmul precision of the search (default %(default)s)")
     g.add_argument("--memory", type=int, default=d.memory_mb, dest="memory_mb",
                    help="memory budget of the search blocks in MB (default %(default)s)")
-    g.add_argument("--index", default=d.index, choices=["exact", "ivf"],
-                   help="exact (every similarity) or ivf (approximate, FAISS; millions of windows)")
-    g.add_argument("--nprobe", type=int, default=d.nprobe, help="ivf: lists searched per query (0: auto)")
+    g.add_argument("--index", default=d.index, choices=list(search.INDEXES),
+                   help="exact (every similarity), ivf (approximate, FAISS, 8-bit vectors: millions of windows) "
+                        "or ivfpq (product-quantised: 8 times smaller, less exact)")
+    g.add_argument("--nprobe", type=int, default=d.nprobe, help="ivf, ivfpq: lists searched per query (0: auto)")
 
 
 def add_check_options(p: argparse.ArgumentParser) -> None:

@@ -41,6 +41,7 @@ from .windows import WindowSet, check_tiling
 
 CORRECTIONS = ("none", "center", "standardize")
 PRECISIONS = {"fp32": "float32", "fp16": "float16", "bf16": "bfloat16"}
+INDEXES = ("exact", "ivf", "ivfpq")  # ivf, ivfpq: approximate (ann.py)
 MIN_QUERY_ROWS = 512  # below this a database pass costs more than it computes
 ENTRY_COLUMNS = {"query": np.int64, "neighbour": np.int64, "score": np.float32, "cosine": np.float32}
 BLOCK_COLUMNS = ["query", "neighbour", "score", "cosine", "decoy_scores"]
@@ -53,7 +54,7 @@ class SearchParams:
     device: str = "cpu"
     precision: str = "fp32"
     memory_mb: int = 2048
-    index: str = "exact"  # or "ivf": approximate, FAISS (ann.py)
+    index: str = "exact"  # or "ivf" / "ivfpq": approximate, FAISS (ann.py)
     nprobe: int = 0  # ivf: lists searched per query (0: 1/8 of them, at most 64)
 
     def __post_init__(self):
@@ -65,8 +66,8 @@ class SearchParams:
             raise UsageError(f"--precision must be one of {', '.join(PRECISIONS)}")
         if self.memory_mb < 64:
             raise UsageError("--memory must be at least 64 (MB)")
-        if self.index not in ("exact", "ivf"):
-            raise UsageError("--index must be exact or ivf")
+        if self.index not in INDEXES:
+            raise UsageError(f"--index must be one of {', '.join(INDEXES)}")
 
 
 @dataclass
@@ -213,7 +214,7 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
 
     With `resume_dir`, every finished query block of the exact search is kept there, and a
     search killed and started again continues from them."""
-    if params.index == "ivf":
+    if params.index != "exact":
         from .ann import approximate_search
 
         return approximate_search(f, ws, params, chunk, progress)
