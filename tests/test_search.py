@@ -220,14 +220,12 @@ def test_product_quantised_index_scores_like_the_exact_search(data, tmp_path):
 
 def test_product_quantised_index_trained_in_place_is_faiss_training():
     faiss = pytest.importorskip("faiss")
-    from evoscan.ann import PQ_ITERATIONS, _trained_index, pq_subquantizers
+    from evoscan.ann import _empty_index, _trained_index, pq_subquantizers
 
     assert (pq_subquantizers(2080), pq_subquantizers(4096), pq_subquantizers(462), pq_subquantizers(4)) == (
         520, 1024, 77, 1)
-    rng = np.random.default_rng(7)
-    x = (rng.normal(size=(3000, 32)) + rng.normal(size=(8, 32))[rng.integers(0, 8, 3000)]).astype(np.float32)
-    own = faiss.IndexIVFPQ(faiss.IndexFlatIP(32), 32, 8, pq_subquantizers(32), 8, faiss.METRIC_INNER_PRODUCT)
-    own.pq.cp.niter = PQ_ITERATIONS
+    x = clustered_points(7, 3000, 32)
+    own = _empty_index(faiss, 32, 8, "ivfpq")
     own.train(x)
     mine = _trained_index(faiss, x.copy(), 8, "ivfpq", encoder_rows=len(x))
     assert mine.is_trained and mine.pq.M == own.pq.M == 8
@@ -235,17 +233,21 @@ def test_product_quantised_index_trained_in_place_is_faiss_training():
     assert (mine.quantizer.reconstruct_n(0, 8) == own.quantizer.reconstruct_n(0, 8)).all()
 
 
-def test_index_lists_sized_once_hold_what_faiss_add_gives():
+def clustered_points(seed: int, n: int, dim: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    return (rng.normal(size=(n, dim)) + rng.normal(size=(8, dim))[rng.integers(0, 8, n)]).astype(np.float32)
+
+
+@pytest.mark.parametrize("kind", ["ivf", "ivfpq"])
+def test_index_lists_sized_once_hold_what_faiss_add_gives(kind):
     """The index filled list by list (every vector assigned first, each list sized once, then
     filled block by block) holds the same lists, ids and codes as FAISS's own `add` in row
-    order, and searches alike."""
+    order, and searches alike: with 8-bit and with product-quantised codes."""
     faiss = pytest.importorskip("faiss")
-    from evoscan.ann import _place, _reserve
+    from evoscan.ann import _empty_index, _place, _reserve
 
-    rng = np.random.default_rng(5)
-    x = (rng.normal(size=(3000, 24)) + rng.normal(size=(8, 24))[rng.integers(0, 8, 3000)]).astype(np.float32)
-    index = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(24), 24, 16, faiss.ScalarQuantizer.QT_8bit,
-                                          faiss.METRIC_INNER_PRODUCT)
+    x = clustered_points(5, 3000, 24)
+    index = _empty_index(faiss, 24, 16, kind)
     index.train(x)
     added = faiss.clone_index(index)
     added.add(x)
@@ -269,12 +271,10 @@ def test_index_trained_in_place_is_faiss_training():
     the whole sample; with a spread part of it, the same lists and ranges that cover nearly all
     of the data."""
     faiss = pytest.importorskip("faiss")
-    from evoscan.ann import _trained_index
+    from evoscan.ann import _empty_index, _trained_index
 
-    rng = np.random.default_rng(6)
-    x = (rng.normal(size=(4000, 24)) + rng.normal(size=(8, 24))[rng.integers(0, 8, 4000)]).astype(np.float32)
-    own = faiss.IndexIVFScalarQuantizer(faiss.IndexFlatIP(24), 24, 16, faiss.ScalarQuantizer.QT_8bit,
-                                        faiss.METRIC_INNER_PRODUCT)
+    x = clustered_points(6, 4000, 24)
+    own = _empty_index(faiss, 24, 16)
     own.train(x)
     ranges = lambda ix: faiss.vector_to_array(ix.sq.trained)  # noqa: E731  per-dimension min, then span
     centroids = own.quantizer.reconstruct_n(0, 16)
