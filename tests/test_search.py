@@ -201,11 +201,15 @@ def test_product_quantised_index_scores_like_the_exact_search(data, tmp_path):
     with h5py.File(path) as f:
         exact = search(f, ws, SearchParams(top_k=5))
         pq = search(f, ws, SearchParams(top_k=5, index="ivfpq", nprobe=10_000))
+    few = make_ws(*(c[:400] for c in random_layout(np.random.default_rng(2), 700)[:3]))
     with h5py.File(tmp_path / "few.h5", "w") as f:
         f["embeddings"], f["decoys"] = emb[:400], decoys[:400]
         with pytest.raises(EvoscanError, match="ivfpq needs at least 512 windows"):
-            search(f, make_ws(*(c[:400] for c in random_layout(np.random.default_rng(2), 700)[:3])),
-                   SearchParams(index="ivfpq"))
+            search(f, few, SearchParams(index="ivfpq"))
+    with h5py.File(tmp_path / "prime.h5", "w") as f:  # 17 dimensions: one code of 17 or none
+        f["embeddings"], f["decoys"] = np.ones((400, 17), np.float32), np.ones((400, 2, 17), np.float32)
+        with pytest.raises(EvoscanError, match="cannot split 17 dimensions"):
+            search(f, few, SearchParams(index="ivfpq"))
     e = pq.entries
     unit = emb / np.linalg.norm(emb, axis=1, keepdims=True)
     assert len(e) == 700 * 5 and np.abs(e["cosine"] - (unit[e["query"]] * unit[e["neighbour"]]).sum(1)).max() < 1e-5
@@ -231,6 +235,10 @@ def test_product_quantised_index_trained_in_place_is_faiss_training():
     assert mine.is_trained and mine.pq.M == own.pq.M == 8
     assert (faiss.vector_to_array(mine.pq.centroids) == faiss.vector_to_array(own.pq.centroids)).all()
     assert (mine.quantizer.reconstruct_n(0, 8) == own.quantizer.reconstruct_n(0, 8)).all()
+    part = _trained_index(faiss, x.copy(), 8, "ivfpq", encoder_rows=600)  # codebooks from a fifth
+    codebooks = [faiss.vector_to_array(ix.pq.centroids) for ix in (own, part)]
+    assert (part.quantizer.reconstruct_n(0, 8) == own.quantizer.reconstruct_n(0, 8)).all()
+    assert not np.array_equal(*codebooks) and np.abs(codebooks[1]).max() < 2 * np.abs(codebooks[0]).max()
 
 
 def clustered_points(seed: int, n: int, dim: int) -> np.ndarray:

@@ -1,7 +1,7 @@
 """The approximate search (`evoscan search --index ivf|ivfpq`), for millions of windows: a FAISS
 inverted-file index over the corrected windows, and one over their decoys, with 8-bit
 scalar-quantised vectors (`ivf`: 1 byte per dimension) or product-quantised ones (`ivfpq`: 1 byte
-per PQ_DIMS dimensions, 8 times smaller, for what 8-bit codes cannot hold; less exact).
+per PQ_DIMS dimensions, lists a quarter the size, for what 8-bit codes cannot hold; less exact).
 
 Each query takes its nearest windows and nearest decoys from the two indexes, and its own
 decoys their nearest windows; every window found any of these ways becomes a candidate, and the
@@ -54,7 +54,7 @@ SCORE_ROWS = 32  # queries whose candidates are reconstructed at once
 TRAINING_ROWS = 100_000  # windows (and as many decoys) at most in the k-means sample
 KMEANS_ROWS_PER_LIST = 256  # FAISS's own cap (ClusteringParameters.max_points_per_centroid)
 ENCODER_ROWS = 32_768  # residuals behind the 8-bit ranges (per-dimension min and max) or PQ codebooks
-PQ_DIMS = 4  # ivfpq: dimensions per 1-byte sub-quantiser code (fewer where the dimension does not divide)
+PQ_DIMS = 4  # ivfpq: dimensions per 1-byte sub-quantiser code (more where the dimension does not divide)
 PQ_ITERATIONS = 10  # k-means passes per sub-quantiser (FAISS: 25; one codebook per 4 dimensions adds up)
 PQ_CODES_MIN_ROWS = 256  # a 1-byte code has 256 centroids: at least one training row each
 CODES = "QT_8bit"  # FAISS scalar quantiser of both indexes: 1 byte per dimension (see above)
@@ -64,7 +64,7 @@ def _faiss():
     try:
         import faiss
     except ImportError:
-        raise EvoscanError("--index ivf needs FAISS: pip install faiss-cpu (or faiss-gpu)") from None
+        raise EvoscanError("--index ivf and ivfpq need FAISS: pip install faiss-cpu (or faiss-gpu)") from None
     return faiss
 
 
@@ -119,6 +119,7 @@ def _empty_index(faiss, dim: int, nlist: int, kind: str = "ivf"):
     if kind == "ivfpq":
         index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_subquantizers(dim), 8, faiss.METRIC_INNER_PRODUCT)
         index.pq.cp.niter = PQ_ITERATIONS
+        index.pq.cp.min_points_per_centroid = 1  # only FAISS's warning threshold: one line per codebook
         return index
     return faiss.IndexIVFScalarQuantizer(quantizer, dim, nlist, getattr(faiss.ScalarQuantizer, CODES),
                                          faiss.METRIC_INNER_PRODUCT)
@@ -129,7 +130,8 @@ def _trained_index(faiss, sample: np.ndarray, nlist: int, kind: str = "ivf", enc
     then the codes, 8-bit ranges or PQ codebooks, on residuals to the list centroids), with the
     codes from `encoder_rows` spread rows of the sample instead of FAISS's copy of up to 100 k rows
     and their residuals (1.7 GB at 2,080 dimensions). `sample` is used in place: keep it within
-    KMEANS_ROWS_PER_LIST x nlist rows, or k-means copies a subsample of it."""
+    KMEANS_ROWS_PER_LIST x nlist rows, or k-means copies a subsample of it; it may be overwritten
+    (the residuals are made in place when every row is used)."""
     dim = sample.shape[1]
     index = _empty_index(faiss, dim, nlist, kind)
     index.train_q1(len(sample), faiss.swig_ptr(sample), False, faiss.METRIC_INNER_PRODUCT)
@@ -154,6 +156,9 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
     group = pd.factorize(ws.table["gene"])[0].astype(np.int64)
     if len(np.unique(group)) < 2:
         raise EvoscanError("all windows belong to one gene or region; the search needs at least two")
+    if params.index == "ivfpq" and dim // pq_subquantizers(dim) > 2 * PQ_DIMS:
+        raise EvoscanError(f"--index ivfpq cannot split {dim} dimensions into codes of about {PQ_DIMS} (its "
+                           f"nearest split has {dim // pq_subquantizers(dim)} per code); use --index ivf")
     if params.index == "ivfpq" and n < 2 * PQ_CODES_MIN_ROWS:
         raise EvoscanError(f"--index ivfpq needs at least {2 * PQ_CODES_MIN_ROWS} windows to train its codebooks "
                            f"({n} here); use --index exact or ivf")

@@ -112,7 +112,7 @@ def add_search_options(p: argparse.ArgumentParser) -> None:
                    help="memory budget of the search blocks in MB (default %(default)s)")
     g.add_argument("--index", default=d.index, choices=list(search.INDEXES),
                    help="exact (every similarity), ivf (approximate, FAISS, 8-bit vectors: millions of windows) "
-                        "or ivfpq (product-quantised: 8 times smaller, less exact)")
+                        "or ivfpq (product-quantised: lists a quarter the size, less exact)")
     g.add_argument("--nprobe", type=int, default=d.nprobe, help="ivf, ivfpq: lists searched per query (0: auto)")
 
 

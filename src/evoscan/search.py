@@ -55,7 +55,7 @@ class SearchParams:
     precision: str = "fp32"
     memory_mb: int = 2048
     index: str = "exact"  # or "ivf" / "ivfpq": approximate, FAISS (ann.py)
-    nprobe: int = 0  # ivf: lists searched per query (0: 1/8 of them, at most 64)
+    nprobe: int = 0  # ivf, ivfpq: lists searched per query (0: 1/8 of them, at most 64)
 
     def __post_init__(self):
         if self.top_k < 1:
@@ -210,7 +210,7 @@ def _merge_topk(torch, values, others, new_values, new_others, k):
 
 def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, int] | None = None,
            progress: Callable[[int], None] | None = None, resume_dir: Path | None = None) -> Neighbours:
-    """The k slots of every query window of `chunk` (default all): exact, or approximate (ivf).
+    """The k slots of every query window of `chunk` (default all): exact, or approximate (ivf, ivfpq).
 
     With `resume_dir`, every finished query block of the exact search is kept there, and a
     search killed and started again continues from them."""
