@@ -19,7 +19,7 @@ import numpy as np
 import pandas as pd
 from jinja2 import Environment
 
-from . import __version__, figures
+from . import __version__
 from .check import FUNNEL
 from .windows import WindowSet
 
@@ -128,6 +128,8 @@ def render(ws: WindowSet, pairs: pd.DataFrame, meta: dict, table: pd.DataFrame, 
            summary: str, files: list[tuple[str, str]], top: int = 10, assembly: str = "hg38") -> str:
     """The page. `table`: report.pair_table of all pairs (same rows as `pairs`); `sites`: the
     motif sites of the pairs with evidence (`pair` = row of `pairs`)."""
+    from . import figures  # matplotlib (~0.4 s) only when a page is drawn, not in every command
+
     shown, called = shown_pairs(pairs, top)
     total = len(shown)
     shown = shown.head(MAX_ROWS)  # a genome-wide run: the best rows here, all in candidates.tsv
