@@ -29,7 +29,8 @@ task trains): a whole search of 507,750 windows peaked at 6.3 GB inside `train`
 (benchmarks/peak_by_line.py), above the query loop's 4.1-4.4 GB: FAISS's k-means copied a random
 subsample of it, then its 8-bit range training copied 100 k rows and their residuals. The sample is
 now drawn at the size k-means uses (at most 256 rows per list, so it is used in place) and the
-ranges come from the residuals of ENCODER_ROWS of it (`_trained_index`). 6-bit codes
+ranges come from the residuals of ENCODER_ROWS of it (`_trained_index`): one --chunk 1/256 task
+at 507,750 windows now peaks at 3.3 GB, in its lists (4.1 GB before; `ivfpq` 2.9 GB). 6-bit codes
 (CODES = "QT_6bit") cut the lists by a quarter at recall@10 0.755 / 0.892 on the real chr10 set
 (8-bit: 0.767 / 0.916; default nprobe / 32), 4-bit by half at 0.694 / 0.795. `ivfpq` codes (one
 byte per PQ_DIMS dimensions) cut them to a quarter, for window sets 8-bit codes cannot hold, at a
