@@ -128,3 +128,40 @@ def test_motif_cosine_of_pairs_in_blocks_equals_the_profiles_cosine():
     got = motif_cosine(ws, a, b, profiler, batch=16, block=37)
     assert got.dtype == np.float32 and np.allclose(got, expected, atol=1e-6)
     assert np.array_equal(got, motif_cosine(ws, a, b, profiler))  # the blocks do not change a digit
+
+
+def test_killed_motif_profiling_resumes_from_its_finished_blocks(tmp_path, monkeypatch):
+    """The motif profiles of a check (an hour at a million windows) are kept block by block: a
+    run stopped mid-way continues from the finished blocks, profiles only the rest, and ends
+    with the profiles an uninterrupted run computes."""
+    from evoscan import check
+    from evoscan.motifs import MotifProfiler
+
+    monkeypatch.setattr(check, "PROFILE_BLOCK", 8)
+    rng = np.random.default_rng(3)
+    seqs = np.array(["".join(rng.choice(list("ACGT"), 300)).encode() for _ in range(30)])
+    table = pd.DataFrame({"id": [f"w{i}" for i in range(30)], "chrom": "chr1", "start": np.arange(30) * 300,
+                          "end": np.arange(1, 31) * 300, "strand": "+"})
+    ws = WindowSet(table, seqs, WindowParams())
+    rows = np.array([0, 2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 1, 4, 6, 8, 9, 10, 12, 14])  # 19: 3 blocks
+    profiler = MotifProfiler()
+    whole = check.motif_profiles(ws, rows, profiler, batch=4)
+    real, calls = profiler.vectors, []
+
+    def stopped_on_fourth_call(seqs):
+        calls.append(len(seqs))
+        if len(calls) == 4:  # the second block's second batch: one block finished
+            raise KeyboardInterrupt
+        return real(seqs)
+
+    monkeypatch.setattr(profiler, "vectors", stopped_on_fourth_call)
+    with pytest.raises(KeyboardInterrupt):
+        check.motif_profiles(ws, rows, profiler, tmp_path / "kept", batch=4)
+    assert len(list((tmp_path / "kept").glob("block*.npz"))) == 1
+    calls.clear()
+    monkeypatch.setattr(profiler, "vectors", lambda seqs: calls.append(len(seqs)) or real(seqs))
+    resumed = check.motif_profiles(ws, rows, profiler, tmp_path / "kept", batch=4)
+    assert sum(calls) == len(rows) - 8  # the finished block was not profiled again
+    assert np.array_equal(resumed, whole)
+    other = check.motif_profiles(ws, rows[::-1].copy(), profiler, tmp_path / "kept", batch=4)
+    assert np.array_equal(other, whole[::-1])  # other rows: the kept blocks are not theirs

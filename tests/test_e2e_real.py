@@ -164,12 +164,12 @@ def test_killed_check_resumes_its_blast_and_ends_identical(demo, tmp_path):
     out, partial = tmp_path / "scores.h5", tmp_path / "scores.h5.partial"
     proc = subprocess.Popen([*args, "-o", str(out)], stderr=subprocess.PIPE, text=True)
     deadline = time.time() + 120
-    while len(list(partial.glob("block*.npz"))) < 5 and proc.poll() is None:
+    while len(list(partial.glob("blast/block*.npz"))) < 5 and proc.poll() is None:
         assert time.time() < deadline
         time.sleep(0.01)
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert not out.exists() and len(list(partial.glob("block*.npz"))) >= 5
+    assert not out.exists() and len(list(partial.glob("blast/block*.npz"))) >= 5
     rerun = subprocess.run([*args, "-o", str(out)], capture_output=True, text=True)
     assert rerun.returncode == 0 and "resumed finished BLAST blocks" in rerun.stderr, rerun.stderr
     assert not partial.exists()

@@ -297,10 +297,11 @@ def test_index_trained_in_place_is_faiss_training():
     assert 0.98 < inside.mean() < 1 and (ranges(part) != ranges(own)).any()
 
 
-def test_killed_search_resumes_and_ends_identical(loci_fasta, tmp_path, monkeypatch):
+@pytest.mark.parametrize("index", ["exact", "ivf"])
+def test_killed_search_resumes_and_ends_identical(loci_fasta, tmp_path, monkeypatch, index):
     """SIGKILL a real `evoscan search` at two moments; each rerun continues from the query blocks
     already finished (kept one file each) and the last ends with the file of an uninterrupted
-    search, byte for byte."""
+    search, byte for byte (approximate: the rerun builds the same index again)."""
     import os
     import signal
     import subprocess
@@ -316,7 +317,7 @@ def test_killed_search_resumes_and_ends_identical(loci_fasta, tmp_path, monkeypa
     write_windows(tmp_path / "w.h5", ws)
     embed.embed_windows(ws, KmerBackend(), tmp_path / "e.h5")
     args = [sys.executable, "-m", "evoscan.cli", "search", "--windows", str(tmp_path / "w.h5"),
-            "--embeddings", str(tmp_path / "e.h5"), "--memory", "64"]
+            "--embeddings", str(tmp_path / "e.h5"), "--memory", "64", "--index", index]
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # the same `created` in both files
     whole = subprocess.run([*args, "-o", str(tmp_path / "whole.h5")], capture_output=True, text=True)
     assert whole.returncode == 0, whole.stderr
@@ -340,3 +341,23 @@ def test_killed_search_resumes_and_ends_identical(loci_fasta, tmp_path, monkeypa
     for name in ("decoy_scores", "window_sums", "window_decoy_sums", "decoy_sums"):
         assert np.array_equal(getattr(a, name), getattr(b, name)), name
     assert out.read_bytes() == (tmp_path / "whole.h5").read_bytes()
+
+
+def test_approximate_search_with_every_block_kept_builds_nothing(data, tmp_path, monkeypatch):
+    """A search killed after its last query block (before its file was written) is finished
+    from the kept blocks alone: the indexes, minutes to build at a million windows, are not."""
+    from evoscan import ann
+
+    ws, _, _, path = data
+    params = SearchParams(top_k=5, index="ivf")
+    with h5py.File(path) as f:
+        first = search(f, ws, params, resume_dir=tmp_path / "kept")
+
+        def not_again(*args):
+            raise AssertionError("the indexes were built again")
+
+        monkeypatch.setattr(ann, "_IndexedWindows", not_again)
+        again = search(f, ws, params, resume_dir=tmp_path / "kept")
+    assert again.resumed_blocks == len(list((tmp_path / "kept").glob("block*.npz"))) > 1
+    pd.testing.assert_frame_equal(again.entries, first.entries)
+    assert np.array_equal(again.decoy_sums, first.decoy_sums)

@@ -50,6 +50,8 @@ import numpy as np
 import pandas as pd
 
 from .errors import EvoscanError
+from .search import (BLOCK_COLUMNS, _Transform, block_store, chunk_rows, cross_group_overlaps, embedding_stats,
+                     run_query_blocks)
 from .windows import WindowSet
 
 REFERENCE_WINDOWS = 2_000  # sample behind the normalisation sums (mean and spread to ~2 %)
@@ -161,18 +163,14 @@ def _trained_index(faiss, sample: np.ndarray, nlist: int, kind: str = "ivf", enc
 
 
 def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
-                       progress: Callable[[int], None] | None = None):
-    import torch
-
-    from .search import _neighbours, _Transform, chunk_rows, cross_group_overlaps, embedding_stats
-
-    faiss = _faiss()
-    _hand_back_freed_memory()
+                       progress: Callable[[int], None] | None = None, resume_dir=None):
+    """The k slots of every query window of `chunk` (default all), from the two indexes. With
+    `resume_dir`, every finished query block is kept there, and a search killed and started again
+    builds the indexes again (deterministic: the same lists and codes) and continues from them;
+    if every block was finished, nothing is built."""
     emb, decoys = f["embeddings"], f["decoys"]
     n, dim = emb.shape
-    n_decoys = decoys.shape[1]
-    group = pd.factorize(ws.table["gene"])[0].astype(np.int64)
-    if len(np.unique(group)) < 2:
+    if len(np.unique(ws.table["gene"].to_numpy())) < 2:
         raise EvoscanError("all windows belong to one gene or region; the search needs at least two")
     if params.index == "ivfpq" and dim // pq_subquantizers(dim) > 2 * PQ_DIMS:
         raise EvoscanError(f"--index ivfpq cannot split {dim} dimensions into codes of about {PQ_DIMS} (its "
@@ -180,103 +178,124 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
     if params.index == "ivfpq" and n < 2 * PQ_CODES_MIN_ROWS:
         raise EvoscanError(f"--index ivfpq needs at least {2 * PQ_CODES_MIN_ROWS} windows to train its codebooks "
                            f"({n} here); use --index exact or ivf")
-    # overlapping windows of other groups as sorted keys row x n + col, made before the index exists:
-    # (49 M pairs in a million-window benchmark whose loci overlapped: 1.9 GB while found, 0.4 GB kept)
-    overlap_keys, ov_cols = cross_group_overlaps(ws)
-    overlap_keys *= n
-    overlap_keys += ov_cols
-    del ov_cols
-    overlap_keys.sort()
-    transform = _Transform(*embedding_stats(emb, decoys, params.correction), torch.device("cpu"), torch.float32)
-    corrected = lambda x: transform(x, raw=False)[1].numpy()  # noqa: E731
-    raw_unit = lambda x: transform(x)[0].numpy()  # noqa: E731
-    k = min(params.top_k, n)
-    nlist = max(1, min(int(math.sqrt(n)), n // 39))  # training k-means costs nlist x sample x dim per pass
-    rng = np.random.default_rng(0)
+    q_rows = max(1, math.ceil(n / 16)) if n < 16 * QUERY_BLOCK else QUERY_BLOCK
+    rows = chunk_rows(chunk, n, q_rows)
+    searcher = None
 
-    # train on a spread sample of windows and decoys together (the 8-bit ranges must fit both
-    # alike), of the size k-means uses; filled in place, not concatenated from parts
-    step = max(1, math.ceil(n / min(TRAINING_ROWS, KMEANS_ROWS_PER_LIST * nlist // 2)))
-    per_block = [(r0, r1, len(range(r0, r1, step))) for r0, r1 in _blocks(n)]
-    sample = np.empty((2 * sum(m for _, _, m in per_block), dim), np.float32)
-    at = 0
-    for r0, r1, m in per_block:  # only the sampled rows are read
-        sample[at:at + m], sample[at + m:at + 2 * m] = corrected(emb[r0:r1:step]), corrected(decoys[r0:r1:step, 0])
-        at += 2 * m
-    windows_index = _trained_index(faiss, sample, nlist, params.index)
-    del sample
-    decoys_index = faiss.clone_index(windows_index)  # the same lists (centroids) and codes
+    def query_block(q0: int, q1: int) -> dict:
+        nonlocal searcher
+        if searcher is None:  # built at the first block not kept by a killed run
+            searcher = _IndexedWindows(f, ws, params)
+        return searcher.query_block(q0, q1)
 
-    # FAISS's `add` appends to std::vector lists, which grow by doubling: up to twice the codes
-    # (11.2-13.5 GB peak at a million windows). Instead: pass 1 assigns every window and decoy to
-    # its list, each list is sized once to its final length, pass 2 encodes and writes the codes
-    # in place. Ids are row numbers (decoys: row x n_decoys + j), as `add` in row order gives them.
-    quantizer = windows_index.quantizer
-    assign = lambda x: quantizer.search(x, 1)[1][:, 0].astype(np.int64)  # noqa: E731
-    window_lists, decoy_lists = np.empty(n, np.int64), np.empty(n * n_decoys, np.int64)
-    for r0, r1 in _blocks(n):
-        window_lists[r0:r1] = assign(corrected(emb[r0:r1]))
-        decoy_lists[r0 * n_decoys:r1 * n_decoys] = assign(corrected(decoys[r0:r1].reshape(-1, dim)))
-    filled = [_reserve(windows_index, window_lists), _reserve(decoys_index, decoy_lists)]
-    reference = np.sort(rng.choice(n, min(n, REFERENCE_WINDOWS), replace=False))
-    ref_parts, ref_decoy_parts = [], []
-    for r0, r1 in _blocks(n):
-        block, decoy_block = corrected(emb[r0:r1]), corrected(decoys[r0:r1].reshape(-1, dim))
-        d0, d1 = r0 * n_decoys, r1 * n_decoys
-        _place(faiss, windows_index, block, np.arange(r0, r1), window_lists[r0:r1], filled[0])
-        _place(faiss, decoys_index, decoy_block, np.arange(d0, d1), decoy_lists[d0:d1], filled[1])
-        picked = reference[(reference >= r0) & (reference < r1)] - r0
-        ref_parts.append(block[picked])
-        ref_decoy_parts.append(decoy_block.reshape(r1 - r0, n_decoys, dim)[picked].reshape(-1, dim))
-    del window_lists, decoy_lists
-    ref_vectors, ref_decoys = np.concatenate(ref_parts), np.concatenate(ref_decoy_parts)
-    for index, lists_filled in zip((windows_index, decoys_index), filled):
-        assert all(lists_filled == [index.invlists.list_size(i) for i in range(nlist)]), "a list was not filled"
-        index.make_direct_map(True)
-        index.nprobe = params.nprobe or max(1, min(nlist // 8, 64))
+    return run_query_blocks(query_block, rows, q_rows, n, decoys.shape[1],
+                            block_store(resume_dir, f, ws, params, rows, q_rows), progress)
 
 
-    def overlapping(keys: np.ndarray) -> np.ndarray:
+class _IndexedWindows:
+    """The windows and their decoys in two IVF indexes, and the reference sample behind the
+    normalisation sums; `query_block` finds and scores the neighbours of a block of queries."""
+
+    def __init__(self, f: h5py.File, ws: WindowSet, params):
+        import torch
+
+        faiss = _faiss()
+        _hand_back_freed_memory()
+        self.emb, self.decoys = emb, decoys = f["embeddings"], f["decoys"]
+        n, dim = emb.shape
+        n_decoys = decoys.shape[1]
+        self.group = pd.factorize(ws.table["gene"])[0].astype(np.int64)
+        # overlapping windows of other groups as sorted keys row x n + col, made before the index exists:
+        # (49 M pairs in a million-window benchmark whose loci overlapped: 1.9 GB while found, 0.4 GB kept)
+        overlap_keys, ov_cols = cross_group_overlaps(ws)
+        overlap_keys *= n
+        overlap_keys += ov_cols
+        del ov_cols
+        overlap_keys.sort()
+        self.overlap_keys = overlap_keys
+        transform = _Transform(*embedding_stats(emb, decoys, params.correction), torch.device("cpu"), torch.float32)
+        self.corrected = corrected = lambda x: transform(x, raw=False)[1].numpy()  # noqa: E731
+        self.raw_unit = lambda x: transform(x)[0].numpy()  # noqa: E731
+        self.k = min(params.top_k, n)
+        nlist = max(1, min(int(math.sqrt(n)), n // 39))  # training k-means costs nlist x sample x dim per pass
+        rng = np.random.default_rng(0)
+
+        # train on a spread sample of windows and decoys together (the 8-bit ranges must fit both
+        # alike), of the size k-means uses; filled in place, not concatenated from parts
+        step = max(1, math.ceil(n / min(TRAINING_ROWS, KMEANS_ROWS_PER_LIST * nlist // 2)))
+        per_block = [(r0, r1, len(range(r0, r1, step))) for r0, r1 in _blocks(n)]
+        sample = np.empty((2 * sum(m for _, _, m in per_block), dim), np.float32)
+        at = 0
+        for r0, r1, m in per_block:  # only the sampled rows are read
+            sample[at:at + m], sample[at + m:at + 2 * m] = corrected(emb[r0:r1:step]), corrected(decoys[r0:r1:step, 0])
+            at += 2 * m
+        windows_index = _trained_index(faiss, sample, nlist, params.index)
+        del sample
+        decoys_index = faiss.clone_index(windows_index)  # the same lists (centroids) and codes
+
+        # FAISS's `add` appends to std::vector lists, which grow by doubling: up to twice the codes
+        # (11.2-13.5 GB peak at a million windows). Instead: pass 1 assigns every window and decoy to
+        # its list, each list is sized once to its final length, pass 2 encodes and writes the codes
+        # in place. Ids are row numbers (decoys: row x n_decoys + j), as `add` in row order gives them.
+        quantizer = windows_index.quantizer
+        assign = lambda x: quantizer.search(x, 1)[1][:, 0].astype(np.int64)  # noqa: E731
+        window_lists, decoy_lists = np.empty(n, np.int64), np.empty(n * n_decoys, np.int64)
+        for r0, r1 in _blocks(n):
+            window_lists[r0:r1] = assign(corrected(emb[r0:r1]))
+            decoy_lists[r0 * n_decoys:r1 * n_decoys] = assign(corrected(decoys[r0:r1].reshape(-1, dim)))
+        filled = [_reserve(windows_index, window_lists), _reserve(decoys_index, decoy_lists)]
+        self.reference = reference = np.sort(rng.choice(n, min(n, REFERENCE_WINDOWS), replace=False))
+        ref_parts, ref_decoy_parts = [], []
+        for r0, r1 in _blocks(n):
+            block, decoy_block = corrected(emb[r0:r1]), corrected(decoys[r0:r1].reshape(-1, dim))
+            d0, d1 = r0 * n_decoys, r1 * n_decoys
+            _place(faiss, windows_index, block, np.arange(r0, r1), window_lists[r0:r1], filled[0])
+            _place(faiss, decoys_index, decoy_block, np.arange(d0, d1), decoy_lists[d0:d1], filled[1])
+            picked = reference[(reference >= r0) & (reference < r1)] - r0
+            ref_parts.append(block[picked])
+            ref_decoy_parts.append(decoy_block.reshape(r1 - r0, n_decoys, dim)[picked].reshape(-1, dim))
+        del window_lists, decoy_lists
+        self.ref_vectors, self.ref_decoys = np.concatenate(ref_parts), np.concatenate(ref_decoy_parts)
+        for index, lists_filled in zip((windows_index, decoys_index), filled):
+            assert all(lists_filled == [index.invlists.list_size(i) for i in range(nlist)]), "a list was not filled"
+            index.make_direct_map(True)
+            index.nprobe = params.nprobe or max(1, min(nlist // 8, 64))
+        self.windows_index, self.decoys_index = windows_index, decoys_index
+
+    def _overlapping(self, keys: np.ndarray) -> np.ndarray:
+        overlap_keys = self.overlap_keys
         pos = np.minimum(np.searchsorted(overlap_keys, keys), max(len(overlap_keys) - 1, 0))
         return overlap_keys[pos] == keys if len(overlap_keys) else np.zeros(keys.shape, bool)
 
-    def allowed(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-        """Reference pairs that count: other groups (the rare overlapping pairs of other groups
-        are kept; they barely move a mean over thousands)."""
-        return group[rows][:, None] != group[cols][None, :]
-
-    def moments(sims: np.ndarray, ok: np.ndarray) -> np.ndarray:
-        kept = np.where(ok, sims, 0.0).astype(np.float64)
-        return np.stack([kept.sum(1), (kept ** 2).sum(1), ok.sum(1)], -1)
-
-    q_rows = max(1, math.ceil(n / 16)) if n < 16 * QUERY_BLOCK else QUERY_BLOCK
-    lo, hi = chunk_rows(chunk, n, q_rows)
-    window_sums, window_decoy_sums = np.zeros((n, 3)), np.zeros((n, 3))
-    decoy_sums = np.zeros((n, n_decoys, 3))
-    found, searched = [], max(4 * k, k + 64)  # same-group and overlapping windows are found too
-    for q0 in range(lo, hi, q_rows):
-        q1 = min(hi, q0 + q_rows)
+    def query_block(self, q0: int, q1: int) -> dict:
+        """BLOCK_COLUMNS of query rows q0..q1 and their sums against the reference sample."""
+        emb, decoys, group, k = self.emb, self.decoys, self.group, self.k
+        n, dim = emb.shape
+        n_decoys = decoys.shape[1]
         rows = np.arange(q0, q1)
         block = emb[q0:q1]
-        query, query_raw = corrected(block), raw_unit(block)
-        query_decoys = corrected(decoys[q0:q1].reshape(-1, dim))
-        ok_ref = allowed(rows, reference)
-        window_sums[q0:q1] = moments(query @ ref_vectors.T, ok_ref)
-        window_decoy_sums[q0:q1] = moments(query @ ref_decoys.T, np.repeat(ok_ref, n_decoys, 1))
-        decoy_sums[q0:q1] = moments(query_decoys @ ref_vectors.T, np.repeat(ok_ref, n_decoys, 0)
-                                    ).reshape(q1 - q0, n_decoys, 3)
+        query, query_raw = self.corrected(block), self.raw_unit(block)
+        query_decoys = self.corrected(decoys[q0:q1].reshape(-1, dim))
+        # reference pairs that count: other groups (the rare overlapping pairs of other groups are
+        # kept; they barely move a mean over thousands)
+        ok_ref = group[rows][:, None] != group[self.reference][None, :]
+        window_sums = _moments(query @ self.ref_vectors.T, ok_ref)
+        window_decoy_sums = _moments(query @ self.ref_decoys.T, np.repeat(ok_ref, n_decoys, 1))
+        decoy_sums = _moments(query_decoys @ self.ref_vectors.T, np.repeat(ok_ref, n_decoys, 0)
+                              ).reshape(q1 - q0, n_decoys, 3)
         # candidates: windows near the query, windows whose decoys are near it, windows near its
         # decoys; found alike for a pair's real score and each of its decoy scores
-        _, by_window = windows_index.search(query, min(searched, n))
-        _, by_decoy = decoys_index.search(query, min(searched * n_decoys, n * n_decoys))
-        _, by_own_decoys = windows_index.search(query_decoys, min(searched, n))
+        searched = max(4 * k, k + 64)  # same-group and overlapping windows are found too
+        _, by_window = self.windows_index.search(query, min(searched, n))
+        _, by_decoy = self.decoys_index.search(query, min(searched * n_decoys, n * n_decoys))
+        _, by_own_decoys = self.windows_index.search(query_decoys, min(searched, n))
         candidates = np.concatenate([by_window, np.where(by_decoy >= 0, by_decoy // n_decoys, -1),
                                      by_own_decoys.reshape(q1 - q0, -1)], 1)
         candidates = np.sort(candidates, 1)
         candidates[:, 1:][candidates[:, 1:] == candidates[:, :-1]] = -1  # each window once
         valid = candidates >= 0
         safe = np.where(valid, candidates, 0)
-        ok = valid & (group[safe] != group[rows][:, None]) & ~overlapping(rows[:, None] * n + safe)
+        ok = valid & (group[safe] != group[rows][:, None]) & ~self._overlapping(rows[:, None] * n + safe)
         # each pair's score and 2D decoy scores from the quantised vectors, reconstructed for
         # SCORE_ROWS queries at a time (all 256 at once: 1.5 GB of float copies at a million)
         target, decoy = np.empty(safe.shape, np.float32), np.empty((*safe.shape, 2 * n_decoys), np.float32)
@@ -284,9 +303,10 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
         for s0 in range(0, q1 - q0, SCORE_ROWS):
             s1 = min(q1 - q0, s0 + SCORE_ROWS)
             ids = safe[s0:s1]
-            windows = windows_index.reconstruct_batch(ids.ravel()).reshape(*ids.shape, dim)
+            windows = self.windows_index.reconstruct_batch(ids.ravel()).reshape(*ids.shape, dim)
             target[s0:s1] = _rowwise(query[s0:s1], windows)
-            their_decoys = decoys_index.reconstruct_batch((ids[:, :, None] * n_decoys + np.arange(n_decoys)).ravel())
+            their_decoys = self.decoys_index.reconstruct_batch(
+                (ids[:, :, None] * n_decoys + np.arange(n_decoys)).ravel())
             # the query against the window's decoys, then the query's decoys against the window
             decoy[s0:s1, :, :n_decoys] = _rowwise(query[s0:s1], their_decoys.reshape(s1 - s0, -1, dim)).reshape(
                 *ids.shape, n_decoys)
@@ -297,11 +317,16 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
         neighbour = np.take_along_axis(safe, top, 1)
         # the raw cosine exactly, from the neighbours' own rows (h5py wants them sorted and unique)
         needed = np.unique(neighbour)
-        raw = raw_unit(emb[needed])[np.searchsorted(needed, neighbour)]
+        raw = self.raw_unit(emb[needed])[np.searchsorted(needed, neighbour)]
         cosine = _rowwise(query_raw, raw)
-        found.append([np.broadcast_to(rows[:, None], top.shape)[keep], neighbour[keep],
-                      np.take_along_axis(target, top, 1)[keep], cosine[keep],
-                      np.take_along_axis(decoy, top[:, :, None], 1)[keep]])
-        if progress:
-            progress(q1 - q0)
-    return _neighbours(found, n_decoys, (lo, hi), window_sums, window_decoy_sums, decoy_sums)
+        columns = [np.broadcast_to(rows[:, None], top.shape)[keep], neighbour[keep],
+                   np.take_along_axis(target, top, 1)[keep], cosine[keep],
+                   np.take_along_axis(decoy, top[:, :, None], 1)[keep]]
+        return {**dict(zip(BLOCK_COLUMNS, columns)), "window_sums": window_sums,
+                "window_decoy_sums": window_decoy_sums, "decoy_sums": decoy_sums}
+
+
+def _moments(sims: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """(sum, sum of squares, count) per row of the similarities where `ok`, in float64."""
+    kept = np.where(ok, sims, 0.0).astype(np.float64)
+    return np.stack([kept.sum(1), (kept ** 2).sum(1), ok.sum(1)], -1)

@@ -33,8 +33,10 @@ search nominates only (cost grows with N * k, not N²).
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import Callable
 
 import numpy as np
@@ -47,6 +49,7 @@ from .decoys import competition_qvalues
 from .errors import EvoscanError, UsageError
 from .homology import sw_significance
 from .io import h5
+from .io.checkpoint import BlockStore
 from .search import Neighbours, cross_group_overlaps
 from .windows import WindowSet
 
@@ -67,6 +70,7 @@ PAIR_COLUMNS = ["window_a", "window_b", "score", "score_z", "margin", "qvalue", 
                 "same_family", "repeat_free", "blast_hit", "significant", "sw_homology", "candidate"]
 
 SITE_COLUMNS = list(SITE_DTYPES)
+PROFILE_BLOCK = 2048  # windows per kept block of motif profiles (~7 s on 2 cores)
 
 
 @dataclass(frozen=True)
@@ -166,14 +170,35 @@ def kmer_cosine(ws: WindowSet, a: np.ndarray, b: np.ndarray, block: int = 8192) 
     return out
 
 
+def motif_profiles(ws: WindowSet, rows: np.ndarray, profiler: MotifProfiler, resume_dir: Path | None = None,
+                   batch: int = 256) -> np.ndarray:
+    """Motif-cluster profiles of windows `rows` [rows, clusters], PROFILE_BLOCK windows at a time.
+    With `resume_dir`, every finished block is kept there (an hour's work at a million windows on
+    2 cores), and a check killed and started again continues from them."""
+    store = BlockStore(resume_dir, {"window_digest": ws.digest, "motifs": profiler.provenance(), "block": PROFILE_BLOCK,
+                                    "rows": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()}
+                       ) if resume_dir else None
+    vectors = np.zeros((len(rows), profiler.dim), dtype=np.float32)
+    for b0 in range(0, len(rows), PROFILE_BLOCK):
+        b1 = min(len(rows), b0 + PROFILE_BLOCK)
+        kept = store.load(b0) if store else None
+        if kept is not None:
+            vectors[b0:b1] = kept["vectors"]
+            continue
+        for s in range(b0, b1, batch):
+            e = min(b1, s + batch)
+            vectors[s:e] = profiler.vectors([ws.seqs[i].decode("ascii").upper() for i in rows[s:e]])
+        if store:
+            store.save(b0, {"vectors": vectors[b0:b1]})
+    return vectors
+
+
 def motif_cosine(ws: WindowSet, a: np.ndarray, b: np.ndarray, profiler: MotifProfiler,
-                 batch: int = 256, block: int = 32768) -> np.ndarray:
+                 resume_dir: Path | None = None, batch: int = 256, block: int = 32768) -> np.ndarray:
     """Cosine of the motif-cluster profiles of pairs (a, b); each window profiled once, the pairs
     taken in blocks (gathering both sides of millions of pairs at once would take gigabytes)."""
     needed, where = np.unique(np.concatenate([a, b]), return_inverse=True)
-    vectors = np.zeros((len(needed), profiler.dim), dtype=np.float32)
-    for s in range(0, len(needed), batch):
-        vectors[s:s + batch] = profiler.vectors([ws.seqs[i].decode("ascii").upper() for i in needed[s:s + batch]])
+    vectors = motif_profiles(ws, needed, profiler, resume_dir, batch)
     # products and sums in float64: the same last digits on any CPU
     inverse_norm = 1 / np.maximum(np.sqrt(np.einsum("pd,pd->p", vectors, vectors, dtype=np.float64)), 1e-12)
     side_a, side_b = where[:len(a)], where[len(a):]
@@ -246,10 +271,12 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
     the candidates' shared motifs, `pair` = row in `pairs`).
 
     `hits`: best BLAST hits of an all-vs-all search (opt-in; `blast_args` then says how they were
-    found); by default the nominated pairs are searched here with `blast_args`, keeping finished
-    blocks in `resume_dir` if given (a killed check continues from them)."""
+    found); by default the nominated pairs are searched here with `blast_args`. With `resume_dir`,
+    the finished blocks of the two long phases, BLAST and the motif profiles, are kept there (in
+    blast/ and motif_profiles/), and a killed check continues from them."""
     # the matrices first: a bad --motifs fails before any work is done
     profiler = profiler or MotifProfiler(params.motifs, params.motif_pvalue)
+    resume_dir = Path(resume_dir) if resume_dir else None
     pairs = nominated_pairs(nb)
     decoy_z = pairs.attrs.pop("decoy_z")
     pairs["row"] = np.arange(len(pairs))  # to keep each pair's decoy scores with it
@@ -263,7 +290,8 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
     stats = {"composition_r2": r2, "n_decoys": nb.n_decoys, "entries": len(nb.entries)}
     if hits is None:
         free = pairs["repeat_free"].to_numpy()
-        hits, info = blast.nominated_hits(ws, a[free], b[free], blast_args, threads, progress, resume_dir)
+        hits, info = blast.nominated_hits(ws, a[free], b[free], blast_args, threads, progress,
+                                          resume_dir / "blast" if resume_dir else None)
         pairs["blast_searched"] = free
         stats.update(blast_mode="nominated", blast_pairs=int(free.sum()), blast_searchsp=info["searchsp"],
                      blastn_args=info["blastn_args"], tool_versions=info["versions"])
@@ -287,7 +315,8 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
                  target_win_fraction=float((pairs["margin"].to_numpy()[population] > 0).mean()) if population.any() else 0.0)
     pairs["motif_cosine"] = np.nan
     pairs.loc[population, "motif_cosine"] = motif_cosine(ws, pairs["window_a"].to_numpy()[population],
-                                                         pairs["window_b"].to_numpy()[population], profiler)
+                                                         pairs["window_b"].to_numpy()[population], profiler,
+                                                         resume_dir / "motif_profiles" if resume_dir else None)
     pairs = _smith_waterman(ws, pairs, pairs["repeat_free"] & ~pairs["blast_hit"] & pairs["significant"], params)
     pairs["sw_homology"] = pairs["sw_pvalue"].lt(params.min_sw_pvalue)
     family = pd.factorize(ws.table["gene"].map(families or {}).replace("", np.nan))[0]  # -1: none

@@ -212,12 +212,12 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
            progress: Callable[[int], None] | None = None, resume_dir: Path | None = None) -> Neighbours:
     """The k slots of every query window of `chunk` (default all): exact, or approximate (ivf, ivfpq).
 
-    With `resume_dir`, every finished query block of the exact search is kept there, and a
-    search killed and started again continues from them."""
+    With `resume_dir`, every finished query block is kept there, and a search killed and started
+    again continues from them."""
     if params.index != "exact":
         from .ann import approximate_search
 
-        return approximate_search(f, ws, params, chunk, progress)
+        return approximate_search(f, ws, params, chunk, progress, resume_dir)
     import torch
 
     emb, decoys = f["embeddings"], f["decoys"]
@@ -302,26 +302,43 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
         return {**dict(zip(BLOCK_COLUMNS, columns)), "window_sums": row_sums.cpu().numpy(),
                 "window_decoy_sums": row_decoy_sums.cpu().numpy(), "decoy_sums": decoy_row_sums.cpu().numpy()}
 
-    store = BlockStore(resume_dir, {"window_digest": ws.digest, "params": asdict(params), "rows": [lo, hi],
-                                     "grid": q_rows, "embeddings": f.attrs.get("params", "")}) if resume_dir else None
+    store = block_store(resume_dir, f, ws, params, (lo, hi), q_rows)
     with torch.inference_mode():
-        results = []
-        for q0 in range(lo, hi, q_rows):
-            q1 = min(hi, q0 + q_rows)
-            block = store.load(q0) if store else None
-            if block is None:
-                block = query_block(q0, q1)
-                if store:
-                    store.save(q0, block)
-            results.append((q0, q1, block))
-            if progress:
-                progress(q1 - q0)
+        return run_query_blocks(query_block, (lo, hi), q_rows, n, n_decoys, store, progress)
+
+
+def block_store(resume_dir: Path | None, f: h5py.File, ws: WindowSet, params: SearchParams, rows: tuple[int, int],
+                grid: int) -> BlockStore | None:
+    """Where the finished query blocks of a search are kept (None: nowhere), for these inputs and settings."""
+    if resume_dir is None:
+        return None
+    return BlockStore(resume_dir, {"window_digest": ws.digest, "params": asdict(params), "rows": list(rows),
+                                   "grid": grid, "embeddings": f.attrs.get("params", "")})
+
+
+def run_query_blocks(query_block: Callable[[int, int], dict], rows: tuple[int, int], grid: int, n: int,
+                     n_decoys: int, store: BlockStore | None = None,
+                     progress: Callable[[int], None] | None = None) -> Neighbours:
+    """Neighbours of query rows `rows`, `grid` rows per block: each block from `store` if a killed
+    run finished it, else from `query_block(q0, q1)` (BLOCK_COLUMNS and the rows' sums) and kept."""
+    lo, hi = rows
+    results = []
+    for q0 in range(lo, hi, grid):
+        q1 = min(hi, q0 + grid)
+        block = store.load(q0) if store else None
+        if block is None:
+            block = query_block(q0, q1)
+            if store:
+                store.save(q0, block)
+        results.append((q0, q1, block))
+        if progress:
+            progress(q1 - q0)
     window_sums, window_decoy_sums = np.zeros((n, 3)), np.zeros((n, 3))
     decoy_sums = np.zeros((n, n_decoys, 3))
     for q0, q1, block in results:
         window_sums[q0:q1], window_decoy_sums[q0:q1] = block["window_sums"], block["window_decoy_sums"]
         decoy_sums[q0:q1] = block["decoy_sums"]
-    nb = _neighbours([[block[c] for c in BLOCK_COLUMNS] for _, _, block in results], n_decoys, (lo, hi),
+    nb = _neighbours([[block[c] for c in BLOCK_COLUMNS] for _, _, block in results], n_decoys, rows,
                      window_sums, window_decoy_sums, decoy_sums)
     nb.resumed_blocks = store.resumed if store else 0
     return nb
