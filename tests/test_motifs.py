@@ -126,13 +126,15 @@ def test_planted_instances_are_found(found, scanner):
     assert informative_found >= 0.7 * informative
 
 
-def test_expected_potential_is_exact_for_a_markov_chain():
+@pytest.mark.parametrize("buckets", [(10, 16, 24), (3,)])  # one length bucket, or one per matrix
+def test_expected_potential_is_exact_for_a_markov_chain(buckets):
     """The dinucleotide expectation equals brute force over all words of a short matrix."""
     rng = np.random.default_rng(1)
     lo = rng.normal(0, 1.5, (2, 4, 4)).astype(np.float32)
     lo[1, :, 3] = 0  # the second matrix has length 3
     mats = motifs.Matrices(("m1", "m2"), ("m1", "m2"), lo, np.array([4, 3]), {"motifs": "test"})
-    scanner = motifs.Scanner(mats)
+    scanner = motifs.Scanner(mats, buckets=buckets)
+    assert len(scanner.buckets) == (1 if buckets[0] > 4 else 2)
     seq = random_dna(rng, 200, gc=0.65) + "CGCGCGTATA" * 5
     expected = scanner.expected_potential([seq])[0]
     code = {b: i for i, b in enumerate("ACGT")}

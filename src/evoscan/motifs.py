@@ -209,10 +209,12 @@ class Scanner:
             weight = np.concatenate([fwd, rc]).transpose(0, 2, 1).reshape(2 * len(members), -1).T
             self.buckets.append((members, width, torch.from_numpy(np.ascontiguousarray(weight))
                                  .to(self.device), torch.from_numpy(mats.lengths[members]).to(self.device)))
-        # odds (2^log-odds) of every matrix and its reverse complement, 1 beyond each length
+        # odds (2^log-odds) of every matrix and its reverse complement, 1 beyond each length, per
+        # length bucket up to its width (the steps past a matrix's end leave its expectation as it is)
         fwd = mats.log_odds.astype(np.float64)
-        self._odds = [torch.from_numpy(np.exp2(x)).to(self.device)
-                      for x in (fwd, reverse_complement_matrices(fwd, mats.lengths))]
+        odds = [np.exp2(x) for x in (fwd, reverse_complement_matrices(fwd, mats.lengths))]
+        self._odds = [(members, [torch.from_numpy(np.ascontiguousarray(x[members, :, :width])).to(self.device)
+                                 for x in odds]) for members, width, _, _ in self.buckets]
 
     def _scan(self, seqs: list[str]):
         """Per length bucket: (matrix indices [m], scores [B, L, 2, m] float32, positions x strands
@@ -277,13 +279,16 @@ class Scanner:
             np.add.at(counts[i], (codes[:-1][ok], codes[1:][ok]), 1)
         start = torch.from_numpy(counts.sum(2) / counts.sum((1, 2))[:, None]).to(self.device)  # [B, 4]
         step = torch.from_numpy(counts / counts.sum(2, keepdims=True)).to(self.device)  # P(next | this)
-        expected = 0
-        for odds in self._odds:  # forward, then reverse-complement matrices: [M, 4, Lmax], 1 past the end
-            v = start[:, None, :] * odds[None, :, :, 0]  # [B, M, 4]
-            for j in range(1, odds.shape[2]):
-                v = torch.bmm(v, step) * odds[None, :, :, j]
-            expected = expected + v.sum(2) / 2
-        return torch.log2(expected).float().cpu().numpy()
+        out = np.empty((len(seqs), len(self.mats)), dtype=np.float32)
+        for members, both in self._odds:  # per bucket: forward, then reverse-complement matrices [m, 4, width]
+            expected = 0
+            for odds in both:
+                v = start[:, None, :] * odds[None, :, :, 0]  # [B, m, 4]
+                for j in range(1, odds.shape[2]):
+                    v = torch.bmm(v, step) * odds[None, :, :, j]
+                expected = expected + v.sum(2) / 2
+            out[:, members] = torch.log2(expected).float().cpu().numpy()
+        return out
 
     def best(self, seqs: list[str]) -> np.ndarray:
         """Best score [B, M] of each matrix over positions and strands (-inf: none scored)."""
