@@ -8,7 +8,8 @@ decoys their nearest windows; every window found any of these ways becomes a can
 pair is scored as the exact search scores it (its score and its 2D decoy scores, from the
 quantised vectors), so the selection stays blind to which score is real and the target-decoy
 competition stays fair: real and decoy scores are found and computed by the same approximation.
-Recall against the exact search is measured in benchmarks/bench_search.py.
+Recall against the exact search is measured in benchmarks/bench_search.py. Finished query blocks
+are kept as the exact search keeps them (`search.run_query_blocks`): a killed search continues.
 
 The normalisation sums come from a fixed random sample of reference windows and their decoys
 (exact vectors) instead of every window. The raw `cosine` of each final neighbour is exact: its
@@ -202,8 +203,7 @@ class _IndexedWindows:
         faiss = _faiss()
         _hand_back_freed_memory()
         self.emb, self.decoys = emb, decoys = f["embeddings"], f["decoys"]
-        n, dim = emb.shape
-        n_decoys = decoys.shape[1]
+        n = emb.shape[0]
         self.group = pd.factorize(ws.table["gene"])[0].astype(np.int64)
         # overlapping windows of other groups as sorted keys row x n + col, made before the index exists:
         # (49 M pairs in a million-window benchmark whose loci overlapped: 1.9 GB while found, 0.4 GB kept)
@@ -217,50 +217,9 @@ class _IndexedWindows:
         self.corrected = corrected = lambda x: transform(x, raw=False)[1].numpy()  # noqa: E731
         self.raw_unit = lambda x: transform(x)[0].numpy()  # noqa: E731
         self.k = min(params.top_k, n)
-        nlist = max(1, min(int(math.sqrt(n)), n // 39))  # training k-means costs nlist x sample x dim per pass
-        rng = np.random.default_rng(0)
-
-        # train on a spread sample of windows and decoys together (the 8-bit ranges must fit both
-        # alike), of the size k-means uses; filled in place, not concatenated from parts
-        step = max(1, math.ceil(n / min(TRAINING_ROWS, KMEANS_ROWS_PER_LIST * nlist // 2)))
-        per_block = [(r0, r1, len(range(r0, r1, step))) for r0, r1 in _blocks(n)]
-        sample = np.empty((2 * sum(m for _, _, m in per_block), dim), np.float32)
-        at = 0
-        for r0, r1, m in per_block:  # only the sampled rows are read
-            sample[at:at + m], sample[at + m:at + 2 * m] = corrected(emb[r0:r1:step]), corrected(decoys[r0:r1:step, 0])
-            at += 2 * m
-        windows_index = _trained_index(faiss, sample, nlist, params.index)
-        del sample
-        decoys_index = faiss.clone_index(windows_index)  # the same lists (centroids) and codes
-
-        # FAISS's `add` appends to std::vector lists, which grow by doubling: up to twice the codes
-        # (11.2-13.5 GB peak at a million windows). Instead: pass 1 assigns every window and decoy to
-        # its list, each list is sized once to its final length, pass 2 encodes and writes the codes
-        # in place. Ids are row numbers (decoys: row x n_decoys + j), as `add` in row order gives them.
-        quantizer = windows_index.quantizer
-        assign = lambda x: quantizer.search(x, 1)[1][:, 0].astype(np.int64)  # noqa: E731
-        window_lists, decoy_lists = np.empty(n, np.int64), np.empty(n * n_decoys, np.int64)
-        for r0, r1 in _blocks(n):
-            window_lists[r0:r1] = assign(corrected(emb[r0:r1]))
-            decoy_lists[r0 * n_decoys:r1 * n_decoys] = assign(corrected(decoys[r0:r1].reshape(-1, dim)))
-        filled = [_reserve(windows_index, window_lists), _reserve(decoys_index, decoy_lists)]
-        self.reference = reference = np.sort(rng.choice(n, min(n, REFERENCE_WINDOWS), replace=False))
-        ref_parts, ref_decoy_parts = [], []
-        for r0, r1 in _blocks(n):
-            block, decoy_block = corrected(emb[r0:r1]), corrected(decoys[r0:r1].reshape(-1, dim))
-            d0, d1 = r0 * n_decoys, r1 * n_decoys
-            _place(faiss, windows_index, block, np.arange(r0, r1), window_lists[r0:r1], filled[0])
-            _place(faiss, decoys_index, decoy_block, np.arange(d0, d1), decoy_lists[d0:d1], filled[1])
-            picked = reference[(reference >= r0) & (reference < r1)] - r0
-            ref_parts.append(block[picked])
-            ref_decoy_parts.append(decoy_block.reshape(r1 - r0, n_decoys, dim)[picked].reshape(-1, dim))
-        del window_lists, decoy_lists
-        self.ref_vectors, self.ref_decoys = np.concatenate(ref_parts), np.concatenate(ref_decoy_parts)
-        for index, lists_filled in zip((windows_index, decoys_index), filled):
-            assert all(lists_filled == [index.invlists.list_size(i) for i in range(nlist)]), "a list was not filled"
-            index.make_direct_map(True)
-            index.nprobe = params.nprobe or max(1, min(nlist // 8, 64))
-        self.windows_index, self.decoys_index = windows_index, decoys_index
+        self.reference = np.sort(np.random.default_rng(0).choice(n, min(n, REFERENCE_WINDOWS), replace=False))
+        self.windows_index, self.decoys_index, self.ref_vectors, self.ref_decoys = _filled_indexes(
+            faiss, emb, decoys, corrected, params, self.reference)
 
     def _overlapping(self, keys: np.ndarray) -> np.ndarray:
         overlap_keys = self.overlap_keys
@@ -324,6 +283,55 @@ class _IndexedWindows:
                    np.take_along_axis(decoy, top[:, :, None], 1)[keep]]
         return {**dict(zip(BLOCK_COLUMNS, columns)), "window_sums": window_sums,
                 "window_decoy_sums": window_decoy_sums, "decoy_sums": decoy_sums}
+
+
+def _filled_indexes(faiss, emb: h5py.Dataset, decoys: h5py.Dataset, corrected: Callable, params,
+                    reference: np.ndarray) -> tuple:
+    """(windows index, decoys index, reference windows, their decoys): both indexes trained on the
+    same sample and filled with every corrected window and decoy; the reference rows as read."""
+    n, dim = emb.shape
+    n_decoys = decoys.shape[1]
+    nlist = max(1, min(int(math.sqrt(n)), n // 39))  # training k-means costs nlist x sample x dim per pass
+
+    # train on a spread sample of windows and decoys together (the 8-bit ranges must fit both
+    # alike), of the size k-means uses; filled in place, not concatenated from parts
+    step = max(1, math.ceil(n / min(TRAINING_ROWS, KMEANS_ROWS_PER_LIST * nlist // 2)))
+    per_block = [(r0, r1, len(range(r0, r1, step))) for r0, r1 in _blocks(n)]
+    sample = np.empty((2 * sum(m for _, _, m in per_block), dim), np.float32)
+    at = 0
+    for r0, r1, m in per_block:  # only the sampled rows are read
+        sample[at:at + m], sample[at + m:at + 2 * m] = corrected(emb[r0:r1:step]), corrected(decoys[r0:r1:step, 0])
+        at += 2 * m
+    windows_index = _trained_index(faiss, sample, nlist, params.index)
+    del sample
+    decoys_index = faiss.clone_index(windows_index)  # the same lists (centroids) and codes
+
+    # FAISS's `add` appends to std::vector lists, which grow by doubling: up to twice the codes
+    # (11.2-13.5 GB peak at a million windows). Instead: pass 1 assigns every window and decoy to
+    # its list, each list is sized once to its final length, pass 2 encodes and writes the codes
+    # in place. Ids are row numbers (decoys: row x n_decoys + j), as `add` in row order gives them.
+    quantizer = windows_index.quantizer
+    assign = lambda x: quantizer.search(x, 1)[1][:, 0].astype(np.int64)  # noqa: E731
+    window_lists, decoy_lists = np.empty(n, np.int64), np.empty(n * n_decoys, np.int64)
+    for r0, r1 in _blocks(n):
+        window_lists[r0:r1] = assign(corrected(emb[r0:r1]))
+        decoy_lists[r0 * n_decoys:r1 * n_decoys] = assign(corrected(decoys[r0:r1].reshape(-1, dim)))
+    filled = [_reserve(windows_index, window_lists), _reserve(decoys_index, decoy_lists)]
+    ref_parts, ref_decoy_parts = [], []
+    for r0, r1 in _blocks(n):
+        block, decoy_block = corrected(emb[r0:r1]), corrected(decoys[r0:r1].reshape(-1, dim))
+        d0, d1 = r0 * n_decoys, r1 * n_decoys
+        _place(faiss, windows_index, block, np.arange(r0, r1), window_lists[r0:r1], filled[0])
+        _place(faiss, decoys_index, decoy_block, np.arange(d0, d1), decoy_lists[d0:d1], filled[1])
+        picked = reference[(reference >= r0) & (reference < r1)] - r0
+        ref_parts.append(block[picked])
+        ref_decoy_parts.append(decoy_block.reshape(r1 - r0, n_decoys, dim)[picked].reshape(-1, dim))
+    del window_lists, decoy_lists
+    for index, lists_filled in zip((windows_index, decoys_index), filled):
+        assert all(lists_filled == [index.invlists.list_size(i) for i in range(nlist)]), "a list was not filled"
+        index.make_direct_map(True)
+        index.nprobe = params.nprobe or max(1, min(nlist // 8, 64))
+    return windows_index, decoys_index, np.concatenate(ref_parts), np.concatenate(ref_decoy_parts)
 
 
 def _moments(sims: np.ndarray, ok: np.ndarray) -> np.ndarray:
