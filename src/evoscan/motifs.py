@@ -254,14 +254,18 @@ class Scanner:
         torch = self.torch
 
         def log2_mean_odds(s, scored):
-            # scores stay below ~40 bits, so 2^score cannot overflow; where every term is tiny
-            # (low-complexity sequence) the sum is redone shifted by its maximum, which cannot underflow
-            total = torch.exp2(s).sum((1, 2))
-            if bool((total < 2.0 ** -100).any()):
-                top = s.amax((1, 2)).clamp_min(-1e30)
-                log_total = top + torch.log2(torch.exp2(s - top[:, None, None, :]).sum((1, 2)))
+            # 2^score summed over positions and strands: scores stay below ~40 bits, so it cannot
+            # overflow; where every term is tiny (low-complexity sequence) the sum is taken shifted
+            # by its maximum, which cannot underflow (per window and matrix: a window's profile does
+            # not depend on the others in its batch)
+            top = s.amax((1, 2))
+            if bool((top >= -100).all()):  # no sum can be tiny: 2^score in place (~0.6 GB a batch)
+                log_total = torch.log2(s.exp2_().sum((1, 2)))
             else:
-                log_total = torch.log2(total)
+                total = torch.exp2(s).sum((1, 2))
+                top = top.clamp_min(-1e30)
+                shifted = top + torch.log2(torch.exp2(s - top[:, None, None, :]).sum((1, 2)))
+                log_total = torch.where(total < 2.0 ** -100, shifted, torch.log2(total))
             return torch.where(scored > 0, log_total - torch.log2(scored.clamp_min(1).float()),
                                torch.tensor(torch.nan, device=self.device))
 
