@@ -66,7 +66,8 @@ def window_digest(table: pd.DataFrame, seqs: np.ndarray) -> str:
     for col in ("id", "chrom", "start", "end", "strand"):
         h.update("\x1f".join(map(str, table[col].tolist())).encode())
         h.update(b"\x1e")
-    h.update(b"".join(seqs.tolist()))
+    for r0 in range(0, len(seqs), 65_536):  # the same digest as all at once, without a copy of them all
+        h.update(b"".join(seqs[r0:r0 + 65_536].tolist()))
     return h.hexdigest()[:32]
 
 
@@ -100,8 +101,14 @@ def tile_starts(length: int, size: int, stride: int) -> np.ndarray:
     return np.arange(0, length - size + 1, stride, dtype=np.int64)
 
 
-def sequence_stats(seqs: np.ndarray) -> dict[str, np.ndarray]:
-    """GC, CpG observed/expected, N and soft-mask fractions of equal-length sequences."""
+def sequence_stats(seqs: np.ndarray, block: int = 65_536) -> dict[str, np.ndarray]:
+    """GC, CpG observed/expected, N and soft-mask fractions of equal-length sequences, `block` at a
+    time (the base-by-base masks of a million windows at once took 2.5 GB)."""
+    parts = [_block_stats(seqs[r0:r0 + block]) for r0 in range(0, len(seqs), block)]
+    return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
+
+
+def _block_stats(seqs: np.ndarray) -> dict[str, np.ndarray]:
     raw = np.frombuffer(b"".join(seqs.tolist()), dtype=np.uint8).reshape(len(seqs), -1)
     upper = raw & 0xDF  # ASCII upper case
     is_c, is_g, is_n = upper == ord("C"), upper == ord("G"), upper == ord("N")
