@@ -125,9 +125,9 @@ def test_motif_cosine_of_pairs_in_blocks_equals_the_profiles_cosine():
     vectors = profiler.vectors([s.decode() for s in seqs]).astype(np.float64)
     vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
     expected = np.einsum("pd,pd->p", vectors[a], vectors[b])
-    got = motif_cosine(ws, a, b, profiler, batch=16, block=37)
+    got, resumed = motif_cosine(ws, a, b, profiler, batch=16, block=37)
     assert got.dtype == np.float32 and np.allclose(got, expected, atol=1e-6)
-    assert np.array_equal(got, motif_cosine(ws, a, b, profiler))  # the blocks do not change a digit
+    assert np.array_equal(got, motif_cosine(ws, a, b, profiler)[0]) and resumed == 0  # blocks change no digit
 
 
 def test_killed_motif_profiling_resumes_from_its_finished_blocks(tmp_path, monkeypatch):
@@ -145,7 +145,7 @@ def test_killed_motif_profiling_resumes_from_its_finished_blocks(tmp_path, monke
     ws = WindowSet(table, seqs, WindowParams())
     rows = np.array([0, 2, 3, 5, 7, 11, 13, 17, 19, 23, 29, 1, 4, 6, 8, 9, 10, 12, 14])  # 19: 3 blocks
     profiler = MotifProfiler()
-    whole = check.motif_profiles(ws, rows, profiler, batch=4)
+    whole, _ = check.motif_profiles(ws, rows, profiler, batch=4)
     real, calls = profiler.vectors, []
 
     def stopped_on_fourth_call(seqs):
@@ -160,8 +160,9 @@ def test_killed_motif_profiling_resumes_from_its_finished_blocks(tmp_path, monke
     assert len(list((tmp_path / "kept").glob("block*.npz"))) == 1
     calls.clear()
     monkeypatch.setattr(profiler, "vectors", lambda seqs: calls.append(len(seqs)) or real(seqs))
-    resumed = check.motif_profiles(ws, rows, profiler, tmp_path / "kept", batch=4)
-    assert sum(calls) == len(rows) - 8  # the finished block was not profiled again
+    resumed, blocks = check.motif_profiles(ws, rows, profiler, tmp_path / "kept", batch=4)
+    assert sum(calls) == len(rows) - 8 and blocks == 1  # the finished block was not profiled again
     assert np.array_equal(resumed, whole)
-    other = check.motif_profiles(ws, rows[::-1].copy(), profiler, tmp_path / "kept", batch=4)
+    other, blocks = check.motif_profiles(ws, rows[::-1].copy(), profiler, tmp_path / "kept", batch=4)
+    assert blocks == 0
     assert np.array_equal(other, whole[::-1])  # other rows: the kept blocks are not theirs

@@ -30,6 +30,7 @@ def test_sequence_stats_by_hand():
     # second: C=4 G=4, one CpG, 10 called -> 1*10/16
     assert s["cpg_oe"][1] == pytest.approx(10 / 16)
     assert s["gc"][1] == pytest.approx(0.8)
+    assert all(len(v) == 0 for v in sequence_stats(seqs[:0]).values())
     many = np.tile(seqs, 5)  # in blocks of 3 rows: the same values
     for name, values in sequence_stats(many, block=3).items():
         assert np.array_equal(values, np.tile(s[name], 5)), name

@@ -167,11 +167,12 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
                        progress: Callable[[int], None] | None = None, resume_dir=None):
     """The k slots of every query window of `chunk` (default all), from the two indexes. With
     `resume_dir`, every finished query block is kept there, and a search killed and started again
-    builds the indexes again (deterministic: the same lists and codes) and continues from them;
-    if every block was finished, nothing is built."""
+    builds the indexes again (seeded: the same lists and codes with the same FAISS and threads)
+    and continues from them; if every block was finished, nothing is built."""
+    faiss = _faiss()
     emb, decoys = f["embeddings"], f["decoys"]
     n, dim = emb.shape
-    if len(np.unique(ws.table["gene"].to_numpy())) < 2:
+    if pd.factorize(ws.table["gene"])[0].max(initial=0) < 1:
         raise EvoscanError("all windows belong to one gene or region; the search needs at least two")
     if params.index == "ivfpq" and dim // pq_subquantizers(dim) > 2 * PQ_DIMS:
         raise EvoscanError(f"--index ivfpq cannot split {dim} dimensions into codes of about {PQ_DIMS} (its "
@@ -189,8 +190,10 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
             searcher = _IndexedWindows(f, ws, params)
         return searcher.query_block(q0, q1)
 
-    return run_query_blocks(query_block, rows, q_rows, n, decoys.shape[1],
-                            block_store(resume_dir, f, ws, params, rows, q_rows), progress)
+    # blocks of another FAISS or thread count could come from other lists: not mixed with these
+    store = block_store(resume_dir, f, ws, params, rows, q_rows, faiss=faiss.__version__,
+                        threads=faiss.omp_get_max_threads())
+    return run_query_blocks(query_block, rows, q_rows, n, decoys.shape[1], store, progress)
 
 
 class _IndexedWindows:

@@ -171,10 +171,11 @@ def kmer_cosine(ws: WindowSet, a: np.ndarray, b: np.ndarray, block: int = 8192) 
 
 
 def motif_profiles(ws: WindowSet, rows: np.ndarray, profiler: MotifProfiler, resume_dir: Path | None = None,
-                   batch: int = 256) -> np.ndarray:
-    """Motif-cluster profiles of windows `rows` [rows, clusters], PROFILE_BLOCK windows at a time.
-    With `resume_dir`, every finished block is kept there (an hour's work at a million windows on
-    2 cores), and a check killed and started again continues from them."""
+                   batch: int = 256) -> tuple[np.ndarray, int]:
+    """Motif-cluster profiles of windows `rows` [rows, clusters], PROFILE_BLOCK windows at a time,
+    and how many blocks a killed run had finished. With `resume_dir`, every finished block is kept
+    there (an hour's work at a million windows on 2 cores), and a check killed and started again
+    continues from them."""
     store = BlockStore(resume_dir, {"window_digest": ws.digest, "motifs": profiler.provenance(), "block": PROFILE_BLOCK,
                                     "rows": hashlib.sha256(rows.astype(np.int64).tobytes()).hexdigest()}
                        ) if resume_dir else None
@@ -190,15 +191,16 @@ def motif_profiles(ws: WindowSet, rows: np.ndarray, profiler: MotifProfiler, res
             vectors[s:e] = profiler.vectors([ws.seqs[i].decode("ascii").upper() for i in rows[s:e]])
         if store:
             store.save(b0, {"vectors": vectors[b0:b1]})
-    return vectors
+    return vectors, store.resumed if store else 0
 
 
 def motif_cosine(ws: WindowSet, a: np.ndarray, b: np.ndarray, profiler: MotifProfiler,
-                 resume_dir: Path | None = None, batch: int = 256, block: int = 32768) -> np.ndarray:
-    """Cosine of the motif-cluster profiles of pairs (a, b); each window profiled once, the pairs
-    taken in blocks (gathering both sides of millions of pairs at once would take gigabytes)."""
+                 resume_dir: Path | None = None, batch: int = 256, block: int = 32768) -> tuple[np.ndarray, int]:
+    """Cosine of the motif-cluster profiles of pairs (a, b), and the profile blocks resumed
+    (`motif_profiles`); each window profiled once, the pairs taken in blocks (gathering both sides
+    of millions of pairs at once would take gigabytes)."""
     needed, where = np.unique(np.concatenate([a, b]), return_inverse=True)
-    vectors = motif_profiles(ws, needed, profiler, resume_dir, batch)
+    vectors, resumed = motif_profiles(ws, needed, profiler, resume_dir, batch)
     # products and sums in float64: the same last digits on any CPU
     inverse_norm = 1 / np.maximum(np.sqrt(np.einsum("pd,pd->p", vectors, vectors, dtype=np.float64)), 1e-12)
     side_a, side_b = where[:len(a)], where[len(a):]
@@ -207,7 +209,7 @@ def motif_cosine(ws: WindowSet, a: np.ndarray, b: np.ndarray, profiler: MotifPro
         i, j = side_a[s:s + block], side_b[s:s + block]
         out[s:s + block] = (np.einsum("pd,pd->p", vectors[i], vectors[j], dtype=np.float64)
                             * inverse_norm[i] * inverse_norm[j])
-    return out
+    return out, resumed
 
 
 def motif_evidence(ws: WindowSet, pairs: pd.DataFrame, which: np.ndarray, profiler: MotifProfiler,
@@ -314,9 +316,9 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
     stats.update(population_pairs=int(population.sum()),
                  target_win_fraction=float((pairs["margin"].to_numpy()[population] > 0).mean()) if population.any() else 0.0)
     pairs["motif_cosine"] = np.nan
-    pairs.loc[population, "motif_cosine"] = motif_cosine(ws, pairs["window_a"].to_numpy()[population],
-                                                         pairs["window_b"].to_numpy()[population], profiler,
-                                                         resume_dir / "motif_profiles" if resume_dir else None)
+    pairs.loc[population, "motif_cosine"], stats["resumed_profile_blocks"] = motif_cosine(
+        ws, pairs["window_a"].to_numpy()[population], pairs["window_b"].to_numpy()[population], profiler,
+        resume_dir / "motif_profiles" if resume_dir else None)
     pairs = _smith_waterman(ws, pairs, pairs["repeat_free"] & ~pairs["blast_hit"] & pairs["significant"], params)
     pairs["sw_homology"] = pairs["sw_pvalue"].lt(params.min_sw_pvalue)
     family = pd.factorize(ws.table["gene"].map(families or {}).replace("", np.nan))[0]  # -1: none

@@ -269,8 +269,10 @@ def cmd_check(a) -> None:
     partial = a.out.with_name(a.out.name + ".partial")  # finished BLAST blocks of a killed run
     pairs, funnel, stats = check.check_pairs(ws, nb, repeat_frac, params, blast_args, a.threads, hits, families,
                                              resume_dir=partial)
-    if stats.pop("resumed_blast_blocks", 0):
-        print(f"evoscan check: resumed finished BLAST blocks from {partial}", file=sys.stderr)
+    resumed = {"BLAST": stats.pop("resumed_blast_blocks", 0), "motif-profile": stats.pop("resumed_profile_blocks", 0)}
+    for phase, blocks in resumed.items():
+        if blocks:
+            print(f"evoscan check: resumed {blocks} finished {phase} block(s) from {partial}", file=sys.stderr)
     check.write_scores(a.out, ws, pairs, funnel, params, meta, stats)
     shutil.rmtree(partial, ignore_errors=True)
 

@@ -140,7 +140,8 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
         partial = out["scores"].with_name(out["scores"].name + ".partial")
         pairs, funnel, stats = check.check_pairs(ws, nb, repeat_frac, cfg.check, blast_args, cfg.threads,
                                                  hits, families, lambda n: bar.advance(task, n), partial)
-        stats.pop("resumed_blast_blocks", None)  # how the run went, not what it found
+        for key in ("resumed_blast_blocks", "resumed_profile_blocks"):  # how the run went, not what it found
+            stats.pop(key, None)
         check.write_scores(out["scores"], ws, pairs, funnel, cfg.check, meta, stats)
         shutil.rmtree(partial, ignore_errors=True)
         timings["check"] = time.perf_counter() - t

@@ -308,12 +308,13 @@ def search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, 
 
 
 def block_store(resume_dir: Path | None, f: h5py.File, ws: WindowSet, params: SearchParams, rows: tuple[int, int],
-                grid: int) -> BlockStore | None:
-    """Where the finished query blocks of a search are kept (None: nowhere), for these inputs and settings."""
+                grid: int, **more) -> BlockStore | None:
+    """Where the finished query blocks of a search are kept (None: nowhere), for these inputs and
+    settings (and `more` of them)."""
     if resume_dir is None:
         return None
     return BlockStore(resume_dir, {"window_digest": ws.digest, "params": asdict(params), "rows": list(rows),
-                                   "grid": grid, "embeddings": f.attrs.get("params", "")})
+                                   "grid": grid, "embeddings": f.attrs.get("params", ""), **more})
 
 
 def run_query_blocks(query_block: Callable[[int, int], dict], rows: tuple[int, int], grid: int, n: int,

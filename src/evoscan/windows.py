@@ -104,6 +104,8 @@ def tile_starts(length: int, size: int, stride: int) -> np.ndarray:
 def sequence_stats(seqs: np.ndarray, block: int = 65_536) -> dict[str, np.ndarray]:
     """GC, CpG observed/expected, N and soft-mask fractions of equal-length sequences, `block` at a
     time (the base-by-base masks of a million windows at once took 2.5 GB)."""
+    if len(seqs) == 0:
+        return {name: np.empty(0, np.float32) for name in ("gc", "cpg_oe", "n_frac", "softmask_frac")}
     parts = [_block_stats(seqs[r0:r0 + block]) for r0 in range(0, len(seqs), block)]
     return {name: np.concatenate([p[name] for p in parts]) for name in parts[0]}
 

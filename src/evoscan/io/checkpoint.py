@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .. import __version__
 from .h5 import writing
 
 
@@ -21,7 +22,7 @@ class BlockStore:
     def __init__(self, folder: Path, identity: dict):
         self.folder = Path(folder)
         stamp = self.folder / "identity.json"
-        text = json.dumps(identity, sort_keys=True, default=str)
+        text = json.dumps({**identity, "evoscan": __version__}, sort_keys=True, default=str)
         if self.folder.exists() and (not stamp.exists() or stamp.read_text() != text):
             shutil.rmtree(self.folder)  # left by another run: nothing to reuse
         self.folder.mkdir(parents=True, exist_ok=True)
