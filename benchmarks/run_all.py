@@ -5,6 +5,7 @@ import sys
 from pathlib import Path
 
 HERE = Path(__file__).parent
-for script in ("calibration.py", "bench_motifs.py", "bench_search.py", "bench_blast_nominated.py", "bench_blast.py"):
+for script in ("calibration.py", "bench_motifs.py", "bench_search.py", "gather_peak.py", "bench_blast_nominated.py",
+               "bench_blast.py"):
     print(f"# {script}", flush=True)
     subprocess.run([sys.executable, str(HERE / script)], check=True)

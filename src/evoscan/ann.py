@@ -33,7 +33,7 @@ now drawn at the size k-means uses (at most 256 rows per list, so it is used in 
 ranges come from the residuals of ENCODER_ROWS of it (`_trained_index`): one --chunk 1/256 task
 at 507,750 windows now peaks at 3.3 GB, in its lists (4.1 GB before; `ivfpq` 2.9 GB); a quarter
 of the queries at 1,015,500 windows, index built, 5.8 GB with the heap kept from fragmenting
-(`_hand_back_freed_memory`; the whole would be ~6.2 GB). 6-bit codes
+(`heap.hand_back_freed_memory`; the whole would be ~6.2 GB). 6-bit codes
 (CODES = "QT_6bit") cut the lists by a quarter at recall@10 0.755 / 0.892 on the real chr10 set
 (8-bit: 0.767 / 0.916; default nprobe / 32), 4-bit by half at 0.694 / 0.795. `ivfpq` codes (one
 byte per PQ_DIMS dimensions) cut them to a quarter, for window sets 8-bit codes cannot hold, at a
@@ -42,7 +42,6 @@ lower recall (docs/scaling.md); lists on disk are not done.
 
 from __future__ import annotations
 
-import ctypes
 import math
 from typing import Callable
 
@@ -50,6 +49,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+from . import heap
 from .errors import EvoscanError
 from .search import (BLOCK_COLUMNS, _Transform, block_store, chunk_rows, cross_group_overlaps, embedding_stats,
                      run_query_blocks)
@@ -65,7 +65,6 @@ PQ_DIMS = 4  # ivfpq: dimensions per 1-byte sub-quantiser code (more where the d
 PQ_ITERATIONS = 10  # k-means passes per sub-quantiser (FAISS: 25; one codebook per 4 dimensions adds up)
 PQ_CODES_MIN_ROWS = 256  # a 1-byte code has 256 centroids: at least one training row each
 CODES = "QT_8bit"  # FAISS scalar quantiser of both indexes: 1 byte per dimension (see above)
-MMAP_THRESHOLD = 128 * 1024  # glibc's initial M_MMAP_THRESHOLD, kept fixed (`_hand_back_freed_memory`)
 
 
 def _faiss():
@@ -114,18 +113,6 @@ def _place(faiss, index, x: np.ndarray, ids: np.ndarray, lists: np.ndarray, fill
         index.invlists.update_entries(i, int(filled[i]), int(e - s), faiss.swig_ptr(ids[s:e]),
                                       faiss.swig_ptr(codes[s:e]))
         filled[i] += e - s
-
-
-def _hand_back_freed_memory() -> None:
-    """Keep glibc's mmap threshold fixed. glibc raises it to the size of each large block freed,
-    so the query loop's many temporaries of a few MB then come from its heap, which fragments:
-    resident memory grew by ~3 KB per query with nothing kept (0.3 KB is the results), ~2.5 GB
-    over a million queries (benchmarks/rss_by_query.py). Above a fixed threshold every such
-    block is mapped and handed back when freed, at no measured cost in time."""
-    try:
-        ctypes.CDLL("libc.so.6").mallopt(-3, MMAP_THRESHOLD)  # -3: M_MMAP_THRESHOLD
-    except (OSError, AttributeError):
-        pass  # not glibc: its allocator is its own
 
 
 def pq_subquantizers(dim: int) -> int:
@@ -204,7 +191,7 @@ class _IndexedWindows:
         import torch
 
         faiss = _faiss()
-        _hand_back_freed_memory()
+        heap.hand_back_freed_memory()
         self.emb, self.decoys = emb, decoys = f["embeddings"], f["decoys"]
         n = emb.shape[0]
         self.group = pd.factorize(ws.table["gene"])[0].astype(np.int64)
