@@ -33,7 +33,8 @@ now drawn at the size k-means uses (at most 256 rows per list, so it is used in 
 ranges come from the residuals of ENCODER_ROWS of it (`_trained_index`): one --chunk 1/256 task
 at 507,750 windows now peaks at 3.3 GB, in its lists (4.1 GB before; `ivfpq` 2.9 GB); a quarter
 of the queries at 1,015,500 windows, index built, 5.8 GB with the heap kept from fragmenting
-(`heap.hand_back_freed_memory`; the whole would be ~6.2 GB). 6-bit codes
+(`heap.hand_back_freed_memory`); the whole search measured 6.6 GB, of it ~0.7 GB
+gathering the results, which `search.run_query_blocks` now does in ~0.5 GB less). 6-bit codes
 (CODES = "QT_6bit") cut the lists by a quarter at recall@10 0.755 / 0.892 on the real chr10 set
 (8-bit: 0.767 / 0.916; default nprobe / 32), 4-bit by half at 0.694 / 0.795. `ivfpq` codes (one
 byte per PQ_DIMS dimensions) cut them to a quarter, for window sets 8-bit codes cannot hold, at a
