@@ -166,3 +166,17 @@ def test_demo_report_shows_the_best_uncalled_pairs_as_such(demo_run):
     ids = re.findall(r'\bid="([^"]+)"', html)
     assert len(ids) == len(set(ids))  # inline SVGs keep unique ids
     assert "none of them a call" in demo_run["stdout"]
+
+
+def test_pairs_written_in_parts_are_the_whole_table(called_run, tmp_path):
+    """pairs.tsv.gz made a few pairs at a time (as at a million windows) holds the bytes the
+    whole table gives, and every other file is the same too."""
+    ws, out = called_run["ws"], called_run["out"]
+    pairs, meta = check.read_scores(called_run["tmp"] / "scores.h5", ws)
+    assert pairs["candidate"].sum() >= 2 and len(pairs) > 7 * 3
+    files = report.write_report(tmp_path, ws, pairs, meta, rows=7)
+    for name, path in files.items():
+        assert path.read_bytes() == (out / name).read_bytes(), name
+    whole = report.pair_table(ws, pairs)
+    parts = pd.read_csv(tmp_path / "pairs.tsv.gz", sep="\t")
+    assert len(parts) == len(whole) and list(parts.columns) == list(whole.columns)

@@ -116,8 +116,8 @@ def _links(chrom: str, start: int, end: int, assembly: str) -> str:
     return " ".join(links)
 
 
-def shown_pairs(pairs: pd.DataFrame, top: int) -> tuple[pd.DataFrame, bool]:
-    """The candidates, or (nothing called) the best pairs calls are made from; and whether called."""
+def shown_pairs(pairs: pd.DataFrame, top: int = 10) -> tuple[pd.DataFrame, bool]:
+    """The candidates, or (nothing called) the `top` best pairs calls are made from; and whether called."""
     if pairs["candidate"].any():
         return pairs[pairs["candidate"]], True
     clean = pairs[pairs["qvalue"].notna()].sort_values("score_z", ascending=False, kind="stable")
@@ -126,8 +126,8 @@ def shown_pairs(pairs: pd.DataFrame, top: int) -> tuple[pd.DataFrame, bool]:
 
 def render(ws: WindowSet, pairs: pd.DataFrame, meta: dict, table: pd.DataFrame, sites: pd.DataFrame,
            summary: str, files: list[tuple[str, str]], top: int = 10, assembly: str = "hg38") -> str:
-    """The page. `table`: report.pair_table of all pairs (same rows as `pairs`); `sites`: the
-    motif sites of the pairs with evidence (`pair` = row of `pairs`)."""
+    """The page. `table`: report.pair_table of the pairs `shown_pairs` gives (at least), indexed
+    as `pairs`; `sites`: the motif sites of the pairs with evidence (`pair` = row of `pairs`)."""
     from . import figures  # matplotlib (~0.4 s) only when a page is drawn, not in every command
 
     shown, called = shown_pairs(pairs, top)

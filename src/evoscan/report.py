@@ -5,6 +5,7 @@ from __future__ import annotations
 import gzip
 import io
 from pathlib import Path
+from typing import Iterable
 
 import numpy as np
 import pandas as pd
@@ -24,6 +25,7 @@ PAIR_VALUES = ["cosine", "repeat_frac_a", "repeat_frac_b", "blast_evalue", "blas
 TSV_COLUMNS = ["window_a", "window_b", "gene_a", "gene_b", "chrom_a", "start_a", "end_a",
                "chrom_b", "start_b", "end_b", "region_a", "region_b", *PAIR_VALUES,
                "gc_a", "gc_b", "cpg_oe_a", "cpg_oe_b", "candidate"]
+TSV_ROWS = 500_000  # pairs per part of pairs.tsv.gz
 
 
 def pair_table(ws: WindowSet, pairs: pd.DataFrame) -> pd.DataFrame:
@@ -73,14 +75,17 @@ def site_table(ws: WindowSet, pairs: pd.DataFrame, sites: pd.DataFrame) -> pd.Da
     })
 
 
-def write_tsv(path, table: pd.DataFrame, header: bool = True) -> None:
-    """Write atomically; compressed when the name ends in .gz (with no file name or time in the
-    gzip header, so the same run gives the same bytes). Floats to 6 significant digits."""
+def write_tsv(path, table: pd.DataFrame | Iterable[pd.DataFrame], header: bool = True) -> None:
+    """Write a table, or its parts one after another, atomically; compressed when the name ends in
+    .gz (with no file name or time in the gzip header, so the same run gives the same bytes).
+    Floats to 6 significant digits."""
     path = Path(path)
+    parts = [table] if isinstance(table, pd.DataFrame) else table
     with atomic_path(path) as tmp, open(tmp, "wb") as raw:
         gz = gzip.GzipFile(filename="", mode="wb", fileobj=raw, mtime=0) if path.suffix == ".gz" else None
         with io.TextIOWrapper(gz or raw, encoding="utf-8", newline="") as text:
-            table.to_csv(text, sep="\t", index=False, header=header, float_format="%.6g")
+            for i, part in enumerate(parts):
+                part.to_csv(text, sep="\t", index=False, header=header and i == 0, float_format="%.6g")
         if gz:
             gz.close()
 
@@ -95,21 +100,24 @@ FILES = [("report.html", "this report: one self-contained page"),
          ("best_score.bedgraph", "each window's best normalised score (bedGraph: UCSC, IGV, bedGraphToBigWig)")]
 
 
-def write_report(outdir, ws: WindowSet, pairs: pd.DataFrame, meta: dict, assembly: str = "hg38") -> dict[str, Path]:
-    """Every file for people (FILES), each written atomically."""
+def write_report(outdir, ws: WindowSet, pairs: pd.DataFrame, meta: dict, assembly: str = "hg38",
+                 rows: int = TSV_ROWS) -> dict[str, Path]:
+    """Every file for people (FILES), each written atomically. The human-facing table of every
+    pair is made `rows` pairs at a time (at a million windows it would be ~9 M rows at once)."""
     outdir = Path(outdir)
-    table = pair_table(ws, pairs)
-    candidates = table[table["candidate"]].drop(columns="candidate")
+    candidates = pair_table(ws, pairs[pairs["candidate"].to_numpy()]).drop(columns="candidate")
     files = {name: outdir / name for name, _ in FILES}
     write_tsv(files["candidates.tsv"], candidates)
     write_tsv(files["motif_sites.tsv"], site_table(ws, pairs, pairs.attrs["motif_sites"]))
-    write_tsv(files["pairs.tsv.gz"], table)
+    write_tsv(files["pairs.tsv.gz"], (pair_table(ws, pairs.iloc[r0:r0 + rows])
+                                      for r0 in range(0, max(len(pairs), 1), rows)))
     write_tsv(files["candidates.bedpe"], bedpe(candidates), header=False)
     write_tsv(files["candidates.interact.bed"], tracks.interact(candidates), header=False)
     write_text(files["interact.as"], tracks.INTERACT_AS)
     write_tsv(files["best_score.bedgraph"], tracks.best_score_bedgraph(ws, pairs), header=False)
-    page = html_report.render(ws, pairs, meta, table, pairs.attrs["motif_sites"], description(ws, meta), FILES,
-                              assembly=assembly)
+    shown = html_report.shown_pairs(pairs)[0].head(html_report.MAX_ROWS).index  # the rows the page shows
+    page = html_report.render(ws, pairs, meta, pair_table(ws, pairs.loc[shown]).set_index(shown),
+                              pairs.attrs["motif_sites"], description(ws, meta), FILES, assembly=assembly)
     write_text(files["report.html"], page)
     return files
 
