@@ -35,11 +35,14 @@ def to_svg(fig: Figure) -> str:
     return re.sub(r'(url\(#|href="#)([^")]+)', rf"\g<1>{prefix}\2", text)
 
 
-def pair_classes(pairs: pd.DataFrame) -> pd.Series:
-    """Each nominated pair as candidate, clean (repeat-free, no BLAST hit), BLAST hit or repeat."""
-    return pd.Series(np.select([pairs["candidate"], pairs["repeat_free"] & ~pairs["blast_hit"],
-                                pairs["repeat_free"]], ["candidate", "clean", "BLAST hit"], "repeat"),
-                     index=pairs.index)
+CLASSES = ("repeat", "BLAST hit", "clean", "candidate")
+
+
+def pair_classes(pairs: pd.DataFrame) -> np.ndarray:
+    """Each nominated pair's class, an index into CLASSES: candidate, clean (repeat-free, no BLAST
+    hit), BLAST hit or repeat (one byte a pair: millions of pairs at genome scale)."""
+    return np.select([pairs["candidate"].to_numpy(), (pairs["repeat_free"] & ~pairs["blast_hit"]).to_numpy(),
+                      pairs["repeat_free"].to_numpy()], [3, 2, 1], 0).astype(np.int8)
 
 
 def funnel(counts: dict, labels: list[tuple[str, str]]) -> str:
@@ -83,14 +86,15 @@ def gene_heatmap(ws: WindowSet, pairs: pd.DataFrame, max_genes: int = 40) -> str
 
 def score_distributions(pairs: pd.DataFrame, decoy_z: np.ndarray) -> str:
     """score_z of clean, BLAST-hit and repeat pairs against the best decoy score of the clean pairs."""
-    kind = pair_classes(pairs).replace("candidate", "clean")
+    kind = pair_classes(pairs)
     fig = Figure(figsize=(6.5, 3))
     ax = fig.subplots()
-    clean = (kind == "clean").to_numpy()
-    values = {"clean pairs (repeat-free, no BLAST hit)": (pairs["score_z"][clean], CLEAN),
+    clean = kind >= CLASSES.index("clean")  # candidates are clean pairs too
+    score_z = pairs["score_z"].to_numpy()
+    values = {"clean pairs (repeat-free, no BLAST hit)": (score_z[clean], CLEAN),
               "their best decoy": (decoy_z[clean].max(1) if len(decoy_z) else np.array([]), DECOY),
-              "BLAST-hit pairs": (pairs["score_z"][(kind == "BLAST hit").to_numpy()], BLAST),
-              "repeat pairs": (pairs["score_z"][(kind == "repeat").to_numpy()], REPEAT)}
+              "BLAST-hit pairs": (score_z[kind == CLASSES.index("BLAST hit")], BLAST),
+              "repeat pairs": (score_z[kind == CLASSES.index("repeat")], REPEAT)}
     finite = np.concatenate([np.asarray(v, float) for v, _ in values.values()] + [np.zeros(1)])
     bins = np.linspace(np.nanmin(finite), np.nanmax(finite) + 1e-9, 60)
     for label, (v, color) in values.items():
@@ -103,15 +107,18 @@ def score_distributions(pairs: pd.DataFrame, decoy_z: np.ndarray) -> str:
     return to_svg(fig)
 
 
-def scatter(pairs: pd.DataFrame, x: str, xlabel: str, note: str = "", most: int = 20_000) -> str:
-    """score_z against a control column, pairs coloured by class, candidates on top; at most
-    `most` pairs of a class drawn (a seeded sample, said in the legend), so a genome-wide run
-    draws in seconds."""
+def scatter(pairs: pd.DataFrame, x: str, xlabel: str, note: str = "", most: int = 20_000,
+            where: np.ndarray | None = None) -> str:
+    """score_z against a control column for the pairs `where` says (default all; a mask, not a
+    copy of the table), coloured by class, candidates on top; at most `most` pairs of a class
+    drawn (a seeded sample, said in the legend), so a genome-wide run draws in seconds."""
     kind = pair_classes(pairs)
+    if where is not None:
+        kind[~where] = -1  # not drawn
     fig = Figure(figsize=(5, 3.4))
     ax = fig.subplots()
-    for name, color in (("repeat", REPEAT), ("BLAST hit", BLAST), ("clean", CLEAN), ("candidate", CANDIDATE)):
-        sel = np.flatnonzero((kind == name).to_numpy())
+    for code, (name, color) in enumerate(zip(CLASSES, (REPEAT, BLAST, CLEAN, CANDIDATE))):
+        sel = np.flatnonzero(kind == code)
         if len(sel):
             shown = np.sort(np.random.default_rng(0).choice(sel, most, replace=False)) if len(sel) > most else sel
             label = f"{name} ({len(sel):,}{f', {most:,} drawn' if len(sel) > most else ''})"

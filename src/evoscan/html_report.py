@@ -161,20 +161,20 @@ def render(ws: WindowSet, pairs: pd.DataFrame, meta: dict, table: pd.DataFrame, 
         svg = figures.motif_panel(own, (t.window_a, t.window_b), lengths, "") if len(own) else ""
         panels.append({"title": title, "text": text, "svg": svg})
     decoy_z = np.asarray(pairs.attrs["decoy_z"])
-    blasted = pairs[pairs["blast_bitscore"].notna()]
+    blasted = pairs["blast_bitscore"].notna().to_numpy()  # masks, not copies of the pair table
     figs = [
         {"svg": figures.gene_heatmap(ws, pairs), "caption": "Best normalised score (score_z) of each pair of "
          "genes or regions among the nominated pairs, repeats and BLAST hits included."},
         {"svg": figures.score_distributions(pairs, decoy_z), "caption": "Normalised scores of clean pairs "
          "(repeat-free, no BLAST hit) against their best decoy, and of BLAST-hit and repeat pairs. Where the clean "
          "pairs' tail rises above the decoys' is what the q-values measure."},
-        {"svg": figures.scatter(blasted, "blast_bitscore", "BLAST bitscore (pairs with a hit)")
-         if len(blasted) else "", "caption": "Embedding score against BLAST bitscore: homology the model also sees."},
+        {"svg": figures.scatter(pairs, "blast_bitscore", "BLAST bitscore (pairs with a hit)", where=blasted)
+         if blasted.any() else "", "caption": "Embedding score against BLAST bitscore: homology the model also sees."},
         {"svg": figures.scatter(pairs, "kmer_cosine", "6-mer composition cosine (kmer control)",
                                 f"composition explains R² = {meta['stats']['composition_r2']:.2f}"),
          "caption": "Embedding score against composition: a call that composition explains as well is no discovery."},
-        {"svg": figures.scatter(pairs[pairs["motif_cosine"].notna()], "motif_cosine",
-                                "JASPAR motif profile cosine (motif control)"),
+        {"svg": figures.scatter(pairs, "motif_cosine", "JASPAR motif profile cosine (motif control)",
+                                where=pairs["motif_cosine"].notna().to_numpy()),
          "caption": "Embedding score against shared regulatory grammar (repeat-free pairs without a BLAST hit)."},
     ]
     p = meta["params"]
