@@ -361,3 +361,21 @@ def test_approximate_search_with_every_block_kept_builds_nothing(data, tmp_path,
     assert again.resumed_blocks == len(list((tmp_path / "kept").glob("block*.npz"))) > 1
     pd.testing.assert_frame_equal(again.entries, first.entries)
     assert np.array_equal(again.decoy_sums, first.decoy_sums)
+
+
+def test_heap_settings_do_nothing_where_the_c_library_is_not_glibc(monkeypatch):
+    """On musl, macOS or Windows there is no libc.so.6 (or no mallopt / malloc_trim): the heap
+    settings are skipped, and the search runs on that allocator as it is."""
+    import ctypes
+
+    from evoscan import heap
+
+    def no_glibc(name, *args, **kwargs):
+        raise OSError(f"{name}: cannot open shared object file")
+
+    heap.hand_back_freed_memory(), heap.trim()  # glibc here: both called for real
+    monkeypatch.setattr(ctypes, "CDLL", no_glibc)
+    assert heap._libc() is None
+    heap.hand_back_freed_memory(), heap.trim()
+    monkeypatch.setattr(ctypes, "CDLL", lambda name: object())  # a C library without them
+    heap.hand_back_freed_memory(), heap.trim()

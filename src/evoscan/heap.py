@@ -12,9 +12,14 @@ MMAP_THRESHOLD = 128 * 1024  # glibc's initial M_MMAP_THRESHOLD, kept fixed (`ha
 
 def _libc():
     try:
-        return ctypes.CDLL("libc.so.6")
+        libc = ctypes.CDLL("libc.so.6")
     except OSError:
         return None
+    if hasattr(libc, "mallopt"):
+        libc.mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    if hasattr(libc, "malloc_trim"):
+        libc.malloc_trim.argtypes = [ctypes.c_size_t]
+    return libc
 
 
 def hand_back_freed_memory() -> None:

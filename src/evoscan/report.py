@@ -101,7 +101,7 @@ FILES = [("report.html", "this report: one self-contained page"),
 
 
 def write_report(outdir, ws: WindowSet, pairs: pd.DataFrame, meta: dict, assembly: str = "hg38",
-                 rows: int = TSV_ROWS) -> dict[str, Path]:
+                 rows: int = TSV_ROWS, top: int = 10) -> dict[str, Path]:
     """Every file for people (FILES), each written atomically. The human-facing table of every
     pair is made `rows` pairs at a time (at a million windows it would be ~9 M rows at once)."""
     outdir = Path(outdir)
@@ -115,9 +115,9 @@ def write_report(outdir, ws: WindowSet, pairs: pd.DataFrame, meta: dict, assembl
     write_tsv(files["candidates.interact.bed"], tracks.interact(candidates), header=False)
     write_text(files["interact.as"], tracks.INTERACT_AS)
     write_tsv(files["best_score.bedgraph"], tracks.best_score_bedgraph(ws, pairs), header=False)
-    shown = html_report.shown_pairs(pairs)[0].head(html_report.MAX_ROWS).index  # the rows the page shows
-    page = html_report.render(ws, pairs, meta, pair_table(ws, pairs.loc[shown]).set_index(shown),
-                              pairs.attrs["motif_sites"], description(ws, meta), FILES, assembly=assembly)
+    shown = html_report.shown_pairs(pairs, top)[0].head(html_report.MAX_ROWS)  # the rows the page shows
+    page = html_report.render(ws, pairs, meta, pair_table(ws, shown).set_axis(shown.index),
+                              pairs.attrs["motif_sites"], description(ws, meta), FILES, top=top, assembly=assembly)
     write_text(files["report.html"], page)
     return files
 

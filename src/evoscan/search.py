@@ -349,6 +349,7 @@ def run_query_blocks(query_block: Callable[[int, int], dict], rows: tuple[int, i
 
     entries = pd.DataFrame({c: gathered(c, dtype, 0) for c, dtype in ENTRY_COLUMNS.items()}, copy=False)
     decoy_scores = gathered("decoy_scores", np.float32, (0, 2 * n_decoys)).reshape(-1, 2 * n_decoys)
+    heap.trim()
     nb = Neighbours(entries=entries, decoy_scores=decoy_scores, n_decoys=n_decoys, rows=rows,
                     window_sums=window_sums, window_decoy_sums=window_decoy_sums, decoy_sums=decoy_sums)
     nb.resumed_blocks = store.resumed if store else 0
