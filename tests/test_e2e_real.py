@@ -146,10 +146,11 @@ def test_step_by_step_cli_equals_run(loci_fasta, gtf, tmp_path):
     assert by_run.count("\n") > 500
 
 
-def test_killed_check_resumes_its_blast_and_ends_identical(demo, tmp_path):
-    """SIGKILL a real `evoscan check` during BLAST of the nominated pairs; the rerun continues from
-    the finished blocks and writes the scores file an uninterrupted check writes, byte for byte
-    (but for its `created` time)."""
+def test_killed_check_resumes_its_blast_and_motif_profiles_and_ends_identical(demo, tmp_path):
+    """SIGKILL a real `evoscan check` during BLAST of the nominated pairs, and its rerun during the
+    motif profiles (in blocks of 256 here, so the demo has several); the last run continues from
+    the finished blocks of both and writes the scores file an uninterrupted check writes, byte for
+    byte (but for its `created` time)."""
     import os
     import signal
     import subprocess
@@ -159,19 +160,22 @@ def test_killed_check_resumes_its_blast_and_ends_identical(demo, tmp_path):
     import h5py
 
     d = demo["outdir"]
-    args = [sys.executable, "-m", "evoscan.cli", "check", "--windows", str(d / "windows.h5"), "--masks",
+    small_blocks = "import sys, evoscan.check, evoscan.cli; evoscan.check.PROFILE_BLOCK = 256; sys.exit(evoscan.cli.main())"
+    args = [sys.executable, "-c", small_blocks, "check", "--windows", str(d / "windows.h5"), "--masks",
             str(d / "masks.h5"), "--neighbours", str(d / "neighbours.h5"), "--threads", "2"]
     out, partial = tmp_path / "scores.h5", tmp_path / "scores.h5.partial"
-    proc = subprocess.Popen([*args, "-o", str(out)], stderr=subprocess.PIPE, text=True)
-    deadline = time.time() + 120
-    while len(list(partial.glob("blast/block*.npz"))) < 5 and proc.poll() is None:
-        assert time.time() < deadline
-        time.sleep(0.01)
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
-    assert not out.exists() and len(list(partial.glob("blast/block*.npz"))) >= 5
+    for phase, blocks_before_kill in (("blast", 5), ("motif_profiles", 2)):
+        proc = subprocess.Popen([*args, "-o", str(out)], stderr=subprocess.PIPE, text=True)
+        deadline = time.time() + 180
+        while len(list(partial.glob(f"{phase}/block*.npz"))) < blocks_before_kill and proc.poll() is None:
+            assert time.time() < deadline
+            time.sleep(0.01)
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+        assert not out.exists() and len(list(partial.glob(f"{phase}/block*.npz"))) >= blocks_before_kill
     rerun = subprocess.run([*args, "-o", str(out)], capture_output=True, text=True)
-    assert rerun.returncode == 0 and "finished BLAST block(s)" in rerun.stderr, rerun.stderr
+    assert rerun.returncode == 0, rerun.stderr
+    assert "finished BLAST block(s)" in rerun.stderr and "finished motif-profile block(s)" in rerun.stderr
     assert not partial.exists()
     with h5py.File(out) as got, h5py.File(d / "scores.h5") as want:
         names = []

@@ -18,27 +18,13 @@ row is read back from the embeddings file (k rows per query; no raw codes are ke
 Memory: the indexes hold (1 + D) bytes x dimension per window, in inverted lists of exactly that
 size: every vector is assigned to its list in a first pass over the file, each list is sized
 once, and a second pass writes the codes in place (FAISS's own `add` grows each list by
-doubling, up to twice the codes). Measured at 1,015,500 windows of 2,080 dimensions with one
-decoy (`evoscan search --index ivf --chunk 1/256`, 2 cores): 6,092 MiB peak, was 11,242 MiB
-(13,465 in an earlier run) with `add` and 8-bit raw codes; of it ~1,470 MiB the window set,
-3,970 MiB the lists, 370 MiB the keys of 49 M overlapping pairs of other genes (an artefact of
-that input, whose loci overlapped; real genes overlap rarely). The build
-(training, two passes) took ~290 s there, each query block of 256 ~10 s. The whole grows by
-~5.8 GB per million windows at this dimension, so 8 GB is passed near 1.4 M windows. FAISS's
-training on the 2 x TRAINING_ROWS sample, with its copies, is a peak of its own (every --chunk
-task trains): a whole search of 507,750 windows peaked at 6.3 GB inside `train`
-(benchmarks/peak_by_line.py), above the query loop's 4.1-4.4 GB: FAISS's k-means copied a random
-subsample of it, then its 8-bit range training copied 100 k rows and their residuals. The sample is
-now drawn at the size k-means uses (at most 256 rows per list, so it is used in place) and the
-ranges come from the residuals of ENCODER_ROWS of it (`_trained_index`): one --chunk 1/256 task
-at 507,750 windows now peaks at 3.3 GB, in its lists (4.1 GB before; `ivfpq` 2.9 GB); a quarter
-of the queries at 1,015,500 windows, index built, 5.8 GB with the heap kept from fragmenting
-(`heap.hand_back_freed_memory`); the whole search measured 6.6 GB, of it ~0.7 GB
-gathering the results, which `search.run_query_blocks` now does in ~0.5 GB less). 6-bit codes
-(CODES = "QT_6bit") cut the lists by a quarter at recall@10 0.755 / 0.892 on the real chr10 set
-(8-bit: 0.767 / 0.916; default nprobe / 32), 4-bit by half at 0.694 / 0.795. `ivfpq` codes (one
-byte per PQ_DIMS dimensions) cut them to a quarter, for window sets 8-bit codes cannot hold, at a
-lower recall (docs/scaling.md); lists on disk are not done.
+doubling, up to twice the codes). Training uses a sample drawn at the size k-means uses (at most
+256 rows per list, so FAISS uses it in place) and takes the 8-bit ranges from the residuals of
+ENCODER_ROWS of it (`_trained_index`), so training does not peak above the query loop. 6-bit
+codes would cut the lists by a quarter, `ivfpq` (one byte per PQ_DIMS dimensions) to a quarter,
+each at a lower recall. The measured peaks (6.6 GB for the whole search of 1,015,500 windows of
+2,080 dimensions, ~5.8 GB more per million windows), the build and query times, and the recall of
+each code size are in docs/scaling.md; lists on disk are not done.
 """
 
 from __future__ import annotations
