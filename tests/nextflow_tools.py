@@ -125,7 +125,8 @@ def main() -> None:
     commands = []
     for item in request.get("renders", []):
         process = "EVOSCAN_" + item["module"].upper()
-        task = {"ext": {"args": ext_args(root, process, params)}, "cpus": item.get("cpus", 2), "process": process}
+        task = {"ext": {"args": ext_args(root, process, params)}, "cpus": item.get("cpus", 2), "process": process,
+                "attempt": item.get("attempt", 1), "previousTrace": item.get("previous_trace")}
         commands.append(render_script(root, item["module"], {**item["bindings"], "task": task, "params": params}))
     json.dump({"errors": language_server_errors(root), "params": params, "commands": commands}, sys.stdout)
 

@@ -212,3 +212,48 @@ def test_module_commands_in_workflow_order_equal_evoscan_run(rendered, demo_run,
                               env={**os.environ, "PATH": path}, capture_output=True, text=True)
 
     assert_same_results(run_in_workflow_order(rendered["commands"], tmp_path, run), demo_run["outdir"])
+
+
+@pytest.mark.slow
+def test_a_retried_check_continues_from_the_blocks_its_killed_attempt_kept(demo_run, tmp_path):
+    """Nextflow retries a task killed for time or memory in a new work folder; the check module's
+    second attempt moves in the blocks its first attempt kept (`task.previousTrace.workdir`) and
+    ends with the scores file of an uninterrupted check (but for its `created` time)."""
+    import signal
+    import time
+
+    import h5py
+
+    path = f"{REPO / 'bin'}:{os.path.dirname(sys.executable)}:{os.environ['PATH']}"
+    d = demo_run["outdir"]
+    inputs = {"meta": TEST_META, "windows": "windows.h5", "masks": "masks.h5", "neighbours": "neighbours.h5",
+              "families": [], "motifs": []}
+    first, second = tmp_path / "attempt1", tmp_path / "attempt2"
+    renders = [{"module": "check", "bindings": inputs},
+               {"module": "check", "bindings": inputs, "attempt": 2, "previous_trace": {"workdir": str(first)}}]
+    scripts = nextflow_tools(renders)["commands"]
+    assert "previous" not in scripts[0] and str(first) in scripts[1]
+    for task in (first, second):
+        task.mkdir()
+        for name in ("windows.h5", "masks.h5", "neighbours.h5"):
+            (task / name).symlink_to(d / name)
+    env = {**os.environ, "PATH": path}
+    kept = first / "grch38_loci.scores.h5.partial"
+    proc = subprocess.Popen(["bash", "-euo", "pipefail", "-c", scripts[0]], cwd=first, env=env,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    deadline = time.time() + 180
+    while len(list(kept.glob("blast/block*.npz"))) < 5 and proc.poll() is None:
+        assert time.time() < deadline
+        time.sleep(0.01)
+    os.killpg(proc.pid, signal.SIGKILL)  # as a scheduler kills the task's process group
+    proc.wait()
+    blocks = len(list(kept.glob("blast/block*.npz")))
+    assert blocks >= 5 and not (first / "grch38_loci.scores.h5").exists()
+    retry = subprocess.run(["bash", "-euo", "pipefail", "-c", scripts[1]], cwd=second, env=env,
+                           capture_output=True, text=True)
+    assert retry.returncode == 0, retry.stderr
+    assert "finished BLAST block(s)" in retry.stderr and not kept.exists()
+    out = second / "grch38_loci.scores.h5"
+    with h5py.File(out) as got, h5py.File(d / "scores.h5") as want:
+        when = (got.attrs["created"].encode(), want.attrs["created"].encode())
+    assert out.read_bytes().replace(*when) == (d / "scores.h5").read_bytes()

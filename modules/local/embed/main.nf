@@ -16,7 +16,10 @@ process EVOSCAN_EMBED {
     def motif_file = motifs ? "--motifs ${motifs}" : ''
     def checkpoint = weights ? "--weights ${weights}" : ''
     def model = model_dir ? "--model ${model_dir}" : ''
+    // a retry (after a kill for time or memory) continues from the blocks its attempt before kept
+    def kept = task.attempt > 1 && task.previousTrace ? "${task.previousTrace.workdir}/${meta.id}.embeddings.${chunk}.h5.partial" : ''
     """
+    ${kept ? "if [ -d ${kept} ]; then mv ${kept} .; fi" : ''}
     evoscan embed --windows ${windows} --chunk ${chunk}/${chunks} ${args} ${motif_file} ${checkpoint} ${model} -o ${meta.id}.embeddings.${chunk}.h5
     """
 

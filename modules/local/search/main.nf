@@ -12,7 +12,10 @@ process EVOSCAN_SEARCH {
     script:
     def args = task.ext.args ?: ''
     // every chunk searches its query blocks against all windows and decoys: merged, equal to one search
+    // a retry (after a kill for time or memory) continues from the blocks its attempt before kept
+    def kept = task.attempt > 1 && task.previousTrace ? "${task.previousTrace.workdir}/${meta.id}.neighbours.${chunk}.h5.partial" : ''
     """
+    ${kept ? "if [ -d ${kept} ]; then mv ${kept} .; fi" : ''}
     evoscan search --windows ${windows} --embeddings ${embeddings} --chunk ${chunk}/${chunks} ${args} -o ${meta.id}.neighbours.${chunk}.h5
     """
 
