@@ -120,11 +120,12 @@ def test_power_planted_shared_words(loci_fasta, tmp_path):
 @pytest.mark.slow
 def test_power_planted_regulatory_content(data_dir, loci_fasta, tmp_path):
     """The same 30 JASPAR motifs (each instance sampled anew from its matrix) planted in 20 pairs:
-    composition (kmer) cannot see shared motif grammar at a valid FDR; what is called stays
-    within it. The numbers across loads and decoys are in docs/validation.md."""
+    composition (kmer) sees little of shared motif grammar (0-50 % across seeds and decoys, where
+    the motifs backend recovers 70-100 %: docs/validation.md), and what it calls stays within
+    the FDR."""
     ws = make_windows(WindowParams(), fasta=shuffled_loci(subset_fasta(loci_fasta, LOCI, tmp_path / "8.fa"),
                                                          tmp_path / "s.fa", 42))
     ws, planted = plant_motifs(data_dir / "motifs" / "JASPAR2024_CORE_vertebrates_latest.jaspar", ws, 20, 30, 5)
     recovered, false, called = called_pairs(kmer_search(ws, tmp_path, n_decoys=4)[0], planted)
     print(f"power: {recovered:.0%} of 20 planted pairs at q <= 0.05; {false} of {called} calls false")
-    assert false <= max(1, 0.1 * called)
+    assert recovered <= 0.5 and false <= max(1, 0.1 * called)

@@ -76,9 +76,9 @@ def test_candidates_are_repeat_free_and_blast_free(demo):
     assert len(cand) > 1000 and cand.blast_searched.all() and not pairs[~pairs.repeat_free].blast_searched.any()
     assert (cand.repeat_frac_a <= 0.1).all() and (cand.repeat_frac_b <= 0.1).all()
     assert cand.blast_evalue.isna().all()
-    final = pairs[pairs.candidate]  # candidates passed those and the statistics
-    assert set(final.index) <= set(cand.index)
-    assert (final.qvalue <= 0.05).all() and not final.sw_homology.any() and (final.margin > 0).all()
+    # the composition-only kmer backend calls nothing on the real loci (README); what a call must
+    # pass is tested where there are calls (test_report.py)
+    assert not pairs.candidate.any()
     # repeat-rich windows (RepeatMasker-derived soft-masking) appear among neighbours but never as candidates
     ws = demo["windows"]
     rich = np.flatnonzero(ws.table.softmask_frac.to_numpy() > 0.5)
@@ -107,16 +107,13 @@ def test_tsv_outputs(demo):
     outdir = demo["outdir"]
     cand = pd.read_csv(outdir / "candidates.tsv", sep="\t", keep_default_na=False)
     assert list(cand.columns[:len(REQUIRED)]) == REQUIRED
-    assert (cand.blast_evalue == "").all()  # empty when there is no hit
+    assert len(cand) == 0  # nothing called here; calls: tests/test_report.py
     with gzip.open(outdir / "pairs.tsv.gz", "rt") as fh:
         pairs = pd.read_csv(fh, sep="\t", dtype={"shared_motifs": str})
     assert set(REQUIRED) <= set(pairs.columns) and len(pairs) == demo["funnel"]["nominated"]
     assert (pairs.gene_a != pairs.gene_b).all()
-    for _, group in pairs.groupby("candidate"):  # candidates first, each part by normalised score
-        assert group.score_z.is_monotonic_decreasing
-    assert pairs.candidate.is_monotonic_decreasing
-    lines = (outdir / "candidates.bedpe").read_text().splitlines()
-    assert len(lines) == len(cand) and all(len(line.split("\t")) == 8 for line in lines)
+    assert pairs.score_z.is_monotonic_decreasing  # by normalised score (after the calls, if any)
+    assert (outdir / "candidates.bedpe").read_text() == ""
 
 
 def test_step_by_step_cli_equals_run(loci_fasta, gtf, tmp_path):

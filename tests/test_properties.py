@@ -63,23 +63,29 @@ def fasta_text(records: list[tuple[str, str]], width: int) -> str:
                    for name, seq in records)
 
 
+# (text, the records it holds when well formed, else None)
 FASTA = st.one_of(
-    st.builds(fasta_text, RECORDS, st.integers(1, 80)),  # well formed
-    st.builds(lambda a, b: a + b, st.builds(fasta_text, RECORDS, st.integers(1, 80)), NOISE),  # then damaged
-    NOISE,
+    st.builds(lambda records, width: (fasta_text(records, width), records), RECORDS, st.integers(1, 80)),
+    st.builds(lambda a, b: (a + b, None), st.builds(fasta_text, RECORDS, st.integers(1, 80)), NOISE),  # damaged
+    NOISE.map(lambda text: (text, None)),
 )
 
 
 @SETTINGS
-@given(text=FASTA, how=HOW, ambiguous=st.booleans())
-def test_fasta_reader_gives_clean_records_or_the_documented_error(scratch, text, how, ambiguous):
+@given(case=FASTA, how=HOW, ambiguous=st.booleans())
+def test_fasta_reader_gives_clean_records_or_the_documented_error(scratch, case, how, ambiguous):
+    text, written = case
     path = write(scratch / "in.fa", text, how)
+    well_formed = bool(written) and how != "cut gzip"
     try:
         records = list(read_fasta(path, ambiguous_as_n=ambiguous))
     except EvoscanError as err:
+        assert not well_formed, f"well-formed FASTA refused: {err}"
         assert str(path) in str(err) and "\n" not in str(err)
         return event("refused: " + str(err).split(": ", 1)[-1][:25])
     event("read")
+    if well_formed:
+        assert [(r.name, r.seq) for r in records] == written
     names = [r.name for r in records]
     assert records and all(names) and len(set(names)) == len(names)
     assert all(r.seq and set(r.seq) <= set(DNA) for r in records)
@@ -101,14 +107,17 @@ BAD_GTF_LINE = st.one_of(
               st.sampled_from("+-."), st.just("A")),  # start > end, or not 1-based
     st.text(string.printable, max_size=60).map(lambda s: s.replace("\n", " ") + "\n"),
 )
-GTF = st.one_of(st.lists(GOOD_GTF_LINE, min_size=1, max_size=8),
-                st.builds(lambda good, bad: good + [bad], st.lists(GOOD_GTF_LINE, max_size=6), BAD_GTF_LINE))
+GTF = st.one_of(st.lists(GOOD_GTF_LINE, min_size=1, max_size=8).map(lambda lines: (lines, True)),
+                st.builds(lambda good, bad: (good + [bad], False), st.lists(GOOD_GTF_LINE, max_size=6), BAD_GTF_LINE))
 
 
 @SETTINGS
-@given(lines=GTF, how=HOW, data=st.data())
-def test_gtf_reader_gives_valid_intervals_or_the_documented_error(scratch, lines, how, data):
+@given(case=GTF, how=HOW, data=st.data())
+def test_gtf_reader_gives_valid_intervals_or_the_documented_error(scratch, case, how, data):
+    lines, good = case
     path = write(scratch / "in.gtf", "".join(lines), how)
+    if good and how != "cut gzip":  # well formed: every line read, none refused
+        assert len(read_gtf(path)) == len(lines)
     try:
         table = read_gtf(path)
         present = sorted(set(table["gene_name"].dropna()))
@@ -135,21 +144,27 @@ BAD_BED_LINE = st.one_of(
               st.integers(-5, 3000), st.sampled_from("+-.x")),
     st.text(string.printable, max_size=40).map(lambda s: s.replace("\n", " ") + "\n"),
 )
-BED = st.one_of(st.lists(GOOD_BED_LINE, max_size=8),
-                st.builds(lambda good, bad: good + [bad], st.lists(GOOD_BED_LINE, max_size=6), BAD_BED_LINE))
+BED = st.one_of(st.lists(GOOD_BED_LINE, max_size=8).map(lambda lines: (lines, True)),
+                st.builds(lambda good, bad: (good + [bad], False), st.lists(GOOD_BED_LINE, max_size=6), BAD_BED_LINE))
 
 
 @SETTINGS
-@given(lines=BED, how=HOW)
-def test_bed_reader_gives_valid_regions_or_the_documented_error(scratch, lines, how):
+@given(case=BED, how=HOW)
+def test_bed_reader_gives_valid_regions_or_the_documented_error(scratch, case, how):
+    lines, good = case
     path = write(scratch / "in.bed", "".join(lines), how)
+    regions_written = sum(1 for line in lines if line.startswith("chr"))
+    well_formed = good and regions_written and how != "cut gzip"
     try:
         regions = read_bed(path)
     except EvoscanError as err:
+        assert not well_formed, f"well-formed BED refused: {err}"
         assert "\n" not in str(err)
         return event("refused: " + str(err).split(": ", 1)[-1][:25])
     event("read")
     assert len(regions) and (regions["start"] >= 0).all() and (regions["start"] < regions["end"]).all()
+    if well_formed:
+        assert len(regions) == regions_written
     assert set(regions["strand"]) <= {"+", "-"}
 
 

@@ -67,6 +67,26 @@ def test_report_html_is_self_contained_with_every_section(called_run):
         assert (again / name).read_bytes() == (called_run["out"] / name).read_bytes(), name
 
 
+def test_candidates_pass_every_filter_and_lead_every_table(called_run):
+    """Each call is repeat-free, BLAST-free, significant, beaten by no decoy and without
+    Smith-Waterman homology; the tables list the calls first, each part by normalised score,
+    and the BEDPE has one 8-column link per call."""
+    pairs, out = called_run["pairs"], called_run["out"]
+    final = pairs[pairs.candidate]
+    assert len(final) >= 5
+    assert final.repeat_free.all() and final.blast_searched.all() and final.blast_evalue.isna().all()
+    assert (final.qvalue <= 0.05).all() and (final.margin > 0).all() and not final.sw_homology.any()
+    cand = pd.read_csv(out / "candidates.tsv", sep="\t", keep_default_na=False)
+    assert len(cand) == len(final) and (cand.blast_evalue == "").all()  # empty when there is no hit
+    table = pd.read_csv(out / "pairs.tsv.gz", sep="\t", dtype={"shared_motifs": str})
+    assert table.candidate.sum() == len(final) and not table.candidate.all()
+    assert table.candidate.is_monotonic_decreasing
+    for _, group in table.groupby("candidate"):
+        assert group.score_z.is_monotonic_decreasing
+    lines = (out / "candidates.bedpe").read_text().splitlines()
+    assert len(lines) == len(final) and all(len(line.split("\t")) == 8 for line in lines)
+
+
 def test_report_renders_in_headless_chromium_without_errors(called_run, tmp_path):
     chromium = shutil.which("chromium") or shutil.which("chromium-browser")
     assert chromium, "Debian's chromium is needed (make test-tools installs it)"

@@ -79,7 +79,10 @@ def test_cli_chunk_and_merge(real):
         assert proc.returncode == 0, proc.stderr
     proc = evoscan("merge", "--windows", w, "-o", tmp / "cli_merged.h5", tmp / "c1.h5", tmp / "c2.h5")
     assert proc.returncode == 0, proc.stderr
-    vectors, _ = embed.read_embeddings(tmp / "cli_merged.h5", ws)
-    assert vectors.shape == (len(ws), 2080)
+    proc = evoscan("embed", "--windows", w, "-o", tmp / "cli_whole.h5")
+    assert proc.returncode == 0, proc.stderr
+    merged, merged_prov = embed.read_embeddings(tmp / "cli_merged.h5", ws)
+    whole, whole_prov = embed.read_embeddings(tmp / "cli_whole.h5", ws)
+    assert merged.shape == (len(ws), 2080) and np.array_equal(merged, whole) and merged_prov == whole_prov
     proc = evoscan("merge", "--windows", w, "-o", tmp / "bad.h5", tmp / "c1.h5", w)
     assert proc.returncode == 1 and "one kind" in proc.stderr
