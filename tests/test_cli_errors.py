@@ -150,3 +150,104 @@ def test_bad_motifs_refused_by_embed_and_check(two_sets, tmp_path, source, messa
                    d / "one.neighbours.h5", "--motifs", source, "-o", tmp_path / "s.h5")
     assert_refused(proc, message)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["notes.txt"]
+
+
+def test_an_output_over_an_input_is_refused_and_the_input_kept(two_sets, tmp_path):
+    """-o naming an input file (or a folder) is refused before any work; the input is untouched."""
+    import shutil
+
+    s = two_sets
+    for kind in ("windows", "embeddings", "neighbours"):
+        shutil.copy(s / f"one.{kind}.h5", tmp_path / f"{kind}.h5")
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    w, e, n = (tmp_path / f"{kind}.h5" for kind in ("windows", "embeddings", "neighbours"))
+    assert_refused(evoscan("mask", "--windows", w, "-o", w), "is the file given as --windows")
+    assert_refused(evoscan("search", "--windows", w, "--embeddings", e, "-o", tmp_path / "." / "embeddings.h5"),
+                   "is the file given as --embeddings")
+    assert_refused(evoscan("check", "--windows", w, "--masks", s / "one.masks.h5", "--neighbours", n, "-o", n),
+                   "is the file given as --neighbours")
+    assert_refused(evoscan("merge", "--windows", w, "-o", e, e), "is the file given as one of the chunk files")
+    (tmp_path / "folder").mkdir()
+    assert_refused(evoscan("mask", "--windows", w, "-o", tmp_path / "folder"), "is a directory")
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir() if p.is_file()} == before
+
+
+@pytest.mark.parametrize("step,args,message", [
+    ("embed", ["--decoy-seed", "-1"], "--decoy-seed: must be at least 0"),
+    ("search", ["--device", "foo"], "--device must be cpu, cuda or cuda:N"),
+    ("search", ["--index", "ivf", "--nprobe", "-1"], "--nprobe must be at least 0"),
+    ("check", ["--max-blast-evalue", "nan"], "--max-blast-evalue must be 0 or more"),
+    ("check", ["--min-sw-pvalue", "2"], "--min-sw-pvalue must lie between 0 and 1"),
+    ("check", ["--min-cosine", "5"], "--min-cosine must lie between -1 and 1"),
+    ("check", ["--families", "nofile.tsv"], "--families nofile.tsv: no such file"),
+    ("check", ["--blast-args", "-outfmt 6"], "goes after '='"),  # argparse reads -o(utfmt) as -o
+    ("mask", ["--mask-sources", ""], "--mask-sources: names no source"),
+])
+def test_out_of_range_options_are_refused_before_any_work(two_sets, tmp_path, step, args, message):
+    s = two_sets
+    inputs = {"embed": ["--windows", s / "one.windows.h5"], "mask": ["--windows", s / "one.windows.h5"],
+              "search": ["--windows", s / "one.windows.h5", "--embeddings", s / "one.embeddings.h5"],
+              "check": ["--windows", s / "one.windows.h5", "--masks", s / "one.masks.h5",
+                        "--neighbours", s / "one.neighbours.h5"]}[step]
+    out = tmp_path / "out.h5"
+    proc = evoscan(step, *inputs, *args, "-o", out)
+    assert_refused(proc, message)
+    assert "internal error" not in proc.stderr and not list(tmp_path.iterdir())  # no .partial either
+
+
+def test_families_need_two_columns(two_sets, tmp_path):
+    s = two_sets
+    (tmp_path / "fam.tsv").write_text("one0\tA\none1\n")
+    proc = evoscan("check", "--windows", s / "one.windows.h5", "--masks", s / "one.masks.h5", "--neighbours",
+                   s / "one.neighbours.h5", "--families", tmp_path / "fam.tsv", "-o", tmp_path / "s.h5")
+    assert_refused(proc, "a line without a gene and a family")
+    assert not (tmp_path / "s.h5").exists()
+
+
+def test_a_gene_past_the_end_of_its_chromosome_is_an_error_not_dropped(tmp_path):
+    (tmp_path / "a.gtf").write_text(GTF)
+    genome = write_fasta(tmp_path / "g.fa", {"chrT": "ACGT" * 1000})  # 4 kb: GENE2 (5,001-6,000) lies past it
+    proc = evoscan("windows", "--genome", genome, "--gtf", tmp_path / "a.gtf", "--genes", "GENE1,GENE2",
+                   "-o", tmp_path / "w.h5")
+    assert_refused(proc, "gene GENE2 (chrT:5001-6000) ends past the end of chrT")
+    assert "another assembly" in proc.stderr and not (tmp_path / "w.h5").exists()
+
+
+def test_an_index_that_cannot_be_trained_is_refused_before_embedding(tmp_path):
+    rng = np.random.default_rng(4)
+    fa = write_fasta(tmp_path / "s.fa", {f"g{i}": random_dna(rng, 1500) for i in range(3)})
+    proc = evoscan("run", "--fasta", fa, "--index", "ivfpq", "--outdir", tmp_path / "r")
+    assert_refused(proc, "--index ivfpq needs at least 512 windows")
+    assert not (tmp_path / "r").exists()
+
+
+def test_a_failed_run_or_report_leaves_the_earlier_results_whole(tmp_path, monkeypatch):
+    """A run into a folder that holds an earlier run's results, failing part-way (after it has
+    rewritten the windows, masks and embeddings), puts the earlier files back byte for byte and
+    leaves nothing of its own; so does a report failing part-way over an earlier report (as
+    `evoscan report` writes it)."""
+    from evoscan import check, report
+    from evoscan.pipeline import PREVIOUS, RunConfig, cleanup_on_error, run_pipeline
+    from evoscan.windows import WindowParams, read_windows
+
+    rng = np.random.default_rng(5)
+    fa = write_fasta(tmp_path / "s.fa", {f"g{i}": random_dna(rng, 1500) for i in range(3)})
+    outdir = tmp_path / "results"
+    run_pipeline(RunConfig(outdir=outdir, fasta=fa, mask_sources=("softmask",)))
+    earlier = {p.name: p.read_bytes() for p in outdir.iterdir()}
+    assert {"windows.h5", "embeddings.h5", "scores.h5", "report.html"} <= earlier.keys()
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("failed part-way")
+
+    monkeypatch.setattr(check, "check_pairs", fails)
+    with pytest.raises(RuntimeError):  # other windows this time: every file would change
+        run_pipeline(RunConfig(outdir=outdir, fasta=fa, mask_sources=("softmask",), window=WindowParams(stride=128)))
+    assert {p.name: p.read_bytes() for p in outdir.iterdir()} == earlier and not (outdir / PREVIOUS).exists()
+
+    monkeypatch.setattr(report.tracks, "best_score_bedgraph", fails)  # written after the tables
+    ws = read_windows(outdir / "windows.h5")
+    pairs, meta = check.read_scores(outdir / "scores.h5", ws)
+    with pytest.raises(RuntimeError), cleanup_on_error(outdir, [name for name, _ in report.FILES]):
+        report.write_report(outdir, ws, pairs.iloc[:len(pairs) // 2], meta)  # other tables this time
+    assert {p.name: p.read_bytes() for p in outdir.iterdir()} == earlier

@@ -137,6 +137,13 @@ def _trained_index(faiss, sample: np.ndarray, nlist: int, kind: str = "ivf", enc
     return index
 
 
+def require_enough_windows(index: str, n: int) -> None:
+    """An index that cannot be trained on `n` windows is refused (by `evoscan run` before it embeds)."""
+    if index == "ivfpq" and n < 2 * PQ_CODES_MIN_ROWS:
+        raise EvoscanError(f"--index ivfpq needs at least {2 * PQ_CODES_MIN_ROWS} windows to train its codebooks "
+                           f"({n} here); use --index exact or ivf")
+
+
 def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
                        progress: Callable[[int], None] | None = None, resume_dir=None):
     """The k slots of every query window of `chunk` (default all), from the two indexes. With
@@ -151,9 +158,7 @@ def approximate_search(f: h5py.File, ws: WindowSet, params, chunk=None,
     if params.index == "ivfpq" and dim // pq_subquantizers(dim) > 2 * PQ_DIMS:
         raise EvoscanError(f"--index ivfpq cannot split {dim} dimensions into codes of about {PQ_DIMS} (its "
                            f"nearest split has {dim // pq_subquantizers(dim)} per code); use --index ivf")
-    if params.index == "ivfpq" and n < 2 * PQ_CODES_MIN_ROWS:
-        raise EvoscanError(f"--index ivfpq needs at least {2 * PQ_CODES_MIN_ROWS} windows to train its codebooks "
-                           f"({n} here); use --index exact or ivf")
+    require_enough_windows(params.index, n)
     q_rows = max(1, math.ceil(n / 16)) if n < 16 * QUERY_BLOCK else QUERY_BLOCK
     rows = chunk_rows(chunk, n, q_rows)
     searcher = None

@@ -96,6 +96,12 @@ class CheckParams:
             raise UsageError("--sw-shuffles needs at least 2")
         if self.motif_shuffles < 1:
             raise UsageError("--motif-shuffles needs at least 1")
+        if not self.max_blast_evalue >= 0:  # (not NaN either)
+            raise UsageError(f"--max-blast-evalue must be 0 or more (got {self.max_blast_evalue})")
+        if not 0 <= self.min_sw_pvalue <= 1:
+            raise UsageError(f"--min-sw-pvalue must lie between 0 and 1 (got {self.min_sw_pvalue})")
+        if not -1 <= self.min_cosine <= 1:
+            raise UsageError(f"--min-cosine must lie between -1 and 1 (got {self.min_cosine})")
         if not 0 < self.motif_pvalue < 1:
             raise UsageError(f"--motif-pvalue must lie in (0, 1) (got {self.motif_pvalue})")
 
@@ -376,10 +382,15 @@ def _smith_waterman(ws: WindowSet, pairs: pd.DataFrame, which: pd.Series, params
 
 def read_families(path) -> dict[str, str]:
     """gene -> family from a two-column TSV (gene, family); '#' lines are comments."""
+    if not Path(path).is_file():
+        raise EvoscanError(f"--families {path}: {'a directory' if Path(path).is_dir() else 'no such file'}; "
+                           "give a two-column TSV of gene and family")
     try:
         table = pd.read_csv(path, sep="\t", comment="#", header=None, usecols=[0, 1], dtype=str)
     except (OSError, ValueError, pd.errors.ParserError):
         raise EvoscanError(f"{path}: expected a two-column TSV of gene and family") from None
+    if table.isna().any().any():
+        raise EvoscanError(f"{path}: a line without a gene and a family; expected a two-column TSV of gene and family")
     return dict(zip(table[0], table[1]))
 
 

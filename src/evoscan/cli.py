@@ -46,8 +46,8 @@ def add_input_options(p: argparse.ArgumentParser) -> None:
 
 def add_mask_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("repeat masking")
-    g.add_argument("--mask-sources", type=csv, default=list(mask.SOURCES),
-                   help="comma-separated, from " + ",".join(mask.SOURCES) + " (default all)")
+    g.add_argument("--mask-sources", type=mask_sources, default=list(mask.SOURCES),
+                   help="comma-separated, from " + ",".join(mask.SOURCES) + ", or none (default all)")
     g.add_argument("--rmsk", type=Path, help="RepeatMasker .out or BED of repeats (genome coordinates)")
 
 
@@ -75,7 +75,7 @@ def add_backend_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--decoys", type=positive_int, default=1,
                    help="dinucleotide-shuffle decoys per window, embedded for the target-decoy q-values "
                         "(default %(default)s)")
-    g.add_argument("--decoy-seed", type=int, default=1)
+    g.add_argument("--decoy-seed", type=nonnegative_int, default=1)
 
 
 def add_motif_options(p: argparse.ArgumentParser) -> None:
@@ -146,14 +146,30 @@ def gene_list(text: str) -> list[str]:
     return names
 
 
-def positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1 (got {value})")
-    return value
+def int_at_least(minimum: int):
+    """An argparse type: an integer of at least `minimum`."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"invalid int value: {text!r}") from None
+        if value < minimum:
+            raise argparse.ArgumentTypeError(f"must be at least {minimum} (got {value})")
+        return value
+    return parse
+
+
+positive_int, nonnegative_int = int_at_least(1), int_at_least(0)
+
+
+def mask_sources(text: str) -> list[str]:
+    """Mask sources, comma-separated; `none` flags no repeats (said, never an empty value)."""
+    if text.strip() == "none":
+        return []
+    sources = csv(text)
+    if not sources:
+        raise argparse.ArgumentTypeError(f"names no source; give one or more of {','.join(mask.SOURCES)}, or none")
+    return sources
 
 
 def csv(text: str) -> list[str]:
@@ -280,7 +296,7 @@ def cmd_check(a) -> None:
 def cmd_report(a) -> None:
     ws = read_windows(a.windows)
     pairs, meta = check.read_scores(a.scores, ws)
-    with cleanup_on_error(a.outdir, only=[name for name, _ in report.FILES]):  # all the report's files, or none
+    with cleanup_on_error(a.outdir, [name for name, _ in report.FILES]):  # all the report's files, or none
         files = report.write_report(a.outdir, ws, pairs, meta, assembly=a.assembly)
     console = Console()
     report.summary(console, ws, pairs, meta)
@@ -313,6 +329,8 @@ class Parser(argparse.ArgumentParser):
     """argparse, with its errors on one line (exit status 2) like every other evoscan error."""
 
     def error(self, message):
+        if message.endswith("expected one argument"):  # argparse takes a value starting with '-' for an option
+            message += "; a value that starts with '-' goes after '=', e.g. --blast-args='-word_size 7'"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -409,6 +427,14 @@ def check_output(a) -> None:
         folder = a.out.parent
         if not folder.is_dir():
             raise EvoscanError(f"output directory {folder} does not exist; create it first")
+        if a.out.is_dir():
+            raise EvoscanError(f"-o {a.out} is a directory; give the path of a file to write")
+        for name, value in vars(a).items():  # writing over an input would destroy it
+            for given in (value if isinstance(value, list) else [value]):
+                if name != "out" and isinstance(given, Path) and _same_file(given, a.out):
+                    option = "one of the chunk files" if name == "parts" else f"--{name.replace('_', '-')}"
+                    raise EvoscanError(f"-o {a.out} is the file given as {option}: writing it would destroy that "
+                                       "input; choose another -o")
     elif getattr(a, "outdir", None) is not None:
         folder = a.outdir
         while not folder.exists():  # made by the step: the nearest folder that exists must take it
@@ -420,6 +446,13 @@ def check_output(a) -> None:
     if not os.access(folder, os.W_OK | os.X_OK):
         raise EvoscanError(f"output directory {folder} is not writable (read-only or no permission); "
                            "choose another, or fix its permissions")
+
+
+def _same_file(a: Path, b: Path) -> bool:
+    try:
+        return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
+    except OSError:
+        return False
 
 
 def error_message(err: Exception) -> str:

@@ -14,13 +14,16 @@ from typing import Iterable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from . import blast, check, embed, mask, motifs, report, search
+from . import ann, blast, check, embed, mask, motifs, report, search
 from .backends import get_backend
 from .errors import EvoscanError
 from .windows import WindowParams, make_windows, require_two_genes, require_two_groups, write_windows
 
 FILES = {"windows": "windows.h5", "masks": "masks.h5", "embeddings": "embeddings.h5",
          "neighbours": "neighbours.h5", "blast": "blast.h5", "scores": "scores.h5"}
+
+# every file a run writes: its intermediates and the report's files
+RUN_OUTPUTS = [*FILES.values(), *(name for name, _ in report.FILES)]
 
 
 @dataclass
@@ -49,23 +52,43 @@ class RunConfig:
     assembly: str = "hg38"  # browser links of report.html
 
 
+PREVIOUS = ".evoscan-previous"  # an earlier run's outputs, kept aside until this run succeeds
+
+
 @contextlib.contextmanager
-def cleanup_on_error(outdir: Path, only: Iterable[str] | None = None) -> Iterator[None]:
-    """On failure, remove what this run created, so a failed run leaves nothing half-made behind;
-    with `only`, just those names (the folder may be shared with other work)."""
+def cleanup_on_error(outdir: Path, writes: Iterable[str]) -> Iterator[None]:
+    """All of a run's outputs `writes` in `outdir`, or none: an earlier run's files of those names
+    are moved aside first and put back if this run fails, and what this run made is removed, so
+    a failed run leaves the earlier results whole and nothing half-made behind."""
+    for name in writes:
+        if (outdir / name).is_dir():
+            raise EvoscanError(f"{outdir / name} is a directory where evoscan writes a file of that name; "
+                               "move it, or choose another output folder")
     existed = outdir.exists()
-    before = set(outdir.iterdir()) if existed else set()
     outdir.mkdir(parents=True, exist_ok=True)
+    aside = outdir / PREVIOUS
+    moved = []
+    for name in writes:
+        # (a run killed before it ended left the results before it aside: those stay)
+        if (outdir / name).exists() and not (aside / name).exists():
+            aside.mkdir(exist_ok=True)
+            os.replace(outdir / name, aside / name)
+            moved.append(name)
+    before = set(outdir.iterdir())
     try:
         yield
     except BaseException:
         for path in set(outdir.iterdir()) - before:
-            if only is not None and path.name not in only:
-                continue
-            shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+            if path.name in writes:
+                shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
+        for name in moved:
+            os.replace(aside / name, outdir / name)
+        if aside.exists() and not any(aside.iterdir()):
+            aside.rmdir()
         if not existed and not any(outdir.iterdir()):
             outdir.rmdir()
         raise
+    shutil.rmtree(aside, ignore_errors=True)
 
 
 def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
@@ -80,11 +103,12 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
     mask.require_tools(cfg.mask_sources)
     blast.check_args(cfg.blast_args, all_vs_all=cfg.blast_all_vs_all)
     motifs.read_motifs(cfg.check.motifs)
+    families = check.read_families(cfg.families) if cfg.families else None
     backend = get_backend(cfg.backend, **cfg.backend_options)
     columns = (SpinnerColumn(), TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     progress_console = Console(stderr=True)
-    with cleanup_on_error(cfg.outdir), Progress(*columns, console=progress_console,
+    with cleanup_on_error(cfg.outdir, RUN_OUTPUTS), Progress(*columns, console=progress_console,
                                                 disable=not progress_console.is_terminal) as bar:
         def step(name: str, total: int | None = None):
             return bar.add_task(name, total=total)
@@ -94,6 +118,7 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
         ws = make_windows(cfg.window, fasta=cfg.fasta, genome=cfg.genome, gtf=cfg.gtf, genes=cfg.genes,
                           ambiguous_as_n=cfg.ambiguous_as_n, regions=cfg.regions, gene_type=cfg.gene_type)
         require_two_groups(ws)
+        ann.require_enough_windows(cfg.search.index, len(ws))  # before hours of embedding
         write_windows(out["windows"], ws)
         bar.update(task, total=len(ws), completed=len(ws))
         timings["windows"] = time.perf_counter() - t
@@ -135,7 +160,6 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
         t = time.perf_counter()
         task = step("check")
         repeat_frac = mask.read_repeat_frac(out["masks"], ws)["repeat_frac"]
-        families = check.read_families(cfg.families) if cfg.families else None
         nb, meta = search.read_neighbours(out["neighbours"], ws)
         partial = out["scores"].with_name(out["scores"].name + ".partial")
         pairs, funnel, stats = check.check_pairs(ws, nb, repeat_frac, cfg.check, blast_args, cfg.threads,
@@ -173,5 +197,8 @@ def find_demo_data(start: Path | None = None) -> Path:
 
 def demo_config(data: Path, outdir: Path, threads: int) -> RunConfig:
     """The 25 real GRCh38 loci, soft-masked, annotated with the LRG-derived GTF, kmer backend."""
+    if not (data / "loci" / "grch38_loci.softmasked.fa").is_file():
+        raise EvoscanError(f"{data}: not the shared data folder (no loci/grch38_loci.softmasked.fa in it); give "
+                           "the folder that holds loci/ and annotation/ with --data, or set EVOSCAN_DATA")
     return RunConfig(outdir=outdir, fasta=data / "loci" / "grch38_loci.softmasked.fa",
                      gtf=data / "annotation" / "lrg_derived_grch38.gtf", threads=threads)

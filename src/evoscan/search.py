@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Callable
@@ -69,6 +70,10 @@ class SearchParams:
             raise UsageError("--memory must be at least 64 (MB)")
         if self.index not in INDEXES:
             raise UsageError(f"--index must be one of {', '.join(INDEXES)}")
+        if self.nprobe < 0:
+            raise UsageError(f"--nprobe must be at least 0 (0: chosen from the index; got {self.nprobe})")
+        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
+            raise UsageError(f"--device must be cpu, cuda or cuda:N (got {self.device!r})")
 
 
 @dataclass

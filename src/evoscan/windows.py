@@ -39,6 +39,9 @@ class WindowParams:
             raise UsageError(f"--window-size must be at least 16 (got {self.size})")
         if self.stride < 1:
             raise UsageError(f"--stride must be at least 1 (got {self.stride}): windows step along the sequence")
+        if self.promoter_upstream < 0 or self.promoter_downstream < 0:
+            raise UsageError("--promoter-upstream and --promoter-downstream must be 0 or more (bases from the TSS "
+                             f"each way; got {self.promoter_upstream} and {self.promoter_downstream})")
         if not 0 <= self.max_n_frac <= 1:
             raise UsageError(f"--max-n-frac must lie between 0 and 1 (got {self.max_n_frac})")
 
@@ -87,7 +90,8 @@ def chunk_range(spec: str | None, n: int) -> tuple[int, int]:
 def check_tiling(edges: list[tuple[int, int]], n: int, what: str) -> None:
     """Chunks (sorted by start) must cover rows 0..n exactly once."""
     if not edges or edges[0][0] != 0 or edges[-1][1] != n or any(a[1] != b[0] for a, b in zip(edges, edges[1:])):
-        raise EvoscanError(f"{what} chunks cover windows {edges}, not 0..{n} exactly once")
+        raise EvoscanError(f"{what} chunks cover windows {edges}, not 0..{n} exactly once; pass every chunk "
+                           "file of the run, each once")
 
 
 def reverse_complement(seq: str) -> str:
@@ -273,9 +277,13 @@ def windows_from_genome(records: Iterable[Record], models: dict[str, GeneModel],
     by_chrom: dict[str, list[GeneModel]] = {}
     for model in models.values():
         by_chrom.setdefault(model.chrom, []).append(model)
-    parts, longest, seen = [], 0, {}  # seen: record names, in order
+    parts, longest, seen, past_end = [], 0, {}, []  # seen: record names, in order
     for record in records:
         for model in by_chrom.get(record.name, []):
+            if model.end > len(record.seq):  # (only a promoter may reach past a chromosome's end: clipped)
+                past_end.append(f"gene {model.name} ({record.name}:{model.start + 1}-{model.end}) ends past the end "
+                                f"of {record.name} in {source} ({len(record.seq)} bp)")
+                continue
             lo, hi = promoter_interval(model.tss, model.strand, params)
             start, end = max(0, min(model.start, lo)), min(len(record.seq), max(model.end, hi))
             longest = max(longest, end - start)
@@ -284,6 +292,9 @@ def windows_from_genome(records: Iterable[Record], models: dict[str, GeneModel],
         seen[record.name] = None
         if by_chrom.keys() <= seen.keys():
             break
+    if past_end:  # (said after the whole genome was read, so a damaged FASTA is named first)
+        more = f" (and {len(past_end) - 1} more gene(s))" if len(past_end) > 1 else ""
+        raise EvoscanError(f"{past_end[0]}{more}; is the GTF for another assembly?")
     missing = _missing_chromosomes(set(by_chrom), seen, "GTF", source, skip_missing)
     order = {name: i for i, name in enumerate(models)}  # the user's gene order, not the genome's
     parts.sort(key=lambda p: order[p[0]["gene"][0]] if len(p[1]) else 0)

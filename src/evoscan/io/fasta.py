@@ -32,7 +32,7 @@ def open_text(path: str | Path) -> TextIO:
     """Open a FASTA/GTF/BED file for reading as text, gunzipping when the file is gzipped."""
     path = Path(path)
     if not path.is_file():
-        raise EvoscanError(f"{path}: no such file")
+        raise EvoscanError(f"{path}: {'a directory; give a file' if path.is_dir() else 'no such file'}")
     with open(path, "rb") as fh:
         magic = fh.read(2)
     if magic == b"\x1f\x8b":
