@@ -174,7 +174,7 @@ def test_an_output_over_an_input_is_refused_and_the_input_kept(two_sets, tmp_pat
 
 @pytest.mark.parametrize("step,args,message", [
     ("embed", ["--decoy-seed", "-1"], "--decoy-seed: must be at least 0"),
-    ("search", ["--device", "foo"], "--device must be cpu, cuda or cuda:N"),
+    ("search", ["--device", "foo"], "--device must be a torch device: cpu, cuda or cuda:N"),
     ("search", ["--index", "ivf", "--nprobe", "-1"], "--nprobe must be at least 0"),
     ("check", ["--max-blast-evalue", "nan"], "--max-blast-evalue must be 0 or more"),
     ("check", ["--min-sw-pvalue", "2"], "--min-sw-pvalue must lie between 0 and 1"),
@@ -250,4 +250,15 @@ def test_a_failed_run_or_report_leaves_the_earlier_results_whole(tmp_path, monke
     pairs, meta = check.read_scores(outdir / "scores.h5", ws)
     with pytest.raises(RuntimeError), cleanup_on_error(outdir, [name for name, _ in report.FILES]):
         report.write_report(outdir, ws, pairs.iloc[:len(pairs) // 2], meta)  # other tables this time
+    assert {p.name: p.read_bytes() for p in outdir.iterdir()} == earlier
+
+    # a run SIGKILLed after it set the earlier results aside and rewrote the windows: the next
+    # command (here a report that succeeds) puts the earlier results back first, and keeps them
+    monkeypatch.undo()
+    (outdir / PREVIOUS).mkdir()
+    for name in ("windows.h5", "masks.h5", "scores.h5"):
+        (outdir / name).rename(outdir / PREVIOUS / name)
+    (outdir / "windows.h5").write_bytes(b"half-made by the killed run")
+    with cleanup_on_error(outdir, [name for name, _ in report.FILES]):
+        report.write_report(outdir, ws, pairs, meta)
     assert {p.name: p.read_bytes() for p in outdir.iterdir()} == earlier

@@ -330,7 +330,7 @@ class Parser(argparse.ArgumentParser):
 
     def error(self, message):
         if message.endswith("expected one argument"):  # argparse takes a value starting with '-' for an option
-            message += "; a value that starts with '-' goes after '=', e.g. --blast-args='-word_size 7'"
+            message += " (a value that starts with '-' goes after '=', e.g. --blast-args='-word_size 7')"
         self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
 
 
@@ -451,7 +451,7 @@ def check_output(a) -> None:
 def _same_file(a: Path, b: Path) -> bool:
     try:
         return a.resolve() == b.resolve() or (a.exists() and b.exists() and os.path.samefile(a, b))
-    except OSError:
+    except (OSError, RuntimeError):  # (RuntimeError: a symlink loop)
         return False
 
 

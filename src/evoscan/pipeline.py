@@ -58,19 +58,24 @@ PREVIOUS = ".evoscan-previous"  # an earlier run's outputs, kept aside until thi
 @contextlib.contextmanager
 def cleanup_on_error(outdir: Path, writes: Iterable[str]) -> Iterator[None]:
     """All of a run's outputs `writes` in `outdir`, or none: an earlier run's files of those names
-    are moved aside first and put back if this run fails, and what this run made is removed, so
-    a failed run leaves the earlier results whole and nothing half-made behind."""
+    are moved aside first and put back if this run fails, and what this run made of them is
+    removed, so a failed run leaves the earlier results whole and nothing half-made behind. (The
+    `.partial` folders of the long steps stay: the same command continues from them.)"""
+    writes = list(writes)
     for name in writes:
-        if (outdir / name).is_dir():
+        if (outdir / name).is_dir() and not (outdir / name).is_symlink():
             raise EvoscanError(f"{outdir / name} is a directory where evoscan writes a file of that name; "
                                "move it, or choose another output folder")
     existed = outdir.exists()
     outdir.mkdir(parents=True, exist_ok=True)
     aside = outdir / PREVIOUS
+    if aside.is_dir():  # a run killed before it ended: its results before it come back first
+        for kept in aside.iterdir():
+            os.replace(kept, outdir / kept.name)
+        aside.rmdir()
     moved = []
     for name in writes:
-        # (a run killed before it ended left the results before it aside: those stay)
-        if (outdir / name).exists() and not (aside / name).exists():
+        if os.path.lexists(outdir / name):
             aside.mkdir(exist_ok=True)
             os.replace(outdir / name, aside / name)
             moved.append(name)
@@ -82,13 +87,17 @@ def cleanup_on_error(outdir: Path, writes: Iterable[str]) -> Iterator[None]:
             if path.name in writes:
                 shutil.rmtree(path) if path.is_dir() else path.unlink(missing_ok=True)
         for name in moved:
-            os.replace(aside / name, outdir / name)
-        if aside.exists() and not any(aside.iterdir()):
-            aside.rmdir()
+            with contextlib.suppress(OSError):  # (the error that stopped the run is the one to report)
+                os.replace(aside / name, outdir / name)
+        with contextlib.suppress(OSError):
+            aside.rmdir()  # (only if empty)
         if not existed and not any(outdir.iterdir()):
             outdir.rmdir()
         raise
-    shutil.rmtree(aside, ignore_errors=True)
+    for name in moved:
+        (aside / name).unlink(missing_ok=True)
+    with contextlib.suppress(OSError):
+        aside.rmdir()
 
 
 def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:

@@ -72,8 +72,8 @@ class SearchParams:
             raise UsageError(f"--index must be one of {', '.join(INDEXES)}")
         if self.nprobe < 0:
             raise UsageError(f"--nprobe must be at least 0 (0: chosen from the index; got {self.nprobe})")
-        if not re.fullmatch(r"cpu|cuda(:\d+)?", self.device):
-            raise UsageError(f"--device must be cpu, cuda or cuda:N (got {self.device!r})")
+        if not re.fullmatch(r"(cpu|cuda|mps|xpu)(:\d+)?", self.device):
+            raise UsageError(f"--device must be a torch device: cpu, cuda or cuda:N (or mps, xpu; got {self.device!r})")
 
 
 @dataclass

@@ -292,7 +292,7 @@ def windows_from_genome(records: Iterable[Record], models: dict[str, GeneModel],
         seen[record.name] = None
         if by_chrom.keys() <= seen.keys():
             break
-    if past_end:  # (said after the whole genome was read, so a damaged FASTA is named first)
+    if past_end:  # (said after the chromosomes were read, so a damaged FASTA is named first)
         more = f" (and {len(past_end) - 1} more gene(s))" if len(past_end) > 1 else ""
         raise EvoscanError(f"{past_end[0]}{more}; is the GTF for another assembly?")
     missing = _missing_chromosomes(set(by_chrom), seen, "GTF", source, skip_missing)

@@ -16,7 +16,7 @@ process EVOSCAN_CHECK {
     // a retry (after a kill for time or memory) continues from the blocks its attempt before kept
     def kept = task.attempt > 1 && task.previousTrace ? "${task.previousTrace.workdir}/${meta.id}.scores.h5.partial" : ''
     """
-    ${kept ? "if [ -d ${kept} ]; then mv ${kept} .; fi" : ''}
+    ${kept ? "if [ -d '${kept}' ]; then mv '${kept}' .; fi" : ''}
     evoscan check --windows ${windows} --masks ${masks} --neighbours ${neighbours} --threads ${task.cpus} ${family_table} ${motif_file} ${args} -o ${meta.id}.scores.h5
     """
 

@@ -19,7 +19,7 @@ process EVOSCAN_EMBED {
     // a retry (after a kill for time or memory) continues from the blocks its attempt before kept
     def kept = task.attempt > 1 && task.previousTrace ? "${task.previousTrace.workdir}/${meta.id}.embeddings.${chunk}.h5.partial" : ''
     """
-    ${kept ? "if [ -d ${kept} ]; then mv ${kept} .; fi" : ''}
+    ${kept ? "if [ -d '${kept}' ]; then mv '${kept}' .; fi" : ''}
     evoscan embed --windows ${windows} --chunk ${chunk}/${chunks} ${args} ${motif_file} ${checkpoint} ${model} -o ${meta.id}.embeddings.${chunk}.h5
     """
 

@@ -15,7 +15,7 @@ process EVOSCAN_SEARCH {
     // a retry (after a kill for time or memory) continues from the blocks its attempt before kept
     def kept = task.attempt > 1 && task.previousTrace ? "${task.previousTrace.workdir}/${meta.id}.neighbours.${chunk}.h5.partial" : ''
     """
-    ${kept ? "if [ -d ${kept} ]; then mv ${kept} .; fi" : ''}
+    ${kept ? "if [ -d '${kept}' ]; then mv '${kept}' .; fi" : ''}
     evoscan search --windows ${windows} --embeddings ${embeddings} --chunk ${chunk}/${chunks} ${args} -o ${meta.id}.neighbours.${chunk}.h5
     """
 
