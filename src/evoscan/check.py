@@ -382,8 +382,9 @@ def _smith_waterman(ws: WindowSet, pairs: pd.DataFrame, which: pd.Series, params
 
 def read_families(path) -> dict[str, str]:
     """gene -> family from a two-column TSV (gene, family); '#' lines are comments."""
-    if not Path(path).exists() or Path(path).is_dir():  # (a pipe such as <(cut -f1,2 t.tsv) is fine)
-        raise EvoscanError(f"--families {path}: {'a directory' if Path(path).is_dir() else 'no such file'}; "
+    path = Path(path)
+    if not path.exists() or path.is_dir():  # (a pipe such as <(cut -f1,2 t.tsv) is fine)
+        raise EvoscanError(f"--families {path}: {'a directory' if path.is_dir() else 'no such file'}; "
                            "give a two-column TSV of gene and family")
     try:
         table = pd.read_csv(path, sep="\t", comment="#", header=None, usecols=[0, 1], dtype=str)
