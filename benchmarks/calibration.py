@@ -31,7 +31,7 @@ sys.path.insert(0, str(REPO / "tests"))
 from conftest import subset_fasta  # noqa: E402
 from evoscan.backends.motifs import MotifBackend  # noqa: E402
 from evoscan.decoys import compete, target_decoy_qvalues  # noqa: E402
-from evoscan.pipeline import find_demo_data  # noqa: E402
+from evoscan.pipeline import find_shared_data  # noqa: E402
 from evoscan.windows import WindowParams, make_windows  # noqa: E402
 from synthetic import kmer_search, plant_motifs, plant_words, shuffled_loci  # noqa: E402
 
@@ -93,7 +93,7 @@ def main() -> None:
     ap.add_argument("--skip-power", action="store_true")
     a = ap.parse_args()
     motif_backend = MotifBackend() if a.backend == "motifs" or not a.skip_power else None
-    data = find_demo_data(REPO)
+    data = find_shared_data(REPO)
     loci = data / "loci" / "grch38_loci.softmasked.fa"
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)

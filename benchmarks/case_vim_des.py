@@ -24,7 +24,7 @@ from rich.console import Console
 
 from evoscan import motifs
 from evoscan.io.fasta import read_fasta
-from evoscan.pipeline import RunConfig, find_demo_data, run_pipeline
+from evoscan.pipeline import RunConfig, find_shared_data, run_pipeline
 from evoscan.windows import WindowParams
 
 REPO = Path(__file__).resolve().parents[1]
@@ -83,7 +83,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--outdir", type=Path, default=REPO / "results" / "case_vim_des")
     a = ap.parse_args()
-    data = find_demo_data(REPO)
+    data = find_shared_data(REPO)
     a.outdir.mkdir(parents=True, exist_ok=True)
     fasta = a.outdir / "loci_with_vim_promoter.fa"
     with open(fasta, "w") as out:

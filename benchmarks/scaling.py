@@ -27,7 +27,7 @@ sys.path.insert(0, str(REPO / "tests"))
 
 from evoscan.decoys import dinucleotide_shuffle  # noqa: E402
 from evoscan.io.fasta import read_fasta  # noqa: E402
-from evoscan.pipeline import find_demo_data  # noqa: E402
+from evoscan.pipeline import find_shared_data  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -84,7 +84,7 @@ def main() -> None:
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--keep", action="store_true", help="keep each set's files (in --workdir) for a later look")
     a = ap.parse_args()
-    data = find_demo_data(REPO)
+    data = find_shared_data(REPO)
     steps = a.steps.split(",")
     for spec in a.sets:
         with (contextlib.nullcontext(tempfile.mkdtemp(dir=a.workdir)) if a.keep

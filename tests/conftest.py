@@ -1,4 +1,5 @@
-"""Shared fixtures: the real GRCh38 data beside the repository, random DNA, and the real CLI."""
+"""Shared fixtures: the real GRCh38 data (the test profile's loci inside the repository, the rest beside
+it), random DNA, the real CLI and `evoscan run` on the loci."""
 
 from __future__ import annotations
 
@@ -10,9 +11,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from evoscan.pipeline import find_demo_data
+from evoscan.pipeline import find_shared_data
 
 REPO = Path(__file__).resolve().parents[1]
+pytest_plugins = ["images"]  # the CPU image (podman, cpu_image), built once per session when a test asks
 
 
 # CI (.ci/run sets EVOSCAN_NO_SKIPS=1) runs as root with every tool `make test-tools` installs: a
@@ -33,21 +35,28 @@ def pytest_sessionfinish(session, exitstatus):
 
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
-    return find_demo_data(REPO)
+    """The shared real data beside the repository (motifs, repeats, chr10 regions, the loci too)."""
+    return find_shared_data(REPO)
 
 
 @pytest.fixture(scope="session")
-def loci_fasta(data_dir) -> Path:
-    return data_dir / "loci" / "grch38_loci.softmasked.fa"
+def test_data() -> Path:
+    """The test profile's loci and GTF, inside the repository (what a bare clone has)."""
+    return REPO / "assets" / "test_data"
 
 
 @pytest.fixture(scope="session")
-def gtf(data_dir) -> Path:
-    return data_dir / "annotation" / "lrg_derived_grch38.gtf"
+def loci_fasta(test_data) -> Path:
+    return test_data / "loci" / "grch38_loci.softmasked.fa"
 
 
 @pytest.fixture(scope="session")
-def demo_run(data_dir, tmp_path_factory):
+def gtf(test_data) -> Path:
+    return test_data / "annotation" / "lrg_derived_grch38.gtf"
+
+
+@pytest.fixture(scope="session")
+def demo_run(test_data, tmp_path_factory):
     """`evoscan run` on the 25 real loci as the demo does it (kmer backend), once per test session."""
     from rich.console import Console
 
@@ -55,7 +64,7 @@ def demo_run(data_dir, tmp_path_factory):
 
     outdir = tmp_path_factory.mktemp("demo") / "results"
     console = Console(record=True, width=120)
-    result = run_pipeline(demo_config(data_dir, outdir, threads=2), console)
+    result = run_pipeline(demo_config(test_data, outdir, threads=2), console)
     return {**result, "stdout": console.export_text(), "outdir": outdir}
 
 

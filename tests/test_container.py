@@ -1,13 +1,11 @@
 """The container images. Their pins agree with pyproject.toml and with the environment the tests run
-in; the CPU image is built from scratch here (a Debian base made with debootstrap, since no registry
-can be reached, then containers/cpu/Dockerfile unchanged but for that base) and, with the network
-off, runs the pipeline's module commands in workflow order to exactly the results of `evoscan run`."""
+in; the CPU image is built from scratch here (tests/images.py: a Debian base made with debootstrap,
+since no registry can be reached, then containers/cpu/Dockerfile unchanged but for that base) and
+holds exactly the pinned stack. Nextflow runs the pipeline in it: tests/test_nextflow_runs.py."""
 
 from __future__ import annotations
 
-import os
 import re
-import shutil
 import subprocess
 import sys
 import tomllib
@@ -22,13 +20,11 @@ from packaging.version import Version
 
 import evoscan
 from conftest import REPO
-from test_nextflow import assert_same_results, nextflow_tools, renders_for, run_in_workflow_order
 
 CPU_PINS = REPO / "containers" / "cpu" / "requirements.txt"
 GPU_PINS = REPO / "containers" / "gpu" / "requirements.txt"
 # What NVIDIA's PyTorch base image provides, built for its CUDA: never re-resolved by pip.
 GPU_BASE_OWNS = {"torch", "flash-attn", "transformer-engine", "triton", "numpy"}
-TASK_USER = "1234:1234"  # a user's id as the docker profile passes it (-u $(id -u):$(id -g)), no passwd entry
 
 
 def read_pins(path: Path) -> dict[str, Version]:
@@ -120,97 +116,13 @@ def test_image_tags_follow_the_version():
     assert f"gpu_container        = 'evoscan-gpu:{v}'" in config
     assert f"version         = '{v}'" in config
     assert f"evoscan:{v}" in (REPO / "containers" / "cpu" / "Dockerfile").read_text()
-    assert f"IMAGE_TAG ?= evoscan:$(VERSION)" in (REPO / "Makefile").read_text()
+    assert "IMAGE_TAG ?= evoscan:$(VERSION)" in (REPO / "Makefile").read_text()
 
 
 # --- the CPU image, built and run -----------------------------------------------------------------
 
-def host_pip_settings() -> tuple[str, list[str]]:
-    """A pip.conf for the build reaching the indexes and wheel folders the host's pip uses (with
-    its CA bundle, which a TLS proxy may need), and the host folders to mount for it."""
-    listing = subprocess.run([sys.executable, "-m", "pip", "config", "list"], capture_output=True,
-                             text=True, check=True).stdout
-    settings = {}
-    for line in listing.splitlines():
-        key, _, value = line.partition("=")
-        settings[key.rsplit(".", 1)[-1]] = value.strip("'\"")
-    conf, mounts = ["[global]"], []
-    if settings.get("cert"):
-        conf.append("cert = /run/host-ca.crt")
-        mounts.append(f"{settings['cert']}:/run/host-ca.crt:ro")
-    for key in ("index-url", "extra-index-url", "find-links"):
-        if settings.get(key):
-            conf.append(f"{key} = {settings[key]}")
-            for where in settings[key].split():
-                path = Path(where.removeprefix("file://"))
-                if path.is_absolute() and path.exists():
-                    folder = path.parent if path.name == "simple" else path  # its pages link to ../files
-                    mounts.append(f"{folder}:{folder}:ro")
-    return "\n".join(conf) + "\n", mounts
-
-
-def debian_mirror() -> str:
-    """The Debian mirror this machine's apt uses (debootstrap fetches the base from it)."""
-    for source in (Path("/etc/apt/sources.list.d/debian.sources"), Path("/etc/apt/sources.list")):
-        if source.exists():
-            match = re.search(r"^(?:URIs:\s*|deb\s+(?:\[[^]]*\]\s+)?)(\S+)", source.read_text(), re.M)
-            if match:
-                return match.group(1)
-    pytest.fail("no Debian mirror in /etc/apt: debootstrap needs one to make the base image")
-
-
-@pytest.fixture(scope="module")
-def podman(tmp_path_factory):
-    """podman with its storage in a folder of the test's own and the two settings this VM needs
-    (runc, as crun refuses hybrid cgroups; ulimits root may set): ../shared/notes/containers.md."""
-    if shutil.which("podman") is None:
-        pytest.skip("podman is not installed (`make test-tools` installs it): the CPU image cannot be built")
-    if os.geteuid() != 0 or shutil.which("debootstrap") is None:
-        pytest.skip("making the Debian base needs root and debootstrap (`make test-tools` installs it)")
-    tmp = tmp_path_factory.mktemp("podman")
-    hard = subprocess.run(["sh", "-c", "ulimit -Hn"], capture_output=True, text=True).stdout.strip()
-    (tmp / "containers.conf").write_text(
-        f'[containers]\ndefault_ulimits = ["nofile={hard}:{hard}", "nproc=32768:32768"]\n[engine]\nruntime = "runc"\n')
-    env = {**os.environ, "CONTAINERS_CONF": str(tmp / "containers.conf")}
-    base = ["podman", "--root", str(tmp / "storage"), "--runroot", str(tmp / "run")]
-
-    def podman(*args, check=True, **kw):
-        proc = subprocess.run([*base, *map(str, args)], env=env, capture_output=True, text=True, **kw)
-        assert not check or proc.returncode == 0, f"podman {' '.join(map(str, args))}\n{proc.stderr[-3000:]}"
-        return proc
-
-    probe = podman("info", check=False)
-    if probe.returncode != 0:
-        pytest.skip(f"podman cannot run here: {probe.stderr.strip().splitlines()[-1:]}")
-    yield podman, tmp
-    podman("rmi", "--all", "--force", check=False)  # (not `system reset`: it also drops host networks)
-    shutil.rmtree(tmp, ignore_errors=True)
-
-
-@pytest.fixture(scope="module")
-def cpu_image(podman):
-    """Debian 12 minbase from debootstrap → containers/cpu/Dockerfile built on it, unchanged."""
-    podman, tmp = podman
-    rootfs = tmp / "rootfs"
-    boot = subprocess.run(["debootstrap", "--variant=minbase", "bookworm", rootfs, debian_mirror()],
-                          capture_output=True, text=True)
-    assert boot.returncode == 0, boot.stdout[-2000:] + boot.stderr[-2000:]
-    subprocess.run(["tar", "-C", rootfs, "--numeric-owner", "--exclude=./dev/*", "-cf", tmp / "base.tar", "."], check=True)
-    shutil.rmtree(rootfs)
-    podman("import", "--quiet", tmp / "base.tar", "localhost/evoscan-base:bookworm")
-    (tmp / "base.tar").unlink()
-    conf, mounts = host_pip_settings()
-    (tmp / "pip.conf").write_text(conf)
-    tag = f"localhost/evoscan:{evoscan.__version__}"
-    podman("build", "--build-arg", "BASE=localhost/evoscan-base:bookworm",
-           *[f"--volume={m}" for m in [*mounts, f"{tmp / 'pip.conf'}:/etc/pip.conf:ro"]],
-           "--file", REPO / "containers" / "cpu" / "Dockerfile", "--tag", tag, REPO, timeout=1800)
-    return tag
-
-
 @pytest.mark.slow
 def test_cpu_image_holds_the_pinned_stack_and_runs_as_a_user(podman, cpu_image):
-    podman, _ = podman
     out = podman("run", "--rm", "--network", "none", cpu_image, "sh", "-c",
                  "id -u; python3 -c 'import sys; print(*sys.version_info[:2])'; pip freeze --all").stdout.split("\n")
     assert out[0] != "0", "the image must not run as root"
@@ -219,26 +131,3 @@ def test_cpu_image_holds_the_pinned_stack_and_runs_as_a_user(podman, cpu_image):
               for r in map(Requirement, filter(None, out[2:])) if "==" in str(r.specifier)}
     frozen = {n: Version(v.public) for n, v in frozen.items() if n not in {"pip", "setuptools", "evoscan"}}
     assert frozen == read_pins(CPU_PINS)  # nothing unpinned crept in, nothing pinned is missing
-
-
-@pytest.mark.slow
-def test_module_commands_in_the_image_equal_evoscan_run(podman, cpu_image, data_dir, demo_run, tmp_path):
-    """The docker profile without Nextflow: each rendered module script runs in its own container
-    (network off, a non-root user's id, the task folder and inputs mounted at their own paths, the
-    pipeline's bin/ on PATH), in workflow order; the results equal those of `evoscan run`."""
-    podman, _ = podman
-    rendered = nextflow_tools(renders_for(data_dir, tmp_path))
-    assert rendered["errors"] == []
-    uid, gid = map(int, TASK_USER.split(":"))
-    os.chown(tmp_path, uid, gid)
-    path = f"{REPO / 'bin'}:/opt/evoscan/venv/bin:/usr/local/bin:/usr/bin:/bin"
-
-    def run(script, task):
-        for folder in (task, task / "parts"):
-            os.chown(folder, uid, gid)
-        return podman("run", "--rm", "--network", "none", "--user", TASK_USER, "--env", f"PATH={path}",
-                      "--volume", f"{tmp_path}:{tmp_path}", "--volume", f"{data_dir}:{data_dir}:ro",
-                      "--volume", f"{REPO / 'bin'}:{REPO / 'bin'}:ro", "--workdir", task,
-                      cpu_image, "bash", "-euo", "pipefail", "-c", script, check=False)
-
-    assert_same_results(run_in_workflow_order(rendered["commands"], tmp_path, run), demo_run["outdir"])

@@ -10,13 +10,12 @@ from evoscan.errors import EvoscanError
 from evoscan.windows import reverse_complement
 
 
-@pytest.fixture(scope="module")
-def model_dir(tmp_path_factory):
+def save_tiny_dna_bert(path):
+    """A tiny random BERT (2 layers, 32 dims) with a character-level DNA tokenizer, saved to PATH."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
 
-    path = tmp_path_factory.mktemp("hf") / "tiny-dna-bert"
     vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "A", "C", "G", "T", "N"])}
     tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
     tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
@@ -28,6 +27,11 @@ def model_dir(tmp_path_factory):
                         intermediate_size=64, max_position_embeddings=600)
     BertModel(config).save_pretrained(path)
     return path
+
+
+@pytest.fixture(scope="module")
+def model_dir(tmp_path_factory):
+    return save_tiny_dna_bert(tmp_path_factory.mktemp("hf") / "tiny-dna-bert")
 
 
 def cos(a, b):

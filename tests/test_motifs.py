@@ -14,7 +14,6 @@ from Bio.motifs.jaspar import calculate_pseudocounts
 from conftest import random_dna, subset_fasta
 from evoscan import motifs
 from evoscan.backends.motifs import MotifBackend
-from evoscan.decoys import dinucleotide_shuffle
 from evoscan.errors import EvoscanError
 from evoscan.io.fasta import read_fasta
 from evoscan.windows import WindowParams, make_windows, reverse_complement

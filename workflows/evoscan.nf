@@ -46,4 +46,6 @@ workflow EVOSCAN {
     bedgraph    = EVOSCAN_REPORT.out.bedgraph    // channel: [ val(meta), path(best_score.bedgraph) ]
     summary     = EVOSCAN_REPORT.out.summary     // channel: [ val(meta), path(summary.txt) ]
     scores      = EVOSCAN_CHECK.out.scores       // channel: [ val(meta), path(scores.h5) ]
+    versions    = EVOSCAN_WINDOWS.out.versions.mix(EVOSCAN_MASK.out.versions, SCATTER_EMBED.out.versions,
+        SCATTER_SEARCH.out.versions, EVOSCAN_CHECK.out.versions, EVOSCAN_REPORT.out.versions) // channel: [ val(process), val(tool), val(version) ]
 }

@@ -397,7 +397,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="BLAST every pair of windows (small sets) instead of the nominated pairs")
     p.add_argument("--outdir", type=Path, required=True)
     p = command("demo", cmd_demo, "run on the 25 real GRCh38 loci (kmer backend) into results/demo")
-    p.add_argument("--data", type=Path, help="shared data folder (default: found beside the repository)")
+    p.add_argument("--data", type=Path, help="folder with loci/ and annotation/ (default: the repository's assets/test_data, else shared/data beside it)")
     p.add_argument("--outdir", type=Path, default=Path("results/demo"))
     p.add_argument("--threads", type=positive_int, default=2)
     return parser

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from html import escape
+from pathlib import PurePath
 from urllib.parse import quote
 
 import numpy as np
@@ -180,7 +181,8 @@ def render(ws: WindowSet, pairs: pd.DataFrame, meta: dict, table: pd.DataFrame, 
     p = meta["params"]
     versions = {"evoscan": __version__, **meta["stats"].get("tool_versions", {}),
                 **{k: v for k, v in meta["backend"].items() if k in ("pyjaspar", "evo2", "transformers", "torch")}}
-    provenance = [("input", ws.source), ("versions", json.dumps(versions)),
+    # the input's name: its path belongs to the machine that cut the windows (windows.h5 keeps it)
+    provenance = [("input", PurePath(ws.source).name), ("versions", json.dumps(versions)),
                   ("windows", json.dumps(asdict(ws.params))),
                   ("backend", json.dumps(meta["backend"])), ("search", json.dumps(meta["search"])),
                   ("checks", json.dumps(p)), ("BLAST", meta["blastn_args"]),

@@ -192,7 +192,20 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
 
 
 def find_demo_data(start: Path | None = None) -> Path:
-    """The shared real-data folder: $EVOSCAN_DATA, else shared/data beside or above the working directory."""
+    """The demo's loci and GTF: $EVOSCAN_DATA, else the repository's own copy (assets/test_data, found
+    from the working directory up), else the shared data folder."""
+    if os.environ.get("EVOSCAN_DATA"):
+        return Path(os.environ["EVOSCAN_DATA"])
+    here = (start or Path.cwd()).resolve()
+    for base in (here, *here.parents):
+        if (base / "assets" / "test_data" / "loci" / "grch38_loci.softmasked.fa").exists():
+            return base / "assets" / "test_data"
+    return find_shared_data(start)
+
+
+def find_shared_data(start: Path | None = None) -> Path:
+    """The shared real-data folder (the loci and also motifs, repeats, chr10 regions): $EVOSCAN_DATA,
+    else shared/data beside or above the working directory."""
     if os.environ.get("EVOSCAN_DATA"):
         return Path(os.environ["EVOSCAN_DATA"])
     here = (start or Path.cwd()).resolve()
@@ -201,13 +214,13 @@ def find_demo_data(start: Path | None = None) -> Path:
             if (candidate / "loci" / "grch38_loci.softmasked.fa").exists():
                 return candidate
     raise EvoscanError("demo data not found: set EVOSCAN_DATA to the folder holding loci/ and annotation/ "
-                       "(shared/data beside the repository)")
+                       "(assets/test_data in the repository, or shared/data beside it)")
 
 
 def demo_config(data: Path, outdir: Path, threads: int) -> RunConfig:
     """The 25 real GRCh38 loci, soft-masked, annotated with the LRG-derived GTF, kmer backend."""
     if not (data / "loci" / "grch38_loci.softmasked.fa").is_file():
-        raise EvoscanError(f"{data}: not the shared data folder (no loci/grch38_loci.softmasked.fa in it); give "
-                           "the folder that holds loci/ and annotation/ with --data, or set EVOSCAN_DATA")
+        raise EvoscanError(f"{data}: not a demo data folder (no loci/grch38_loci.softmasked.fa in it); give "
+                           "the folder that holds loci/ and annotation/ (assets/test_data) with --data, or set EVOSCAN_DATA")
     return RunConfig(outdir=outdir, fasta=data / "loci" / "grch38_loci.softmasked.fa",
                      gtf=data / "annotation" / "lrg_derived_grch38.gtf", threads=threads)

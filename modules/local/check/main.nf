@@ -7,7 +7,7 @@ process EVOSCAN_CHECK {
 
     output:
     tuple val(meta), path("${meta.id}.scores.h5"), emit: scores
-    tuple val("${task.process}"), val("evoscan"), eval("evoscan --version | cut -d\" \" -f2"), topic: versions
+    tuple val("${task.process}"), val("evoscan"), eval("evoscan --version | cut -d\" \" -f2"), emit: versions
 
     script:
     def args = task.ext.args ?: ''

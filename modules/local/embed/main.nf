@@ -1,13 +1,15 @@
 process EVOSCAN_EMBED {
     tag "${meta.id} ${chunk}/${chunks}"
-    label 'process_gpu'  // conf/base.config asks for a GPU only when the backend needs one
+    label 'process_gpu'  // conf/base.config asks for a GPU only when the backend needs one (evo2, hf)
+    // the GPU image only where a GPU runs it (a config closure here would be resolved before params exist)
+    container "${ params.backend in ['evo2', 'hf'] ? params.gpu_container : params.cpu_container }"
 
     input:
     tuple val(meta), path(windows), val(chunk), val(chunks), path(motifs), path(weights), path(model_dir)
 
     output:
     tuple val(meta), path("${meta.id}.embeddings.${chunk}.h5"), emit: embeddings
-    tuple val("${task.process}"), val("evoscan"), eval("evoscan --version | cut -d\" \" -f2"), topic: versions
+    tuple val("${task.process}"), val("evoscan"), eval("evoscan --version | cut -d\" \" -f2"), emit: versions
 
     script:
     def args = task.ext.args ?: ''

@@ -7,7 +7,7 @@ process EVOSCAN_MASK {
 
     output:
     tuple val(meta), path("${meta.id}.masks.h5"), emit: masks
-    tuple val("${task.process}"), val("evoscan"), eval("evoscan --version | cut -d\" \" -f2"), topic: versions
+    tuple val("${task.process}"), val("evoscan"), eval("evoscan --version | cut -d\" \" -f2"), emit: versions
 
     script:
     def args = task.ext.args ?: ''

@@ -7,7 +7,7 @@ process EVOSCAN_MERGE {
 
     output:
     tuple val(meta), path("${meta.id}.${kind}.h5"), emit: merged
-    tuple val("${task.process}"), val("evoscan"), eval("evoscan --version | cut -d\" \" -f2"), topic: versions
+    tuple val("${task.process}"), val("evoscan"), eval("evoscan --version | cut -d\" \" -f2"), emit: versions
 
     script:
     """

@@ -14,7 +14,7 @@ process EVOSCAN_REPORT {
     tuple val(meta), path("${meta.id}/candidates.interact.bed"), path("${meta.id}/interact.as"), emit: interact
     tuple val(meta), path("${meta.id}/best_score.bedgraph"), emit: bedgraph
     tuple val(meta), path("${meta.id}/summary.txt"), emit: summary
-    tuple val("${task.process}"), val("evoscan"), eval("evoscan --version | cut -d\" \" -f2"), topic: versions
+    tuple val("${task.process}"), val("evoscan"), eval("evoscan --version | cut -d\" \" -f2"), emit: versions
 
     script:
     def args = task.ext.args ?: ''

@@ -1,13 +1,15 @@
 process EVOSCAN_SEARCH {
     tag "${meta.id} ${chunk}/${chunks}"
     label 'process_medium'
+    // the GPU image only where a GPU runs it (a config closure here would be resolved before params exist)
+    container "${ params.search_device.toString().startsWith('cuda') ? params.gpu_container : params.cpu_container }"
 
     input:
     tuple val(meta), path(windows), path(embeddings), val(chunk), val(chunks)
 
     output:
     tuple val(meta), path("${meta.id}.neighbours.${chunk}.h5"), emit: neighbours
-    tuple val("${task.process}"), val("evoscan"), eval("evoscan --version | cut -d\" \" -f2"), topic: versions
+    tuple val("${task.process}"), val("evoscan"), eval("evoscan --version | cut -d\" \" -f2"), emit: versions
 
     script:
     def args = task.ext.args ?: ''

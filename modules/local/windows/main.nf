@@ -7,7 +7,7 @@ process EVOSCAN_WINDOWS {
 
     output:
     tuple val(meta), path("${meta.id}.windows.h5"), emit: windows
-    tuple val("${task.process}"), val("evoscan"), eval("evoscan --version | cut -d\" \" -f2"), topic: versions
+    tuple val("${task.process}"), val("evoscan"), eval("evoscan --version | cut -d\" \" -f2"), emit: versions
 
     script:
     def args = task.ext.args ?: ''

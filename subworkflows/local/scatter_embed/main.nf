@@ -23,4 +23,5 @@ workflow SCATTER_EMBED {
 
     emit:
     embeddings = EVOSCAN_MERGE.out.merged // channel: [ val(meta), path(embeddings.h5) ]
+    versions   = EVOSCAN_EMBED.out.versions.mix(EVOSCAN_MERGE.out.versions) // channel: [ val(process), val(tool), val(version) ]
 }

@@ -21,4 +21,5 @@ workflow SCATTER_SEARCH {
 
     emit:
     neighbours = EVOSCAN_MERGE.out.merged // channel: [ val(meta), path(neighbours.h5) ]
+    versions   = EVOSCAN_SEARCH.out.versions.mix(EVOSCAN_MERGE.out.versions) // channel: [ val(process), val(tool), val(version) ]
 }

@@ -1,0 +1,132 @@
+//
+// What main.nf checks before any task runs: the parameters against nextflow_schema.json and the
+// samplesheet against the rules of assets/schema_input.json, each problem one line that names it.
+// (nf-core pipelines do this with the nf-schema plugin; evoscan runs without plugins.)
+//
+
+// The parameters of nextflow_schema.json: name -> its JSON-schema spec (type, enum, pattern, range).
+def parameterSpecs(Path schemaFile) {
+    def groups = schemaFile.splitJson(path: '$defs') as List<Map>
+    return groups.inject([:]) { specs, group -> specs + (((group['value'] as Map)['properties']) as Map) } as Map
+}
+
+// Problems with the parameters: values of the wrong type, outside their enum, pattern or range.
+def parameterErrors(Map given, Path schemaFile) {
+    def specs = parameterSpecs(schemaFile)
+    def problems = specs.keySet().findAll { name -> given[name] != null }
+        .collect { name -> parameterError(name as String, given[name], specs[name] as Map) }
+    return problems.findAll { problem -> problem }
+}
+
+def parameterError(String name, Object value, Map spec) {
+    def shown = "--${name} ${value}"
+    def type = spec['type']
+    def number = value instanceof Number
+    if (type == 'integer' && !(value instanceof Integer || value instanceof Long)) {
+        return "${shown}: not a whole number"
+    }
+    if (type == 'number' && !number) {
+        return "${shown}: not a number"
+    }
+    if (type == 'string' && value instanceof Boolean) {  // `--model` given without a value
+        return "--${name}: a value is needed"
+    }
+    if (spec['enum'] && !(spec['enum'] as List).contains(value)) {
+        return "${shown}: must be one of ${(spec['enum'] as List).join(', ')}"
+    }
+    if (spec['pattern'] && !(value.toString() ==~ spec['pattern'].toString())) {
+        return "${shown}: does not match ${spec['pattern']}"
+    }
+    if (number && spec['minimum'] != null && (value as BigDecimal) < (spec['minimum'] as BigDecimal)) {
+        return "${shown}: must be at least ${spec['minimum']}"
+    }
+    if (number && spec['maximum'] != null && (value as BigDecimal) > (spec['maximum'] as BigDecimal)) {
+        return "${shown}: must be at most ${spec['maximum']}"
+    }
+    if (number && spec['exclusiveMinimum'] != null && (value as BigDecimal) <= (spec['exclusiveMinimum'] as BigDecimal)) {
+        return "${shown}: must be above ${spec['exclusiveMinimum']}"
+    }
+    if (number && spec['exclusiveMaximum'] != null && (value as BigDecimal) >= (spec['exclusiveMaximum'] as BigDecimal)) {
+        return "${shown}: must be below ${spec['exclusiveMaximum']}"
+    }
+    return ''
+}
+
+// Parameters the schema does not know (a typo, or another pipeline's): worth a warning. Nextflow
+// also stores --some_name as someName; institutional configs bring their own.
+def unknownParameters(Map given, Path schemaFile) {
+    def known = parameterSpecs(schemaFile).keySet()
+    def camel = known.collect { name -> camelCase(name as String) }
+    return given.keySet().findAll { name -> !known.contains(name) && !camel.contains(name) && !name.toString().startsWith('config_profile') && !name.toString().startsWith('custom_config') }
+}
+
+def camelCase(String name) {
+    return name.tokenize('_').withIndex().collect { word, i -> i ? word.substring(0, 1).toUpperCase() + word.substring(1) : word }.join()
+}
+
+// The samplesheet's rows as [meta, sequences, [gtf] or [], [regions] or []], relative paths read
+// from the samplesheet's own folder; the first problem found stops the run with one line.
+def samplesheetRows(Path sheet) {
+    def columns = ['sample', 'fasta', 'genome', 'gtf', 'genes', 'gene_type', 'regions']
+    // Nextflow's CSV reader: a quoted field may hold commas ("VIM,DES")
+    def lines = sheet.splitCsv(quote: '"') as List<List<String>>
+    if (!lines) {
+        error("samplesheet ${sheet}: empty; the first line names the columns (${columns.join(',')}), then one row per gene set")
+    }
+    def header = lines.first()
+    def names = header.collect { name -> name.trim() }
+    def unknown = names.findAll { name -> !columns.contains(name) }
+    if (!names.contains('sample') || !(names.contains('fasta') || names.contains('genome')) || unknown) {
+        error("samplesheet ${sheet}: the header line must name a 'sample' column and a 'fasta' or 'genome' column, from ${columns.join(',')}" + (unknown ? "; unknown column(s): ${unknown.join(',')}" : "; it has: ${names.join(',')}"))
+    }
+    def rows = lines.tail().withIndex().collect { cells, i -> samplesheetRow(sheet, "samplesheet ${sheet} line ${i + 2}", header, cells) }
+    if (!rows) {
+        error("samplesheet ${sheet}: no rows under the header; add one row per gene set")
+    }
+    rows.groupBy { row -> (row[0] as Map)['id'] }.each { id, same ->
+        if (same.size() > 1) {
+            error("samplesheet ${sheet}: sample '${id}' is on ${same.size()} rows; each sample needs its own name (it names the output folder)")
+        }
+    }
+    return rows
+}
+
+def samplesheetRow(Path sheet, String where, List<String> header, List<String> cells) {
+    if (cells.size() != header.size()) {
+        error("${where}: ${cells.size()} fields where the header has ${header.size()} (${header.join(',')})")
+    }
+    def r = header.indices.inject([:]) { found, i -> cells[i]?.trim() ? found + [(header[i].trim()): cells[i].trim()] : found } as Map<String, String>
+    def id = r['sample']
+    if (!(id ==~ /[A-Za-z0-9_.-]+/)) {
+        error("${where}: sample '${id ?: ''}' must be a name of letters, digits, _ . - (it names the output folder)")
+    }
+    if (!r['fasta'] == !r['genome']) {
+        error("${where}: give either fasta (loci FASTA) or genome (genome FASTA with gtf and genes, or with regions), not ${r['fasta'] ? 'both' : 'neither'}")
+    }
+    if (r['fasta'] && (r['genes'] || r['regions'])) {
+        error("${where}: genes and regions need a genome column (a fasta row is windowed whole)")
+    }
+    if (r['genome'] && !r['regions'] && !(r['gtf'] && r['genes'])) {
+        error("${where}: a genome row needs gtf and genes (names or all), or regions (a BED)")
+    }
+    if (r['regions'] && (r['genes'] || r['gtf'] || r['gene_type'])) {
+        error("${where}: a regions row takes no gtf, genes or gene_type")
+    }
+    if (r['gene_type'] && !r['genes']) {
+        error("${where}: gene_type needs genes (e.g. all)")
+    }
+    def meta = [id: id, genes: r['genes'] ?: '', gene_type: r['gene_type'] ?: '']
+    def sequences = r['fasta'] ? 'fasta' : 'genome'
+    return tuple(meta, located(sheet, where, sequences, r[sequences]), r['gtf'] ? [located(sheet, where, 'gtf', r['gtf'])] : [],
+                 r['regions'] ? [located(sheet, where, 'regions', r['regions'])] : [])
+}
+
+// A samplesheet's file: absolute, a URL, or relative to the samplesheet's folder (a sheet travels
+// with its data); a missing one stops the run with its line.
+def located(Path sheet, String where, String column, String name) {
+    def path = name.startsWith('/') || name.contains('://') ? file(name) : file(sheet.parent.resolve(name).toString())
+    if (!path.exists()) {
+        error("${where}: ${column} file not found: ${path}")
+    }
+    return path
+}
