@@ -18,8 +18,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import evoscan
-from conftest import write_fasta
+from evoscan import __version__
+from conftest import evoscan, write_fasta
 from nextflow_run import (SAMPLE, assert_same_as_evoscan_run, run_nextflow, start_nextflow, step, trace)
 
 pytestmark = pytest.mark.slow
@@ -58,7 +58,7 @@ def test_run_records_trace_report_timeline_dag_and_versions(test_profile_run):
         assert row["peak_rss"].endswith(("KB", "MB", "GB")) and row["realtime"] and row["%cpu"].endswith("%"), row
     versions = (info / "software_versions.yml").read_text()
     processes = sorted({r["process"].rsplit(":", 1)[-1] for r in rows})
-    assert versions == "".join(f"{p}:\n  evoscan: {evoscan.__version__}\n" for p in processes)
+    assert versions == "".join(f"{p}:\n  evoscan: {__version__}\n" for p in processes)
 
 
 @pytest.mark.parametrize("chunks", [1, 3])
@@ -129,8 +129,7 @@ def test_genome_inputs_and_a_staged_model_directory_equal_evoscan_run(genome_inp
     for sample, source in (("genes", ["--genes", "ACTB,ANKRD1,AVP", "--gtf", d / "genes.gtf"]),
                            ("peaks", ["--regions", d / "regions.bed"])):
         reference = tmp_path / f"run_{sample}"
-        run = subprocess.run(["evoscan", "run", "--genome", d / "genome.fa", *source, *cli, "--threads", "2",
-                              "--outdir", reference], capture_output=True, text=True)
+        run = evoscan("run", "--genome", d / "genome.fa", *source, *cli, "--threads", "2", "--outdir", reference)
         assert run.returncode == 0, run.stderr[-2000:]
         assert_same_as_evoscan_run(tmp_path / "results" / sample, reference, min_pairs=100)
 

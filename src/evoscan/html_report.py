@@ -117,6 +117,14 @@ def _links(chrom: str, start: int, end: int, assembly: str) -> str:
     return " ".join(links)
 
 
+def names_not_paths(value):
+    """Files by name: the page says what was read, not where it lay on the machine that ran the step
+    (a Nextflow task reads its staged copy); the HDF5 provenance keeps the paths."""
+    if isinstance(value, dict):
+        return {k: names_not_paths(v) for k, v in value.items()}
+    return PurePath(value).name if isinstance(value, str) and value.startswith("/") else value
+
+
 def shown_pairs(pairs: pd.DataFrame, top: int = 10) -> tuple[pd.DataFrame, bool]:
     """The candidates, or (nothing called) the `top` best pairs calls are made from; and whether called."""
     if pairs["candidate"].any():
@@ -181,12 +189,11 @@ def render(ws: WindowSet, pairs: pd.DataFrame, meta: dict, table: pd.DataFrame, 
     p = meta["params"]
     versions = {"evoscan": __version__, **meta["stats"].get("tool_versions", {}),
                 **{k: v for k, v in meta["backend"].items() if k in ("pyjaspar", "evo2", "transformers", "torch")}}
-    # the input's name: its path belongs to the machine that cut the windows (windows.h5 keeps it)
-    provenance = [("input", PurePath(ws.source).name), ("versions", json.dumps(versions)),
+    provenance = [("input", names_not_paths(ws.source)), ("versions", json.dumps(versions)),
                   ("windows", json.dumps(asdict(ws.params))),
-                  ("backend", json.dumps(meta["backend"])), ("search", json.dumps(meta["search"])),
-                  ("checks", json.dumps(p)), ("BLAST", meta["blastn_args"]),
-                  ("motifs", json.dumps(meta["stats"].get("motifs", {}))),
+                  ("backend", json.dumps(names_not_paths(meta["backend"]))), ("search", json.dumps(meta["search"])),
+                  ("checks", json.dumps(names_not_paths(p))), ("BLAST", meta["blastn_args"]),
+                  ("motifs", json.dumps(names_not_paths(meta["stats"].get("motifs", {})))),
                   ("statistics", json.dumps({k: v for k, v in meta["stats"].items()
                                              if k not in ("motifs", "tool_versions")}))]
     return Environment(autoescape=True).from_string(TEMPLATE).render(

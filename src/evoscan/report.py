@@ -130,6 +130,7 @@ def write_text(path, text: str) -> None:
 def description(ws: WindowSet, meta: dict) -> str:
     """What was run and how the pairs were judged, in one paragraph (terminal and report.html)."""
     p, s, stats = meta["params"], meta["search"], meta["stats"]
+    motif_source = html_report.names_not_paths(stats["motifs"]["motifs"])
     blast_scope = (f"{stats['blast_pairs']:,} nominated repeat-free pairs, all-vs-all e-values"
                    if stats["blast_mode"] == "nominated" else "all-vs-all")
     return (f"{len(ws):,} windows of {ws.table['gene'].nunique()} genes or regions; "
@@ -142,7 +143,7 @@ def description(ws: WindowSet, meta: dict) -> str:
             f"({blast_scope}; {meta['blastn_args']}); q <= {p['max_qvalue']}; Smith-Waterman p >= "
             f"{p['min_sw_pvalue']} ({stats['sw_alignments']:,} alignments). Composition (6-mer cosine) "
             f"explains R2 = {stats['composition_r2']:.2f} of the score over nominated pairs. Motif control and "
-            f"evidence: {stats['motifs']['matrices']} matrices of {stats['motifs']['motifs']} in "
+            f"evidence: {stats['motifs']['matrices']} matrices of {motif_source} in "
             f"{stats['motifs']['clusters']} clusters, sites at p <= {stats['motifs']['motif_pvalue']:g}, "
             f"shared counts against {p['motif_shuffles']} shuffles of each window.")
 
