@@ -19,8 +19,7 @@ import time
 from pathlib import Path
 
 from evoscan.blast import DEFAULT_ARGS, OUTFMT, blastn_args
-from evoscan.io.fasta import read_fasta
-from evoscan.mask import write_fasta_upper
+from evoscan.io.fasta import read_fasta, write_fasta_upper
 from evoscan.pipeline import find_shared_data
 from evoscan.windows import WindowParams, read_windows, windows_from_loci, write_windows
 
@@ -46,7 +45,7 @@ def main() -> None:
         tmp = Path(tmp)
         write_windows(tmp / "windows.h5", windows_from_loci(records, WindowParams()))
         ws = read_windows(tmp / "windows.h5")
-        write_fasta_upper(ws, tmp / "windows.fa")
+        write_fasta_upper(tmp / "windows.fa", ws.seqs)
         words = blastn_args(DEFAULT_ARGS, len(ws))
         bare = [["makeblastdb", "-in", str(tmp / "windows.fa"), "-dbtype", "nucl", "-out", str(tmp / "db")],
                 ["blastn", "-query", str(tmp / "windows.fa"), "-db", str(tmp / "db"), "-outfmt", OUTFMT,

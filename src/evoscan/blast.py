@@ -33,7 +33,7 @@ from . import tools
 from .errors import EvoscanError
 from .io import h5
 from .io.checkpoint import BlockStore
-from .mask import write_fasta_upper
+from .io.fasta import write_fasta_upper
 from .windows import WindowSet, check_tiling
 
 DEFAULT_ARGS = "-task blastn -word_size 7 -evalue 10 -dust no -soft_masking false -strand both"
@@ -125,8 +125,8 @@ def run_blast(ws: WindowSet, args: str = DEFAULT_ARGS, threads: int = 1,
     versions = {"blastn": tools.version("blastn")}
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        write_fasta_upper(ws, tmp / "windows.fa")
-        write_fasta_upper(ws, tmp / "queries.fa", rows=(lo, hi))
+        write_fasta_upper(tmp / "windows.fa", ws.seqs)
+        write_fasta_upper(tmp / "queries.fa", ws.seqs, range(lo, hi))
         tools.run(["makeblastdb", "-in", str(tmp / "windows.fa"), "-dbtype", "nucl", "-out", str(tmp / "db")])
         tools.run(["blastn", "-query", str(tmp / "queries.fa"), "-db", str(tmp / "db"), "-outfmt", OUTFMT,
                    "-num_threads", str(threads), "-out", str(tmp / "hits.tsv"), *words])
@@ -154,8 +154,8 @@ def _search_block(queries: np.ndarray, partners: dict[int, np.ndarray], ws: Wind
     """HSPs of `queries` against the union of their partners, kept only for nominated pairs."""
     subjects = np.unique(np.concatenate([partners[q] for q in queries]))
     name = f"b{int(queries[0])}"
-    write_fasta_upper(ws, tmp / f"{name}.q.fa", index=queries)
-    write_fasta_upper(ws, tmp / f"{name}.s.fa", index=subjects)
+    write_fasta_upper(tmp / f"{name}.q.fa", ws.seqs, queries)
+    write_fasta_upper(tmp / f"{name}.s.fa", ws.seqs, subjects)
     tools.run(["blastn", "-query", str(tmp / f"{name}.q.fa"), "-subject", str(tmp / f"{name}.s.fa"),
                "-searchsp", str(searchsp), "-outfmt", OUTFMT, "-out", str(tmp / f"{name}.tsv"), *words])
     hsps = read_outfmt6(tmp / f"{name}.tsv")
@@ -177,7 +177,7 @@ def nominated_hits(ws: WindowSet, window_a: np.ndarray, window_b: np.ndarray, ar
     queries = np.array(sorted(partners), dtype=np.int64)
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
-        write_fasta_upper(ws, tmp / "windows.fa")
+        write_fasta_upper(tmp / "windows.fa", ws.seqs)
         tools.run(["makeblastdb", "-in", str(tmp / "windows.fa"), "-dbtype", "nucl", "-out", str(tmp / "db")])
         searchsp = effective_search_space(tmp / "windows.fa", tmp / "db", words, tmp)
         blocks = [queries[i:i + QUERY_BLOCK] for i in range(0, len(queries), QUERY_BLOCK)]

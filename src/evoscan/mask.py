@@ -17,7 +17,7 @@ import pandas as pd
 from . import tools
 from .errors import EvoscanError, UsageError
 from .io import h5
-from .io.fasta import open_text
+from .io.fasta import open_text, write_fasta_upper
 from .windows import WindowSet
 
 SOURCES = ("softmask", "dust", "trf")
@@ -56,15 +56,6 @@ def softmask_intervals(seqs: np.ndarray) -> pd.DataFrame:
     w_start, s = np.nonzero(edges == 1)
     _, e = np.nonzero(edges == -1)
     return intervals_frame(w_start, s, e)
-
-
-def write_fasta_upper(ws: WindowSet, path: Path, rows: tuple[int, int] | None = None, index=None) -> None:
-    """Windows (`rows` or the indices `index`, default all) as FASTA named w<index>, upper case
-    (tools must see the bases, not the masking)."""
-    lo, hi = rows or (0, len(ws))
-    with open(path, "wb") as out:
-        for i in (range(lo, hi) if index is None else index):
-            out.write(b">w%d\n%s\n" % (i, ws.seqs[i].upper()))
 
 
 def parse_dust(text: str) -> pd.DataFrame:
@@ -177,7 +168,7 @@ def compute_masks(ws: WindowSet, sources=SOURCES, rmsk=None) -> tuple[dict[str, 
     if "dust" in sources or "trf" in sources:
         with tempfile.TemporaryDirectory() as tmp:
             fasta = Path(tmp) / "windows.fa"
-            write_fasta_upper(ws, fasta)
+            write_fasta_upper(fasta, ws.seqs)
             if "dust" in sources:
                 found["dust"] = run_dust(fasta)
             if "trf" in sources:

@@ -1,4 +1,5 @@
-"""FASTA input: plain or gzipped, any line width, strictly validated, case kept."""
+"""FASTA input (plain or gzipped, any line width, strictly validated, case kept) and the FASTA the
+external tools read."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import re
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator, TextIO
+from typing import Iterable, Iterator, Sequence, TextIO
 
 import numpy as np
 from Bio.SeqIO.FastaIO import SimpleFastaParser
@@ -118,6 +119,14 @@ class LocusHeader:
     start: int
     strand: str
     tss: int | None  # 0-based position of the first transcribed base, if the header names one
+
+
+def write_fasta_upper(path: str | Path, seqs: Sequence[bytes], index: Iterable[int] | None = None) -> None:
+    """Sequences (those at `index`, default all) as FASTA named w<index>, upper case: the tools that
+    read it (dustmasker, trf, BLAST) must see the bases, not the soft-masking."""
+    with open(path, "wb") as out:
+        for i in range(len(seqs)) if index is None else index:
+            out.write(b">w%d\n%s\n" % (i, seqs[i].upper()))
 
 
 def parse_locus_header(record: Record, path="") -> LocusHeader:
