@@ -42,7 +42,8 @@ nextflow: tools/nextflow/lib/.resolved
 tools/nextflow/lib/.resolved: tools/nextflow/pom.xml
 	@$(MAKE) --no-print-directory tools TOOLS="java mvn"
 	rm -rf tools/nextflow/lib
-	mvn -q -B -Dstyle.color=never -f tools/nextflow/pom.xml dependency:copy-dependencies -DoutputDirectory=lib
+	mvn -q -B -f tools/nextflow/pom.xml org.apache.maven.plugins:maven-dependency-plugin:3.6.1:copy-dependencies \
+	    -DoutputDirectory=lib
 	tools/nextflow/nextflow -version | grep -m1 version
 	touch $@
 

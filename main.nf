@@ -11,17 +11,18 @@
     the versions of the tools each step ran into <outdir>/pipeline_info/. (Workflow outputs and
     topic channels would need preview flags in the Nextflow tested here that later ones refuse.)
 */
-include { EVOSCAN                                              } from './workflows/evoscan'
-include { parameterErrors; unknownParameters; samplesheetRows } from './subworkflows/local/utils_evoscan_pipeline'
+include { EVOSCAN                                                                } from './workflows/evoscan'
+include { parameterErrors; misspelledParameters; unknownParameters; samplesheetRows } from './subworkflows/local/utils_evoscan_pipeline'
 
 workflow {
     main:
     // everything is checked before the first task: one line per problem, the run stops
-    def problems = parameterErrors(params, file("${projectDir}/nextflow_schema.json"))
+    def schema = file("${projectDir}/nextflow_schema.json")
+    def problems = parameterErrors(params, schema) + misspelledParameters(params, schema)
     if (problems) {
         error("evoscan: " + problems.join('; '))
     }
-    def unknown = unknownParameters(params, file("${projectDir}/nextflow_schema.json"))
+    def unknown = unknownParameters(params, schema)
     if (unknown) {
         log.warn("evoscan: parameter(s) not in nextflow_schema.json, ignored: ${unknown.sort().collect { name -> '--' + name }.join(' ')}")
     }
@@ -32,7 +33,7 @@ workflow {
     if (!sheet.exists()) {
         error("evoscan: samplesheet not found: ${sheet} (--input)")
     }
-    ch_samples = channel.fromList(samplesheetRows(sheet))
+    ch_samples = channel.fromList(samplesheetRows(sheet, file("${projectDir}/assets/schema_input.json")))
 
     rmsk = params.rmsk ? [file(params.rmsk as String, checkIfExists: true)] : []
     families = params.families ? [file(params.families as String, checkIfExists: true)] : []

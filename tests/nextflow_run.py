@@ -4,12 +4,15 @@ evoscan from the test environment first on the PATH (the local executor's tasks 
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import gzip
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
+from typing import Iterator
 
 import h5py
 import numpy as np
@@ -30,18 +33,39 @@ def nextflow_command(*args) -> list[str]:
 
 
 def run_nextflow(launch: Path, *args, timeout: int = 900, **env: str) -> subprocess.CompletedProcess:
-    """`nextflow run <repo> ARGS` in LAUNCH (its work/ and .nextflow/ go there); waits for the end."""
+    """`nextflow run <repo> ARGS` in LAUNCH (its work/ and .nextflow/ go there); waits for the end.
+    Whatever it leaves running (on a timeout: its local tasks too) is killed."""
     launch.mkdir(parents=True, exist_ok=True)
-    return subprocess.run(nextflow_command(*args), cwd=launch, env=nextflow_env(launch, **env),
-                          capture_output=True, text=True, timeout=timeout)
+    with subprocess.Popen(nextflow_command(*args), cwd=launch, env=nextflow_env(launch, **env), text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE, start_new_session=True) as proc:
+        try:
+            out, err = proc.communicate(timeout=timeout)
+        finally:
+            stop(proc)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
 
 
-def start_nextflow(launch: Path, *args, **env: str) -> subprocess.Popen:
-    """The same in the background, in a process group of its own (the head and its local tasks)."""
+@contextlib.contextmanager
+def running_nextflow(launch: Path, *args, **env: str) -> Iterator[subprocess.Popen]:
+    """The same in the background, in a process group of its own (the head and its local tasks),
+    its output in LAUNCH/nextflow.out; the group is killed on the way out, whatever happened."""
     launch.mkdir(parents=True, exist_ok=True)
-    log = open(launch / "nextflow.out", "w")
-    return subprocess.Popen(nextflow_command(*args), cwd=launch, env=nextflow_env(launch, **env),
-                            stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    with open(launch / "nextflow.out", "w") as log:
+        head = subprocess.Popen(nextflow_command(*args), cwd=launch, env=nextflow_env(launch, **env),
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            yield head
+        finally:
+            stop(head)
+
+
+def stop(proc: subprocess.Popen) -> None:
+    """SIGKILL to the process group PROC leads, if anything of it is left."""
+    try:
+        os.killpg(proc.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    proc.wait()
 
 
 def trace(outdir: Path) -> list[dict]:

@@ -70,6 +70,20 @@ def test_schema_names_exactly_the_config_params(config):
     jsonschema.validate({k: v for k, v in params.items() if v is not None}, schema)
 
 
+@pytest.mark.parametrize("profile", ["test,slurm", "test,gpu,podman"])
+def test_profiles_add_to_the_process_settings_and_keep_the_rest(tmp_path, profile):
+    """A profile that sets one selector's option must not replace the selector's other settings."""
+    proc = subprocess.run([str(NEXTFLOW), "config", str(REPO), "-profile", profile, "-flat"], cwd=tmp_path,
+                          env=nextflow_env(tmp_path), capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    gpu_label = {line.split(" = ")[0].split(".")[-1] for line in proc.stdout.splitlines()
+                 if line.startswith("process.'withLabel:process_gpu'.")}
+    assert {"cpus", "memory", "time", "accelerator", "containerOptions"} <= gpu_label
+    assert "process.'withName:EVOSCAN_SEARCH'.ext.args" in proc.stdout
+    if "slurm" in profile:
+        assert "clusterOptions" in gpu_label
+
+
 def test_manifest_states_the_nextflow_this_suite_runs(config):
     pom = (REPO / "tools" / "nextflow" / "pom.xml").read_text()
     version = pom.split("<nextflow.version>")[1].split("<")[0]
@@ -121,6 +135,11 @@ BAD_INPUTS = {
     "out of range": ("sample,fasta\nx,{repo}/" + LOCI + "\n", ["--max_qvalue", "5"],
                      "--max_qvalue 5: must be at most 1"),
     "no value": ("sample,fasta\nx,{repo}/" + LOCI + "\n", ["--assembly"], "--assembly: a value is needed"),
+    "dashes": ("sample,fasta\nx,{repo}/" + LOCI + "\n", ["--embed-chunks", "3"],
+               "--embed-chunks: evoscan's parameters are written with underscores: --embed_chunks"),
+    "sample name": ("sample,fasta\n..,{repo}/" + LOCI + "\n", [], "line 2: sample '..' does not match"),
+    "spaces in genes": ('sample,genome,gtf,genes\nx,{repo}/' + LOCI + ",{repo}/" + GTF + ',"VIM, DES"\n', [],
+                        "line 2: genes 'VIM, DES' does not match"),
 }
 
 
@@ -156,7 +175,8 @@ def test_evo2_stub_run_stages_the_checkpoint_and_runs_embedding_in_the_gpu_image
     weights.parent.mkdir()
     weights.write_bytes(b"not really weights")
     proc = run_nextflow(tmp_path, "-stub", "-profile", "test", "--backend", "evo2", "--model", "evo2_7b",
-                        "--weights", weights, "--embed_chunks", 3, "--search_chunks", 2, "--outdir", tmp_path / "out")
+                        "--weights", weights, "--embed_chunks", 3, "--search_chunks", 2, "--outdir", tmp_path / "out",
+                        "--motif_pvalue", "1e-5", "--max_blast_evalue", ".5")  # numbers Nextflow 24.10 passes as text
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     rows = trace(tmp_path / "out")
     steps = sorted(step(r) for r in rows)

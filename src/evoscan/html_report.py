@@ -122,7 +122,8 @@ def names_not_paths(value):
     (a Nextflow task reads its staged copy); the HDF5 provenance keeps the paths."""
     if isinstance(value, dict):
         return {k: names_not_paths(v) for k, v in value.items()}
-    return PurePath(value).name if isinstance(value, str) and value.startswith("/") else value
+    is_path = isinstance(value, str) and "/" in value and "://" not in value
+    return PurePath(value).name if is_path else value
 
 
 def shown_pairs(pairs: pd.DataFrame, top: int = 10) -> tuple[pd.DataFrame, bool]:

@@ -11,6 +11,7 @@ def parameterSpecs(Path schemaFile) {
 }
 
 // Problems with the parameters: values of the wrong type, outside their enum, pattern or range.
+// A number may arrive as text (`1e-5` in 24.10; every value under the strict parser of 26.04).
 def parameterErrors(Map given, Path schemaFile) {
     def specs = parameterSpecs(schemaFile)
     def problems = specs.keySet().findAll { name -> given[name] != null }
@@ -21,53 +22,63 @@ def parameterErrors(Map given, Path schemaFile) {
 def parameterError(String name, Object value, Map spec) {
     def shown = "--${name} ${value}"
     def type = spec['type']
-    def number = value instanceof Number
-    if (type == 'integer' && !(value instanceof Integer || value instanceof Long)) {
-        return "${shown}: not a whole number"
-    }
-    if (type == 'number' && !number) {
-        return "${shown}: not a number"
-    }
-    if (type == 'string' && value instanceof Boolean) {  // `--model` given without a value
+    def text = value.toString()
+    if (value instanceof Boolean || (type != 'boolean' && text == 'true')) {  // `--model` given without a value
         return "--${name}: a value is needed"
     }
-    if (spec['enum'] && !(spec['enum'] as List).contains(value)) {
+    if (type == 'integer' && !text.isInteger() && !(text ==~ /-?\d+/)) {
+        return "${shown}: not a whole number"
+    }
+    if (type == 'number' && !(text ==~ /[-+]?(\d+\.?\d*|\.\d+)([eE][-+]?\d+)?/)) {
+        return "${shown}: not a number"
+    }
+    def number = type == 'integer' || type == 'number'
+    if (spec['enum'] && !(spec['enum'] as List<String>).contains(text)) {
         return "${shown}: must be one of ${(spec['enum'] as List).join(', ')}"
     }
-    if (spec['pattern'] && !(value.toString() ==~ spec['pattern'].toString())) {
+    if (spec['pattern'] && !(text ==~ spec['pattern'].toString())) {
         return "${shown}: does not match ${spec['pattern']}"
     }
-    if (number && spec['minimum'] != null && (value as BigDecimal) < (spec['minimum'] as BigDecimal)) {
+    if (number && spec['minimum'] != null && (text as BigDecimal) < (spec['minimum'] as BigDecimal)) {
         return "${shown}: must be at least ${spec['minimum']}"
     }
-    if (number && spec['maximum'] != null && (value as BigDecimal) > (spec['maximum'] as BigDecimal)) {
+    if (number && spec['maximum'] != null && (text as BigDecimal) > (spec['maximum'] as BigDecimal)) {
         return "${shown}: must be at most ${spec['maximum']}"
     }
-    if (number && spec['exclusiveMinimum'] != null && (value as BigDecimal) <= (spec['exclusiveMinimum'] as BigDecimal)) {
+    if (number && spec['exclusiveMinimum'] != null && (text as BigDecimal) <= (spec['exclusiveMinimum'] as BigDecimal)) {
         return "${shown}: must be above ${spec['exclusiveMinimum']}"
     }
-    if (number && spec['exclusiveMaximum'] != null && (value as BigDecimal) >= (spec['exclusiveMaximum'] as BigDecimal)) {
+    if (number && spec['exclusiveMaximum'] != null && (text as BigDecimal) >= (spec['exclusiveMaximum'] as BigDecimal)) {
         return "${shown}: must be below ${spec['exclusiveMaximum']}"
     }
     return ''
 }
 
-// Parameters the schema does not know (a typo, or another pipeline's): worth a warning. Nextflow
-// also stores --some_name as someName; institutional configs bring their own.
-def unknownParameters(Map given, Path schemaFile) {
+// Parameters written with dashes or in camelCase (--embed-chunks, --embedChunks): Nextflow keeps
+// them apart from --embed_chunks, so the run would silently use the default.
+def misspelledParameters(Map given, Path schemaFile) {
     def known = parameterSpecs(schemaFile).keySet()
-    def camel = known.collect { name -> camelCase(name as String) }
-    return given.keySet().findAll { name -> !known.contains(name) && !camel.contains(name) && !name.toString().startsWith('config_profile') && !name.toString().startsWith('custom_config') }
+    return given.keySet().findAll { name -> !known.contains(name) && known.contains(snakeCase(name as String)) }
+        .collect { name -> "--${name}: evoscan's parameters are written with underscores: --${snakeCase(name as String)}" }
 }
 
-def camelCase(String name) {
-    return name.tokenize('_').withIndex().collect { word, i -> i ? word.substring(0, 1).toUpperCase() + word.substring(1) : word }.join()
+// Parameters the schema does not know at all (another pipeline's, an institutional config's):
+// worth a warning.
+def unknownParameters(Map given, Path schemaFile) {
+    def known = parameterSpecs(schemaFile).keySet()
+    return given.keySet().findAll { name -> !known.contains(snakeCase(name as String)) }
+}
+
+def snakeCase(String name) {
+    return name.replace('-', '_').replaceAll('([a-z0-9])([A-Z])', '$1_$2').toLowerCase()
 }
 
 // The samplesheet's rows as [meta, sequences, [gtf] or [], [regions] or []], relative paths read
 // from the samplesheet's own folder; the first problem found stops the run with one line.
-def samplesheetRows(Path sheet) {
+def samplesheetRows(Path sheet, Path sheetSchema) {
     def columns = ['sample', 'fasta', 'genome', 'gtf', 'genes', 'gene_type', 'regions']
+    def patterns = (sheetSchema.splitJson(path: 'items.properties') as List<Map>)
+        .inject([:]) { found, column -> found + [(column['key']): ((column['value'] as Map)['pattern'])] } as Map<String, String>
     // Nextflow's CSV reader: a quoted field may hold commas ("VIM,DES")
     def lines = sheet.splitCsv(quote: '"') as List<List<String>>
     if (!lines) {
@@ -79,7 +90,7 @@ def samplesheetRows(Path sheet) {
     if (!names.contains('sample') || !(names.contains('fasta') || names.contains('genome')) || unknown) {
         error("samplesheet ${sheet}: the header line must name a 'sample' column and a 'fasta' or 'genome' column, from ${columns.join(',')}" + (unknown ? "; unknown column(s): ${unknown.join(',')}" : "; it has: ${names.join(',')}"))
     }
-    def rows = lines.tail().withIndex().collect { cells, i -> samplesheetRow(sheet, "samplesheet ${sheet} line ${i + 2}", header, cells) }
+    def rows = lines.tail().withIndex().collect { cells, i -> samplesheetRow(sheet, "samplesheet ${sheet} line ${i + 2}", header, cells, patterns) }
     if (!rows) {
         error("samplesheet ${sheet}: no rows under the header; add one row per gene set")
     }
@@ -91,14 +102,20 @@ def samplesheetRows(Path sheet) {
     return rows
 }
 
-def samplesheetRow(Path sheet, String where, List<String> header, List<String> cells) {
+def samplesheetRow(Path sheet, String where, List<String> header, List<String> cells, Map<String, String> patterns) {
     if (cells.size() != header.size()) {
         error("${where}: ${cells.size()} fields where the header has ${header.size()} (${header.join(',')})")
     }
     def r = header.indices.inject([:]) { found, i -> cells[i]?.trim() ? found + [(header[i].trim()): cells[i].trim()] : found } as Map<String, String>
     def id = r['sample']
-    if (!(id ==~ /[A-Za-z0-9_.-]+/)) {
-        error("${where}: sample '${id ?: ''}' must be a name of letters, digits, _ . - (it names the output folder)")
+    if (!id) {
+        error("${where}: no sample name; each row needs one (it names the output folder)")
+    }
+    // assets/schema_input.json: names without spaces, files by their extensions, no leading . or - in a sample
+    r.each { column, cell ->
+        if (patterns[column] && !(cell ==~ patterns[column])) {
+            error("${where}: ${column} '${cell}' does not match ${patterns[column]}" + (column == 'sample' ? " (it names the output folder)" : ''))
+        }
     }
     if (!r['fasta'] == !r['genome']) {
         error("${where}: give either fasta (loci FASTA) or genome (genome FASTA with gtf and genes, or with regions), not ${r['fasta'] ? 'both' : 'neither'}")
@@ -124,7 +141,7 @@ def samplesheetRow(Path sheet, String where, List<String> header, List<String> c
 // A samplesheet's file: absolute, a URL, or relative to the samplesheet's folder (a sheet travels
 // with its data); a missing one stops the run with its line.
 def located(Path sheet, String where, String column, String name) {
-    def path = name.startsWith('/') || name.contains('://') ? file(name) : file(sheet.parent.resolve(name).toString())
+    def path = name.startsWith('/') || name.contains('://') ? file(name) : sheet.parent.resolve(name) as Path
     if (!path.exists()) {
         error("${where}: ${column} file not found: ${path}")
     }
