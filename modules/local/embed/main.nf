@@ -1,8 +1,8 @@
 process EVOSCAN_EMBED {
     tag "${meta.id} ${chunk}/${chunks}"
     label 'process_gpu'  // conf/base.config asks for a GPU only when the backend needs one (evo2, hf)
-    // the GPU image only where a GPU runs it (a config closure here would be resolved before params exist)
-    container "${ params.backend in ['evo2', 'hf'] ? params.gpu_container : params.cpu_container }"
+    // the CPU or the GPU image, as conf/modules.config chooses for the backend or the search device
+    container "${task.ext.container}"
 
     input:
     tuple val(meta), path(windows), val(chunk), val(chunks), path(motifs), path(weights), path(model_dir)

@@ -1,8 +1,8 @@
 process EVOSCAN_SEARCH {
     tag "${meta.id} ${chunk}/${chunks}"
     label 'process_medium'
-    // the GPU image only where a GPU runs it (a config closure here would be resolved before params exist)
-    container "${ params.search_device.toString().startsWith('cuda') ? params.gpu_container : params.cpu_container }"
+    // the CPU or the GPU image, as conf/modules.config chooses for the backend or the search device
+    container "${task.ext.container}"
 
     input:
     tuple val(meta), path(windows), path(embeddings), val(chunk), val(chunks)
