@@ -11,18 +11,18 @@
     the versions of the tools each step ran into <outdir>/pipeline_info/. (Workflow outputs and
     topic channels would need preview flags in the Nextflow tested here that later ones refuse.)
 */
-include { EVOSCAN                                                                } from './workflows/evoscan'
-include { parameterErrors; misspelledParameters; unknownParameters; samplesheetRows } from './subworkflows/local/utils_evoscan_pipeline'
+include { EVOSCAN } from './workflows/evoscan'
+include { parameterSpecs; parameterErrors; misspelledParameters; unknownParameters; samplesheetRows } from './subworkflows/local/utils_evoscan_pipeline'
 
 workflow {
     main:
     // everything is checked before the first task: one line per problem, the run stops
-    def schema = file("${projectDir}/nextflow_schema.json")
-    def problems = parameterErrors(params, schema) + misspelledParameters(params, schema)
+    def specs = parameterSpecs(file("${projectDir}/nextflow_schema.json"))
+    def problems = parameterErrors(params, specs) + misspelledParameters(params, specs)
     if (problems) {
         error("evoscan: " + problems.join('; '))
     }
-    def unknown = unknownParameters(params, schema)
+    def unknown = unknownParameters(params, specs)
     if (unknown) {
         log.warn("evoscan: parameter(s) not in nextflow_schema.json, ignored: ${unknown.sort().collect { name -> '--' + name }.join(' ')}")
     }

@@ -12,8 +12,7 @@ def parameterSpecs(Path schemaFile) {
 
 // Problems with the parameters: values of the wrong type, outside their enum, pattern or range.
 // A number may arrive as text (`1e-5` in 24.10; every value under the strict parser of 26.04).
-def parameterErrors(Map given, Path schemaFile) {
-    def specs = parameterSpecs(schemaFile)
+def parameterErrors(Map given, Map specs) {
     def problems = specs.keySet().findAll { name -> given[name] != null }
         .collect { name -> parameterError(name as String, given[name], specs[name] as Map) }
     return problems.findAll { problem -> problem }
@@ -56,16 +55,16 @@ def parameterError(String name, Object value, Map spec) {
 
 // Parameters written with dashes or in camelCase (--embed-chunks, --embedChunks): Nextflow keeps
 // them apart from --embed_chunks, so the run would silently use the default.
-def misspelledParameters(Map given, Path schemaFile) {
-    def known = parameterSpecs(schemaFile).keySet()
+def misspelledParameters(Map given, Map specs) {
+    def known = specs.keySet()
     return given.keySet().findAll { name -> !known.contains(name) && known.contains(snakeCase(name as String)) }
         .collect { name -> "--${name}: evoscan's parameters are written with underscores: --${snakeCase(name as String)}" }
 }
 
 // Parameters the schema does not know at all (another pipeline's, an institutional config's):
 // worth a warning.
-def unknownParameters(Map given, Path schemaFile) {
-    def known = parameterSpecs(schemaFile).keySet()
+def unknownParameters(Map given, Map specs) {
+    def known = specs.keySet()
     return given.keySet().findAll { name -> !known.contains(snakeCase(name as String)) }
 }
 
