@@ -1,6 +1,6 @@
 """Memory of gathering a search's query blocks into its result table, at the shape of the 1 M
 search (3,967 blocks of 256 queries, 10 slots, 1 decoy; synthetic values): resident memory a
-fresh process adds, `evoscan.search.run_query_blocks` against the plain way (every column joined
+fresh process adds, `evoscan.search.neighbours.run_query_blocks` against the plain way (every column joined
 while the blocks are held, then a table that copies them), each in its own process.
 
     python benchmarks/gather_peak.py [--windows 1015500]
@@ -17,7 +17,7 @@ import sys
 import numpy as np
 import pandas as pd
 
-from evoscan.search import BLOCK_COLUMNS, ENTRY_COLUMNS, run_query_blocks
+from evoscan.search.neighbours import BLOCK_COLUMNS, ENTRY_COLUMNS, run_query_blocks
 
 GRID, SLOTS, DECOYS = 256, 10, 1
 

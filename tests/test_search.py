@@ -235,18 +235,18 @@ def test_product_quantised_index_scores_like_the_exact_search(data, tmp_path):
 
 def test_product_quantised_index_trained_in_place_is_faiss_training():
     import faiss
-    from evoscan.ann import _empty_index, _trained_index, pq_subquantizers
+    from evoscan.search.approximate import empty_index, pq_subquantizers, trained_index
 
     assert (pq_subquantizers(2080), pq_subquantizers(4096), pq_subquantizers(462), pq_subquantizers(4)) == (
         520, 1024, 77, 1)
     x = clustered_points(7, 3000, 32)
-    own = _empty_index(faiss, 32, 8, "ivfpq")
+    own = empty_index(faiss, 32, 8, "ivfpq")
     own.train(x)
-    mine = _trained_index(faiss, x.copy(), 8, "ivfpq", encoder_rows=len(x))
+    mine = trained_index(faiss, x.copy(), 8, "ivfpq", encoder_rows=len(x))
     assert mine.is_trained and mine.pq.M == own.pq.M == 8
     assert (faiss.vector_to_array(mine.pq.centroids) == faiss.vector_to_array(own.pq.centroids)).all()
     assert (mine.quantizer.reconstruct_n(0, 8) == own.quantizer.reconstruct_n(0, 8)).all()
-    part = _trained_index(faiss, x.copy(), 8, "ivfpq", encoder_rows=600)  # codebooks from a fifth
+    part = trained_index(faiss, x.copy(), 8, "ivfpq", encoder_rows=600)  # codebooks from a fifth
     codebooks = [faiss.vector_to_array(ix.pq.centroids) for ix in (own, part)]
     assert (part.quantizer.reconstruct_n(0, 8) == own.quantizer.reconstruct_n(0, 8)).all()
     assert not np.array_equal(*codebooks) and np.abs(codebooks[1]).max() < 2 * np.abs(codebooks[0]).max()
@@ -263,17 +263,17 @@ def test_index_lists_sized_once_hold_what_faiss_add_gives(kind):
     filled block by block) holds the same lists, ids and codes as FAISS's own `add` in row
     order, and searches alike: with 8-bit and with product-quantised codes."""
     import faiss
-    from evoscan.ann import _empty_index, _place, _reserve
+    from evoscan.search.approximate import empty_index, place, reserve
 
     x = clustered_points(5, 3000, 24)
-    index = _empty_index(faiss, 24, 16, kind)
+    index = empty_index(faiss, 24, 16, kind)
     index.train(x)
     added = faiss.clone_index(index)
     added.add(x)
     lists = index.quantizer.search(x, 1)[1][:, 0].astype(np.int64)
-    filled = _reserve(index, lists)
+    filled = reserve(index, lists)
     for r0, r1 in ((0, 1100), (1100, 1101), (1101, 3000)):  # blocks of uneven size, one of a single row
-        _place(faiss, index, x[r0:r1], np.arange(r0, r1), lists[r0:r1], filled)
+        place(faiss, index, x[r0:r1], np.arange(r0, r1), lists[r0:r1], filled)
     assert index.ntotal == added.ntotal == 3000 and filled.sum() == 3000
     for i in range(16):
         size = index.invlists.list_size(i)
@@ -290,17 +290,17 @@ def test_index_trained_in_place_is_faiss_training():
     the whole sample; with a spread part of it, the same lists and ranges that cover nearly all
     of the data."""
     import faiss
-    from evoscan.ann import _empty_index, _trained_index
+    from evoscan.search.approximate import empty_index, trained_index
 
     x = clustered_points(6, 4000, 24)
-    own = _empty_index(faiss, 24, 16)
+    own = empty_index(faiss, 24, 16)
     own.train(x)
     ranges = lambda ix: faiss.vector_to_array(ix.sq.trained)  # noqa: E731  per-dimension min, then span
     centroids = own.quantizer.reconstruct_n(0, 16)
-    whole = _trained_index(faiss, x.copy(), 16, encoder_rows=len(x))
+    whole = trained_index(faiss, x.copy(), 16, encoder_rows=len(x))
     assert whole.is_trained and (whole.quantizer.reconstruct_n(0, 16) == centroids).all()
     assert (ranges(whole) == ranges(own)).all()
-    part = _trained_index(faiss, x.copy(), 16, encoder_rows=500)
+    part = trained_index(faiss, x.copy(), 16, encoder_rows=500)
     assert (part.quantizer.reconstruct_n(0, 16) == centroids).all()
     lo, span = ranges(part).reshape(2, 24)
     residuals = x - centroids[own.quantizer.search(x, 1)[1][:, 0]]
@@ -357,7 +357,7 @@ def test_killed_search_resumes_and_ends_identical(loci_fasta, tmp_path, monkeypa
 def test_approximate_search_with_every_block_kept_builds_nothing(data, tmp_path, monkeypatch):
     """A search killed after its last query block (before its file was written) is finished
     from the kept blocks alone: the indexes, minutes to build at a million windows, are not."""
-    from evoscan import ann
+    from evoscan.search import approximate
 
     ws, _, _, path = data
     params = SearchParams(top_k=5, index="ivf")
@@ -367,7 +367,7 @@ def test_approximate_search_with_every_block_kept_builds_nothing(data, tmp_path,
         def not_again(*args):
             raise AssertionError("the indexes were built again")
 
-        monkeypatch.setattr(ann, "_IndexedWindows", not_again)
+        monkeypatch.setattr(approximate, "_IndexedWindows", not_again)
         again = search(f, ws, params, resume_dir=tmp_path / "kept")
     assert again.resumed_blocks == len(list((tmp_path / "kept").glob("block*.npz"))) > 1
     pd.testing.assert_frame_equal(again.entries, first.entries)

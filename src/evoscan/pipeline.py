@@ -14,7 +14,7 @@ from typing import Iterable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from . import ann, blast, check, embed, mask, motifs, report, search
+from . import blast, check, embed, mask, motifs, report, search
 from .backends import get_backend
 from .errors import EvoscanError
 from .windows import WindowParams, make_windows, require_two_genes, require_two_groups, write_windows
@@ -127,7 +127,7 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
         ws = make_windows(cfg.window, fasta=cfg.fasta, genome=cfg.genome, gtf=cfg.gtf, genes=cfg.genes,
                           ambiguous_as_n=cfg.ambiguous_as_n, regions=cfg.regions, gene_type=cfg.gene_type)
         require_two_groups(ws)
-        ann.require_enough_windows(cfg.search.index, len(ws))  # before hours of embedding
+        search.require_enough_windows(cfg.search.index, len(ws))  # before hours of embedding
         write_windows(out["windows"], ws)
         bar.update(task, total=len(ws), completed=len(ws))
         timings["windows"] = time.perf_counter() - t

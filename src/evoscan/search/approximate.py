@@ -9,7 +9,7 @@ pair is scored as the exact search scores it (its score and its 2D decoy scores,
 quantised vectors), so the selection stays blind to which score is real and the target-decoy
 competition stays fair: real and decoy scores are found and computed by the same approximation.
 Recall against the exact search is measured in benchmarks/bench_search.py. Finished query blocks
-are kept as the exact search keeps them (`search.run_query_blocks`): a killed search continues.
+are kept as the exact search keeps them (`neighbours.run_query_blocks`): a killed search continues.
 
 The normalisation sums come from a fixed random sample of reference windows and their decoys
 (exact vectors) instead of every window. The raw `cosine` of each final neighbour is exact: its
@@ -20,7 +20,7 @@ size: every vector is assigned to its list in a first pass over the file, each l
 once, and a second pass writes the codes in place (FAISS's own `add` grows each list by
 doubling, up to twice the codes). Training uses a sample drawn at the size k-means uses (at most
 256 rows per list, so FAISS uses it in place) and takes the 8-bit ranges from the residuals of
-ENCODER_ROWS of it (`_trained_index`), so training does not peak above the query loop. 6-bit
+ENCODER_ROWS of it (`trained_index`), so training does not peak above the query loop. 6-bit
 codes would cut the lists by a quarter, `ivfpq` (one byte per PQ_DIMS dimensions) to a quarter,
 each at a lower recall. The measured peaks (6.6 GB for the whole search of 1,015,500 windows of
 2,080 dimensions, ~5.8 GB more per million windows), the build and query times, and the recall of
@@ -36,11 +36,11 @@ import h5py
 import numpy as np
 import pandas as pd
 
-from . import heap
-from .errors import EvoscanError
-from .search import (BLOCK_COLUMNS, _Transform, block_store, chunk_rows, cross_group_overlaps, embedding_stats,
-                     run_query_blocks)
-from .windows import WindowSet
+from .. import heap
+from ..errors import EvoscanError
+from ..windows import WindowSet
+from .neighbours import BLOCK_COLUMNS, block_store, run_query_blocks
+from .space import Transform, chunk_rows, cross_group_overlaps, embedding_stats
 
 REFERENCE_WINDOWS = 2_000  # sample behind the normalisation sums (mean and spread to ~2 %)
 QUERY_BLOCK = 256
@@ -76,9 +76,9 @@ def _rowwise(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     return (out[:, 0] if x.dim() == 2 else out).numpy()
 
 
-def _reserve(index, lists: np.ndarray) -> np.ndarray:
+def reserve(index, lists: np.ndarray) -> np.ndarray:
     """Size each inverted list of an empty index once, to the number of vectors `lists` assigns
-    to it; returns the per-list fill counters for `_place`."""
+    to it; returns the per-list fill counters for `place`."""
     sizes = np.bincount(lists, minlength=index.nlist)
     for i in np.flatnonzero(sizes):
         index.invlists.resize(int(i), int(sizes[i]))
@@ -86,7 +86,7 @@ def _reserve(index, lists: np.ndarray) -> np.ndarray:
     return np.zeros(index.nlist, np.int64)
 
 
-def _place(faiss, index, x: np.ndarray, ids: np.ndarray, lists: np.ndarray, filled: np.ndarray) -> None:
+def place(faiss, index, x: np.ndarray, ids: np.ndarray, lists: np.ndarray, filled: np.ndarray) -> None:
     """Encode vectors `x` for their lists (residuals to the list centroid, as `add` does) and write
     them after the entries already there; one call per list touched."""
     x, lists = np.ascontiguousarray(x, np.float32), np.ascontiguousarray(lists, np.int64)
@@ -108,7 +108,7 @@ def pq_subquantizers(dim: int) -> int:
     return max(m for m in range(1, max(1, dim // PQ_DIMS) + 1) if dim % m == 0)
 
 
-def _empty_index(faiss, dim: int, nlist: int, kind: str = "ivf"):
+def empty_index(faiss, dim: int, nlist: int, kind: str = "ivf"):
     quantizer = faiss.IndexFlatIP(dim)
     if kind == "ivfpq":
         index = faiss.IndexIVFPQ(quantizer, dim, nlist, pq_subquantizers(dim), 8, faiss.METRIC_INNER_PRODUCT)
@@ -119,7 +119,7 @@ def _empty_index(faiss, dim: int, nlist: int, kind: str = "ivf"):
                                          faiss.METRIC_INNER_PRODUCT)
 
 
-def _trained_index(faiss, sample: np.ndarray, nlist: int, kind: str = "ivf", encoder_rows: int = ENCODER_ROWS):
+def trained_index(faiss, sample: np.ndarray, nlist: int, kind: str = "ivf", encoder_rows: int = ENCODER_ROWS):
     """An empty IVF index, trained as FAISS's `train` trains it (spherical k-means for the lists,
     then the codes, 8-bit ranges or PQ codebooks, on residuals to the list centroids), with the
     codes from `encoder_rows` spread rows of the sample instead of FAISS's copy of up to 100 k rows
@@ -127,7 +127,7 @@ def _trained_index(faiss, sample: np.ndarray, nlist: int, kind: str = "ivf", enc
     KMEANS_ROWS_PER_LIST x nlist rows, or k-means copies a subsample of it; it may be overwritten
     (the residuals are made in place when every row is used)."""
     dim = sample.shape[1]
-    index = _empty_index(faiss, dim, nlist, kind)
+    index = empty_index(faiss, dim, nlist, kind)
     index.train_q1(len(sample), faiss.swig_ptr(sample), False, faiss.METRIC_INNER_PRODUCT)
     residuals = np.ascontiguousarray(sample[::max(1, len(sample) // encoder_rows)])
     lists = index.quantizer.search(residuals, 1)[1][:, 0].astype(np.int64)
@@ -195,7 +195,7 @@ class _IndexedWindows:
         del ov_cols
         overlap_keys.sort()
         self.overlap_keys = overlap_keys
-        transform = _Transform(*embedding_stats(emb, decoys, params.correction), torch.device("cpu"), torch.float32)
+        transform = Transform(*embedding_stats(emb, decoys, params.correction), torch.device("cpu"), torch.float32)
         self.corrected = corrected = lambda x: transform(x, raw=False)[1].numpy()  # noqa: E731
         self.raw_unit = lambda x: transform(x)[0].numpy()  # noqa: E731
         self.k = min(params.top_k, n)
@@ -284,7 +284,7 @@ def _filled_indexes(faiss, emb: h5py.Dataset, decoys: h5py.Dataset, corrected: C
     for r0, r1, m in per_block:  # only the sampled rows are read
         sample[at:at + m], sample[at + m:at + 2 * m] = corrected(emb[r0:r1:step]), corrected(decoys[r0:r1:step, 0])
         at += 2 * m
-    windows_index = _trained_index(faiss, sample, nlist, params.index)
+    windows_index = trained_index(faiss, sample, nlist, params.index)
     del sample
     decoys_index = faiss.clone_index(windows_index)  # the same lists (centroids) and codes
 
@@ -298,13 +298,13 @@ def _filled_indexes(faiss, emb: h5py.Dataset, decoys: h5py.Dataset, corrected: C
     for r0, r1 in _blocks(n):
         window_lists[r0:r1] = assign(corrected(emb[r0:r1]))
         decoy_lists[r0 * n_decoys:r1 * n_decoys] = assign(corrected(decoys[r0:r1].reshape(-1, dim)))
-    filled = [_reserve(windows_index, window_lists), _reserve(decoys_index, decoy_lists)]
+    filled = [reserve(windows_index, window_lists), reserve(decoys_index, decoy_lists)]
     ref_parts, ref_decoy_parts = [], []
     for r0, r1 in _blocks(n):
         block, decoy_block = corrected(emb[r0:r1]), corrected(decoys[r0:r1].reshape(-1, dim))
         d0, d1 = r0 * n_decoys, r1 * n_decoys
-        _place(faiss, windows_index, block, np.arange(r0, r1), window_lists[r0:r1], filled[0])
-        _place(faiss, decoys_index, decoy_block, np.arange(d0, d1), decoy_lists[d0:d1], filled[1])
+        place(faiss, windows_index, block, np.arange(r0, r1), window_lists[r0:r1], filled[0])
+        place(faiss, decoys_index, decoy_block, np.arange(d0, d1), decoy_lists[d0:d1], filled[1])
         picked = reference[(reference >= r0) & (reference < r1)] - r0
         ref_parts.append(block[picked])
         ref_decoy_parts.append(decoy_block.reshape(r1 - r0, n_decoys, dim)[picked].reshape(-1, dim))

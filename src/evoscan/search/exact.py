@@ -1,0 +1,147 @@
+"""The exact search: every similarity computed (torch matmul, CPU or GPU, fp32 or an fp16/bf16
+option) and a running top-k kept per query, block by block within the memory budget (see the
+package docstring for what a slot holds and what is summed)."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Callable
+
+import h5py
+import numpy as np
+import pandas as pd
+
+from ..errors import EvoscanError
+from ..windows import WindowSet
+from .neighbours import BLOCK_COLUMNS, PRECISIONS, Neighbours, SearchParams, block_store, run_query_blocks
+from .space import Transform, chunk_rows, cross_group_overlaps, embedding_stats
+
+MIN_QUERY_ROWS = 512  # below this a database pass costs more than it computes
+
+
+def block_rows(n: int, dim: int, n_decoys: int, memory_mb: int, top_k: int = 10) -> tuple[int, int]:
+    """(query rows, database rows) per block so that one step fits `memory_mb`."""
+    budget = memory_mb * 2**20
+    per_db_row = dim * 4 * (2 + n_decoys) * 2  # raw and corrected windows, corrected decoys, temporaries
+    db = max(64, min(n, budget // 4 // per_db_row))
+    # similarities (values, masked copy) of a query row against a database block: 1/2 of the budget
+    per_query_row = dim * 4 * (2 + n_decoys + top_k) + db * (1 + 2 * n_decoys) * 4 * 3  # + neighbours' raw rows
+    query = max(64, min(n, budget // 2 // per_query_row))
+    query = min(query, max(MIN_QUERY_ROWS, math.ceil(n / 16)))  # at least ~16 blocks to scatter
+    return query, db
+
+
+def _merge_topk(torch, values, others, new_values, new_others, k):
+    """Keep the k largest of (running, new) per row, carrying the aligned `others` tensors along."""
+    values = torch.cat([values, new_values], 1)
+    keep_values, pos = torch.topk(values, min(k, values.shape[1]), dim=1)
+    kept = []
+    for old, new in zip(others, new_others):
+        both = torch.cat([old, new], 1)
+        index = pos if both.dim() == 2 else pos[:, :, None].expand(-1, -1, both.shape[2])
+        kept.append(torch.gather(both, 1, index))
+    return keep_values, kept
+
+
+def exact_search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple[int, int] | None = None,
+           progress: Callable[[int], None] | None = None, resume_dir: Path | None = None) -> Neighbours:
+    """The k slots of every query window of `chunk` (default all), every similarity computed;
+    finished query blocks kept in `resume_dir` (if given) for a killed search to continue from."""
+    import torch
+
+    emb, decoys = f["embeddings"], f["decoys"]
+    n, dim = emb.shape
+    n_decoys = decoys.shape[1]
+    group = torch.from_numpy(pd.factorize(ws.table["gene"])[0].astype(np.int64))
+    if len(np.unique(group.numpy())) < 2:
+        raise EvoscanError("all windows belong to one gene or region; the search needs at least two")
+    device = torch.device(params.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise EvoscanError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
+    dtype = getattr(torch, PRECISIONS[params.precision])
+    group = group.to(device)
+    ov_rows, ov_cols = cross_group_overlaps(ws)
+    mean, scale = embedding_stats(emb, decoys, params.correction, device=params.device)
+    transform = Transform(mean, scale, device, dtype)
+    q_rows, c_rows = block_rows(n, dim, n_decoys, params.memory_mb, params.top_k)
+    lo, hi = chunk_rows(chunk, n, q_rows)
+    k = min(params.top_k, n)
+
+    # the database, transformed once if it fits half the budget, else re-read for every query block
+    cache_fits = n * dim * 4 * (2 + n_decoys) <= params.memory_mb * 2**20 // 2
+    cache: dict[int, tuple] = {}
+
+    def database_block(c0: int):
+        if c0 in cache:
+            return cache[c0]
+        c1 = min(n, c0 + c_rows)
+        raw, corrected = transform(emb[c0:c1])
+        _, decoy_corrected = transform(decoys[c0:c1].reshape(-1, dim), raw=False)
+        block = (c1, raw, corrected, decoy_corrected)
+        if cache_fits:
+            cache[c0] = block
+        return block
+
+    def query_block(q0: int, q1: int) -> dict[str, np.ndarray]:
+        """The slots and sums of query rows q0..q1, against every database block."""
+        qb = q1 - q0
+        q_raw, q_corrected = transform(emb[q0:q1])
+        _, q_decoys = transform(decoys[q0:q1].reshape(-1, dim), raw=False)
+        best = torch.full((qb, 0), -torch.inf, device=device)
+        no_decoys = torch.full((qb, 0, 2 * n_decoys), -torch.inf, device=device)
+        carried = [torch.zeros((qb, 0), dtype=torch.int64, device=device), best, best, no_decoys]
+        a, b = np.searchsorted(ov_rows, [q0, q1])
+        row_sums = torch.zeros((qb, 3), dtype=torch.float64, device=device)
+        row_decoy_sums = torch.zeros((qb, 3), dtype=torch.float64, device=device)
+        decoy_row_sums = torch.zeros((qb, n_decoys, 3), dtype=torch.float64, device=device)
+        for c0 in range(0, n, c_rows):
+            c1, c_raw, c_corrected, c_decoys = database_block(c0)
+            cb = c1 - c0
+            excluded = group[q0:q1, None] == group[None, c0:c1]
+            in_block = (ov_cols[a:b] >= c0) & (ov_cols[a:b] < c1)
+            if in_block.any():
+                excluded[torch.from_numpy(ov_rows[a:b][in_block] - q0).to(device),
+                         torch.from_numpy(ov_cols[a:b][in_block] - c0).to(device)] = True
+            allowed = (~excluded).sum(1)  # pairs each query may form in this block
+            target = (q_corrected @ c_corrected.T).float()
+            # the pair's decoys: the query against the window's decoys, the query's decoys
+            # against the window; both ends of a pair see the same 1 + 2D scores
+            their = (q_corrected @ c_decoys.T).float().view(qb, cb, n_decoys)
+            ours = (q_decoys @ c_corrected.T).float().view(qb, n_decoys, cb)
+            # excluded pairs set to 0 in place: out of the sums, and -inf in the slots below
+            target.masked_fill_(excluded, 0)
+            their.masked_fill_(excluded[:, :, None], 0)
+            ours.masked_fill_(excluded[:, None, :], 0)
+            row_sums += _moments(target, allowed, dim=(1,))
+            row_decoy_sums += _moments(their, allowed * n_decoys, dim=(1, 2))
+            decoy_row_sums += _moments(ours, allowed[:, None], dim=(2,))
+            # a slot is a pair ranked by the best of its 1 + 2D scores: a selection blind to
+            # which one is real, so under the null they stay exchangeable
+            slot = torch.maximum(their.amax(2), ours.amax(1)) if n_decoys > 1 else \
+                torch.maximum(their[:, :, 0], ours[:, 0, :])
+            slot = torch.maximum(slot, target, out=slot).masked_fill_(excluded, -torch.inf)
+            vals, idx = torch.topk(slot, min(k, cb), dim=1)
+            decoys_of = torch.cat([torch.gather(their, 1, idx[:, :, None].expand(-1, -1, n_decoys)),
+                                   torch.gather(ours, 2, idx[:, None, :].expand(-1, n_decoys, -1)).transpose(1, 2)], 2)
+            new = [idx + c0, torch.gather(target, 1, idx), torch.einsum("qd,qkd->qk", q_raw, c_raw[idx]), decoys_of]
+            best, carried = _merge_topk(torch, best, carried, vals, new, k)
+        keep = torch.isfinite(best).cpu().numpy()
+        query = np.broadcast_to(np.arange(q0, q1)[:, None], keep.shape)
+        columns = [query[keep], *(c.cpu().numpy()[keep] for c in carried)]
+        return {**dict(zip(BLOCK_COLUMNS, columns)), "window_sums": row_sums.cpu().numpy(),
+                "window_decoy_sums": row_decoy_sums.cpu().numpy(), "decoy_sums": decoy_row_sums.cpu().numpy()}
+
+    store = block_store(resume_dir, f, ws, params, (lo, hi), q_rows)
+    with torch.inference_mode():
+        return run_query_blocks(query_block, (lo, hi), q_rows, n, n_decoys, store, progress)
+
+
+def _moments(sims, count, dim: tuple[int, ...]):
+    """(sum, sum of squares, count) of similarities over `dim` (the excluded pairs already 0), with
+    `count` the pairs allowed, stacked last: float32 within a block, float64 across blocks."""
+    import torch
+
+    total = sims.sum(dim)
+    return torch.stack([total.double(), (torch.linalg.vector_norm(sims, dim=dim) ** 2).double(),
+                        count.expand_as(total).double()], -1)
