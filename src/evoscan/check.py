@@ -43,7 +43,7 @@ import numpy as np
 import pandas as pd
 
 from . import blast
-from .motifs import DEFAULT_PVALUE, DEFAULT_SOURCE, SITE_COLUMNS as SITE_DTYPES, MotifProfiler
+from .motifs import DEFAULT_PVALUE, DEFAULT_SOURCE, SITE_COLUMNS as SITE_DTYPES, MotifProfiler, motif_profiler
 from .backends.kmer import KmerBackend
 from .decoys import competition_qvalues
 from .errors import EvoscanError, UsageError
@@ -283,7 +283,7 @@ def check_pairs(ws: WindowSet, nb: Neighbours, repeat_frac: np.ndarray, params: 
     the finished blocks of the two long phases, BLAST and the motif profiles, are kept there (in
     blast/ and motif_profiles/), and a killed check continues from them."""
     # the matrices first: a bad --motifs fails before any work is done
-    profiler = profiler or MotifProfiler(params.motifs, params.motif_pvalue)
+    profiler = profiler or motif_profiler(params.motifs, params.motif_pvalue)
     resume_dir = Path(resume_dir) if resume_dir else None
     pairs = nominated_pairs(nb)
     decoy_z = pairs.attrs.pop("decoy_z")

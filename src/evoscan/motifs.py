@@ -37,6 +37,7 @@ explains the sharing.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import re
 from dataclasses import dataclass
@@ -216,10 +217,11 @@ class Scanner:
         self._odds = [(members, [torch.from_numpy(np.ascontiguousarray(x[members, :, :width])).to(self.device)
                                  for x in odds]) for members, width, _, _ in self.buckets]
 
-    def _scan(self, seqs: list[str]):
+    def _scan(self, seqs: list[str], only: np.ndarray | None = None):
         """Per length bucket: (matrix indices [m], scores [B, L, 2, m] float32, positions x strands
-        scored [B, m]). A position whose span holds an N (or runs past the sequence's end, padded
-        with N) is not scored: -inf. Position = leftmost base on either strand."""
+        scored [B, m]), of the matrices in `only` (a mask [M]; default all). A position whose span
+        holds an N (or runs past the sequence's end, padded with N) is not scored: -inf. Position =
+        leftmost base on either strand."""
         torch = self.torch
         length = max(len(s) for s in seqs)
         x = torch.from_numpy(one_hot(seqs, length + int(self.mats.lengths.max()) - 1)).to(self.device)
@@ -230,20 +232,31 @@ class Scanner:
         positions = torch.arange(length, device=self.device)
         with torch.no_grad():
             for members, width, weight, mlen in self.buckets:
+                if only is not None:  # the bucket's columns of the chosen matrices, both strands
+                    keep = np.flatnonzero(only[members])
+                    if len(keep) == 0:
+                        continue
+                    if len(keep) < len(members):
+                        cols = torch.from_numpy(np.concatenate([keep, keep + len(members)])).to(self.device)
+                        members, weight, mlen = members[keep], weight[:, cols], mlen[keep]
                 windows = x[:, :, :length + width - 1].unfold(2, width, 1)  # [B, 4, L, width]
                 windows = windows.permute(0, 2, 3, 1).reshape(len(seqs) * length, width * 4)
                 s = (windows @ weight).view(len(seqs), length, 2, len(members))
-                span_end = positions[:, None] + mlen[None, :]  # [L, m]
-                if plain:
-                    has_n = (span_end > length)[None]  # [1, L, m]
+                if plain:  # only the last width - 1 positions can run past the end: mask just those
+                    tail = max(0, length - width + 1)
+                    has_n = (positions[tail:, None] + mlen[None, :] > length)[None]  # [1, L - tail, m]
+                    s[:, tail:].masked_fill_(has_n[:, :, None, :], -torch.inf)
+                    scored = 2 * (length - has_n[0].sum(0)).expand(len(seqs), -1)
                 else:
+                    span_end = positions[:, None] + mlen[None, :]  # [L, m]
                     has_n = n_before[:, span_end] > n_before[:, positions][:, :, None]  # [B, L, m]
-                scored = 2 * (~has_n).sum(1).expand(len(seqs), -1)
-                yield members, s.masked_fill_(has_n[:, :, None, :], -torch.inf), scored
+                    s.masked_fill_(has_n[:, :, None, :], -torch.inf)
+                    scored = 2 * (~has_n).sum(1)
+                yield members, s, scored
 
-    def _reduce(self, seqs: list[str], reduce) -> np.ndarray:
-        out = np.empty((len(seqs), len(self.mats)), dtype=np.float32)
-        for members, s, scored in self._scan(seqs):
+    def _reduce(self, seqs: list[str], reduce, only: np.ndarray | None = None, fill: float = 0.0) -> np.ndarray:
+        out = np.full((len(seqs), len(self.mats)), fill, dtype=np.float32)
+        for members, s, scored in self._scan(seqs, only):
             out[:, members] = reduce(s, scored).cpu().numpy()
         return out
 
@@ -294,13 +307,15 @@ class Scanner:
             out[:, members] = torch.log2(expected).float().cpu().numpy()
         return out
 
-    def best(self, seqs: list[str]) -> np.ndarray:
-        """Best score [B, M] of each matrix over positions and strands (-inf: none scored)."""
-        return self._reduce(seqs, lambda s, scored: s.amax((1, 2)))
+    def best(self, seqs: list[str], only: np.ndarray | None = None) -> np.ndarray:
+        """Best score [B, M] of each matrix (of those in `only`) over positions and strands (-inf:
+        none scored, or not in `only`)."""
+        return self._reduce(seqs, lambda s, scored: s.amax((1, 2)), only, fill=-np.inf)
 
-    def hits(self, seqs: list[str]) -> np.ndarray:
-        """Whether each matrix has a site (score >= threshold) in each sequence, [B, M] bool."""
-        return self.best(seqs) >= self.thresholds[None, :]
+    def hits(self, seqs: list[str], only: np.ndarray | None = None) -> np.ndarray:
+        """Whether each matrix (of those in `only`; the others False) has a site (score >=
+        threshold) in each sequence, [B, M] bool."""
+        return self.best(seqs, only) >= self.thresholds[None, :]
 
     def provenance(self) -> dict:
         return {**self.mats.source, "motif_pvalue": self.pvalue}
@@ -388,9 +403,10 @@ class MotifProfiler:
         """Motif-cluster profiles [B, clusters], z-scores against random sequence."""
         return ((self._cluster_profiles(self.scanner.profiles(seqs)) - self._mean) / self._sd).astype(np.float32)
 
-    def cluster_hits(self, seqs: list[str]) -> np.ndarray:
-        """Whether any matrix of each cluster has a site in each sequence [B, clusters]."""
-        hits = self.scanner.hits(seqs).astype(np.float32)
+    def cluster_hits(self, seqs: list[str], only: np.ndarray | None = None) -> np.ndarray:
+        """Whether any matrix of each cluster (of the clusters in `only`, a mask; the others
+        False) has a site in each sequence [B, clusters]."""
+        hits = self.scanner.hits(seqs, None if only is None else only[self.clusters]).astype(np.float32)
         return (hits @ (self._cluster_mean > 0)) > 0
 
     def provenance(self) -> dict:
@@ -411,23 +427,40 @@ class MotifProfiler:
         rows, sites = [], []
         for i, (a, b) in enumerate(pairs):
             rng = np.random.default_rng([seed, *(keys[i] if keys else (i,))])
-            hits_a, hits_b = self.cluster_hits([a, b])
+            found = {side: self.scanner.sites(seq) for side, seq in (("a", a), ("b", b))}  # one scan each
+            hits_a, hits_b = (np.isin(np.arange(self.dim), self.clusters[found[side]["matrix"].to_numpy()])
+                              for side in "ab")
             shared = hits_a & hits_b
             k = int(shared.sum())
             null = []
             for fixed, other in ((hits_a, b), (hits_b, a)):  # one window against shuffles of the other
                 shuffled = [dinucleotide_shuffle(other, rng) for _ in range(shuffles)]
-                hits = np.concatenate([self.cluster_hits(shuffled[j:j + 256]) for j in range(0, shuffles, 256)])
+                # only the clusters the fixed window has count: the others are not scanned
+                hits = np.concatenate([self.cluster_hits(shuffled[j:j + 256], fixed) for j in range(0, shuffles, 256)])
                 null.append((hits & fixed).sum(1))
             p = max((1 + int((n >= k).sum())) / (1 + shuffles) for n in null)
             names = [self.scanner.mats.names[self.cluster_seed[c]] for c in np.flatnonzero(shared)]
             rows.append({"motifs_shared": k, "motifs_expected": float(np.concatenate(null).mean()),
                          "motif_pvalue": p, "shared_motifs": ",".join(names)})
-            for side, seq in (("a", a), ("b", b)):
-                found = self.scanner.sites(seq)
-                found["cluster"] = self.clusters[found["matrix"].to_numpy()]
-                found = found[shared[found["cluster"].to_numpy()]]
-                sites.append(found.assign(pair=i, side=side))
+            for side, here in found.items():
+                here["cluster"] = self.clusters[here["matrix"].to_numpy()]
+                here = here[shared[here["cluster"].to_numpy()]]
+                sites.append(here.assign(pair=i, side=side))
         sites = pd.concat(sites, ignore_index=True) if sites else pd.DataFrame(columns=list(SITE_COLUMNS))
         sites = sites[list(SITE_COLUMNS)].astype(SITE_COLUMNS)
         return pd.DataFrame(rows, columns=["motifs_shared", "motifs_expected", "motif_pvalue", "shared_motifs"]), sites
+
+
+def motif_profiler(source: str | Path = DEFAULT_SOURCE, pvalue: float = DEFAULT_PVALUE,
+                   cluster_r: float = DEFAULT_CLUSTER_R, device: str = "cpu") -> MotifProfiler:
+    """The profiler of these settings, built once per process (1,000 reference profiles, ~10 s on
+    2 cores): the motifs backend and the check of one run share it. A motif file is known by its
+    path, size and modification time."""
+    path = Path(source)
+    stamp = (path.stat().st_size, path.stat().st_mtime_ns) if path.is_file() else None
+    return _profiler(str(source), stamp, pvalue, cluster_r, device)
+
+
+@functools.lru_cache(maxsize=4)
+def _profiler(source: str, stamp, pvalue: float, cluster_r: float, device: str) -> MotifProfiler:
+    return MotifProfiler(source, pvalue, cluster_r, device)

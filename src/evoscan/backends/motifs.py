@@ -23,7 +23,7 @@ class MotifBackend:
         import torch
 
         device = device or ("cuda" if torch.cuda.is_available() else "cpu")
-        self.profiler = motifs.MotifProfiler(source, pvalue, cluster_r, device)
+        self.profiler = motifs.motif_profiler(source, pvalue, cluster_r, device)  # shared with the check
         self.dim, self.batch_size = self.profiler.dim, batch_size
 
     def embed(self, seqs: list[str]) -> np.ndarray:
