@@ -5,9 +5,11 @@ A run with calls: 8 shuffled loci with 20 pairs of windows sharing a vocabulary 
 (the kmer backend's positive control), through the real embed, search, check (BLAST included)
 and `evoscan report`."""
 
+import json
 import re
 import shutil
 import subprocess
+from html import unescape
 
 import numpy as np
 import pandas as pd
@@ -17,6 +19,7 @@ from rich.console import Console
 from conftest import evoscan, subset_fasta
 from evoscan import check, embed, report, search
 from evoscan.backends.kmer import KmerBackend
+from evoscan.run_settings import readable
 from evoscan.tracks import INTERACT_COLUMNS
 from evoscan.windows import WindowParams, make_windows, write_windows
 from synthetic import plant_words, shuffled_loci
@@ -65,6 +68,33 @@ def test_report_html_is_self_contained_with_every_section(called_run):
     for name in ("report.html", "candidates.tsv", "motif_sites.tsv", "pairs.tsv.gz", "candidates.bedpe",
                  "candidates.interact.bed", "interact.as", "best_score.bedgraph"):  # byte for byte
         assert (again / name).read_bytes() == (called_run["out"] / name).read_bytes(), name
+
+
+def test_what_was_run_is_tables_a_person_reads(called_run):
+    """"What was run": one table per step of named settings, values rounded for reading, with units;
+    no dictionary or JSON outside the collapsed exact provenance, which keeps every digit."""
+    html = (called_run["out"] / "report.html").read_text()
+    shown = html[html.index('id="summary"'):html.index("<details>")]
+    captions = re.findall(r"<caption>(.*?)</caption>", shown)
+    assert captions == ["Input and windows", "Embedding", "Search", "Checks", "Motifs",
+                        "What the run found on the way", "Versions"]
+    rows = re.findall(r'<tr><td>(.*?)</td><td class="value">(.*?)</td><td>(.*?)</td></tr>', shown)
+    settings = {name: (value, unit) for name, value, unit in rows}
+    assert settings["window size"] == ("512", "bp") and settings["stride"] == ("256", "bp")
+    assert settings["max. target-decoy q-value of a call"] == ("0.05", "")
+    assert settings["backend"] == ("kmer", "") and settings["k-mer length"] == ("6", "bp")
+    assert settings["matrices"] == ("879", "")
+    exact = json.loads(unescape(re.search(r'<pre id="provenance">(.*?)</pre>', html, re.S).group(1)))
+    r2 = exact["statistics"]["composition_r2"]
+    assert settings["score explained by 6-mer composition"] == (f"{r2:.3g}", "R²") and len(repr(r2)) > 6
+    assert not any(c in value for _, value, _ in rows for c in "{}[]\"") and "&#34;" not in shown
+    assert exact["checks"]["max_qvalue"] == 0.05 and exact["windows"]["size"] == 512
+
+
+def test_readable_values():
+    assert [readable(v) for v in (0.6122423602119197, 2048, 487643100.0, True, 1e-4, ["a", "b"], "")] == [
+        "0.612", "2,048", "487,643,100", "yes", "0.0001", "a, b", "—"]
+    assert readable(0.44647445047102485, "%") == "44.6"
 
 
 def test_candidates_pass_every_filter_and_lead_every_table(called_run):

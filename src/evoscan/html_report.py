@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 from dataclasses import asdict
 from html import escape
-from pathlib import PurePath
 from urllib.parse import quote
 
 import numpy as np
@@ -22,6 +21,7 @@ from jinja2 import Environment
 
 from . import __version__
 from .check import FUNNEL
+from .run_settings import file_name, run_settings
 from .windows import WindowSet
 
 TEMPLATE = """<!DOCTYPE html>
@@ -36,6 +36,10 @@ td.num { text-align: right; font-variant-numeric: tabular-nums }
 .panel { margin: 1.5em 0; padding: 0.5em 1em; border: 1px solid #ddd; border-radius: 4px }
 .figs { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start } figure { margin: 0 } figcaption { font-size: 13px; color: #555; max-width: 520px }
 svg { max-width: 100%; height: auto }
+.settings { display: flex; flex-wrap: wrap; gap: 1em 2em; align-items: flex-start }
+.run-settings caption { text-align: left; font-weight: 600; padding: 4px 0 }
+.run-settings td.value { font-variant-numeric: tabular-nums; max-width: 420px; overflow-wrap: anywhere }
+details { margin-top: 1em } pre { font-size: 12px; white-space: pre-wrap; overflow-wrap: anywhere; background: #f8f8f8; padding: 8px }
 </style></head><body>
 <h1>evoscan report</h1>
 <p class="note">evoscan {{ version }} · {{ n_windows }} windows of {{ n_groups }} genes or regions · backend
@@ -43,7 +47,13 @@ svg { max-width: 100%; height: auto }
 
 <h2 id="summary">What was run</h2>
 <p>{{ summary }}</p>
-<table id="provenance">{% for key, value in provenance %}<tr><th>{{ key }}</th><td><code>{{ value }}</code></td></tr>{% endfor %}</table>
+<div class="settings">{% for heading, rows in settings %}<table class="run-settings">
+<caption>{{ heading }}</caption>
+<thead><tr><th>setting</th><th>value</th><th>unit</th></tr></thead><tbody>
+{% for setting, value, unit in rows %}<tr><td>{{ setting }}</td><td class="value">{{ value }}</td><td>{{ unit }}</td></tr>
+{% endfor %}</tbody></table>
+{% endfor %}</div>
+<details><summary>The exact provenance (as scores.h5 records it, files by name)</summary><pre id="provenance">{{ provenance_json }}</pre></details>
 
 <h2 id="funnel">Filter funnel</h2>
 <figure>{{ funnel_svg | safe }}<figcaption>Pairs left after each stage. Every check runs only on the pairs the
@@ -117,15 +127,6 @@ def _links(chrom: str, start: int, end: int, assembly: str) -> str:
     return " ".join(links)
 
 
-def names_not_paths(value):
-    """Files by name: the page says what was read, not where it lay on the machine that ran the step
-    (a Nextflow task reads its staged copy); the HDF5 provenance keeps the paths."""
-    if isinstance(value, dict):
-        return {k: names_not_paths(v) for k, v in value.items()}
-    is_path = isinstance(value, str) and "/" in value and "://" not in value
-    return PurePath(value).name if is_path else value
-
-
 def shown_pairs(pairs: pd.DataFrame, top: int = 10) -> tuple[pd.DataFrame, bool]:
     """The candidates, or (nothing called) the `top` best pairs calls are made from; and whether called."""
     if pairs["candidate"].any():
@@ -190,17 +191,14 @@ def render(ws: WindowSet, pairs: pd.DataFrame, meta: dict, table: pd.DataFrame, 
     p = meta["params"]
     versions = {"evoscan": __version__, **meta["stats"].get("tool_versions", {}),
                 **{k: v for k, v in meta["backend"].items() if k in ("pyjaspar", "evo2", "transformers", "torch")}}
-    provenance = [("input", names_not_paths(ws.source)), ("versions", json.dumps(versions)),
-                  ("windows", json.dumps(asdict(ws.params))),
-                  ("backend", json.dumps(names_not_paths(meta["backend"]))), ("search", json.dumps(meta["search"])),
-                  ("checks", json.dumps(names_not_paths(p))), ("BLAST", meta["blastn_args"]),
-                  ("motifs", json.dumps(names_not_paths(meta["stats"].get("motifs", {})))),
-                  ("statistics", json.dumps({k: v for k, v in meta["stats"].items()
-                                             if k not in ("motifs", "tool_versions")}))]
+    settings = run_settings(ws.source, asdict(ws.params), meta, versions)
+    exact = {"input": ws.source, "windows": asdict(ws.params), "backend": meta["backend"], "search": meta["search"],
+             "checks": p, "blastn_args": meta["blastn_args"], "statistics": meta["stats"], "versions": versions}
     return Environment(autoescape=True).from_string(TEMPLATE).render(
         version=__version__, n_windows=f"{len(ws):,}", n_groups=ws.table["gene"].nunique(),
         backend_name=meta["backend"].get("backend"), funnel_candidates=meta["funnel"]["candidates"],
-        summary=summary, provenance=provenance, funnel_svg=figures.funnel(meta["funnel"], FUNNEL),
+        summary=summary, settings=settings,
+        provenance_json=json.dumps(file_name(exact), indent=1), funnel_svg=figures.funnel(meta["funnel"], FUNNEL),
         table_title=(f"Candidates ({total:,}{f', the best {MAX_ROWS} shown: all in candidates.tsv' if total > MAX_ROWS else ''})"
                      if called else "Best pairs (none called)"), called=called,
         max_q=p["max_qvalue"], assembly=assembly, columns=columns, rows=rows, panels=panels,

@@ -16,6 +16,7 @@ from rich.table import Table
 from . import html_report, tracks
 from .io.h5 import atomic_path
 from .check import FUNNEL
+from .run_settings import file_name
 from .windows import WindowSet
 
 PAIR_VALUES = ["cosine", "repeat_frac_a", "repeat_frac_b", "blast_evalue", "blast_bitscore", "blast_pident", "blast_searched",
@@ -130,7 +131,7 @@ def write_text(path, text: str) -> None:
 def description(ws: WindowSet, meta: dict) -> str:
     """What was run and how the pairs were judged, in one paragraph (terminal and report.html)."""
     p, s, stats = meta["params"], meta["search"], meta["stats"]
-    motif_source = html_report.names_not_paths(stats["motifs"]["motifs"])
+    motif_source = file_name(stats["motifs"]["motifs"])
     blast_scope = (f"{stats['blast_pairs']:,} nominated repeat-free pairs, all-vs-all e-values"
                    if stats["blast_mode"] == "nominated" else "all-vs-all")
     return (f"{len(ws):,} windows of {ws.table['gene'].nunique()} genes or regions; "
