@@ -57,7 +57,7 @@ def gtf(test_data) -> Path:
 
 @pytest.fixture(scope="session")
 def demo_run(test_data, tmp_path_factory):
-    """`evoscan run` on the 25 real loci as the demo does it (kmer backend), once per test session."""
+    """`evoscan run` on the 25 real loci as the demo does it (motifs backend, the default), once per test session."""
     from rich.console import Console
 
     from evoscan.pipeline import demo_config, run_pipeline

@@ -128,8 +128,8 @@ def cmd_run(a) -> None:
 
 def cmd_demo(a) -> None:
     data = a.data or find_demo_data()
-    cfg = demo_config(data, a.outdir, a.threads)
-    Console(stderr=True).print(f"evoscan demo: 25 real GRCh38 loci from {data}, kmer backend -> {a.outdir}")
+    cfg = demo_config(data, a.outdir, a.threads, a.backend)
+    Console(stderr=True).print(f"evoscan demo: 25 real GRCh38 loci from {data}, {a.backend} backend -> {a.outdir}")
     run_pipeline(cfg)
 
 
@@ -204,10 +204,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blast-all-vs-all", action="store_true",
                    help="BLAST every pair of windows (small sets) instead of the nominated pairs")
     p.add_argument("--outdir", type=Path, required=True)
-    p = command("demo", cmd_demo, "run on the 25 real GRCh38 loci (kmer backend) into results/demo")
+    p = command("demo", cmd_demo, "run on the 25 real GRCh38 loci into results/demo")
     p.add_argument("--data", type=Path, help="folder with loci/ and annotation/ (default: the repository's assets/test_data, else shared/data beside it)")
     p.add_argument("--outdir", type=Path, default=Path("results/demo"))
     p.add_argument("--threads", type=positive_int, default=2)
+    p.add_argument("--backend", default="motifs", choices=["motifs", "kmer"],
+                   help="motifs (default) or kmer, the backends that need no model (default %(default)s)")
     return parser
 
 

@@ -78,7 +78,8 @@ def mask_sources(text: str) -> list[str]:
 
 def add_backend_options(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("embedding backend")
-    g.add_argument("--backend", default="kmer", choices=backend_names())
+    g.add_argument("--backend", default="motifs", choices=backend_names(),
+                   help="motifs (default: JASPAR binding potential beyond composition, CPU or GPU), kmer (composition only), evo2 or hf (language models)")
     g.add_argument("--batch-size", type=positive_int,
                    help="windows per backend call (kmer 1024, motifs 256, evo2 16, hf 16)")
     g.add_argument("--k", type=int, default=6, help="kmer: k-mer length (default %(default)s)")

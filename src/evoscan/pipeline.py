@@ -41,7 +41,7 @@ class RunConfig:
     rmsk: Path | None = None
     blast_args: str = blast.DEFAULT_ARGS
     threads: int = 1
-    backend: str = "kmer"
+    backend: str = "motifs"  # the strongest backend without a language model (docs/validation.md)
     backend_options: dict = field(default_factory=dict)
     decoys: int = 1
     decoy_seed: int = 1
@@ -217,10 +217,11 @@ def find_shared_data(start: Path | None = None) -> Path:
                        "(assets/test_data in the repository, or shared/data beside it)")
 
 
-def demo_config(data: Path, outdir: Path, threads: int) -> RunConfig:
-    """The 25 real GRCh38 loci, soft-masked, annotated with the LRG-derived GTF, kmer backend."""
+def demo_config(data: Path, outdir: Path, threads: int, backend: str = "motifs") -> RunConfig:
+    """The 25 real GRCh38 loci, soft-masked, annotated with the LRG-derived GTF."""
     if not (data / "loci" / "grch38_loci.softmasked.fa").is_file():
         raise EvoscanError(f"{data}: not a demo data folder (no loci/grch38_loci.softmasked.fa in it); give "
                            "the folder that holds loci/ and annotation/ (assets/test_data) with --data, or set EVOSCAN_DATA")
     return RunConfig(outdir=outdir, fasta=data / "loci" / "grch38_loci.softmasked.fa",
-                     gtf=data / "annotation" / "lrg_derived_grch38.gtf", threads=threads)
+                     gtf=data / "annotation" / "lrg_derived_grch38.gtf", threads=threads,
+                     backend=backend)
