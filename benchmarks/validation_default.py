@@ -122,8 +122,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for seed in range(a.planted):
-            fasta = plant(shuffled_loci(LOCI, tmp / "s.fa", 1000 + seed), tmp / "planted.fa", motif_file,
-                          a.pairs, a.motifs_per_pair, seed)
+            fasta = tmp / "planted.fa"
+            planted = plant(shuffled_loci(LOCI, tmp / "s.fa", 1000 + seed), fasta, motif_file, a.pairs,
+                            a.motifs_per_pair, seed)
             for backend in [None, *a.compare]:
                 options = ["--backend", backend] if backend else []
                 calls, windows, seconds = run(fasta, tmp / f"planted{seed}{backend or ''}", *options)
