@@ -36,9 +36,10 @@ td.num { text-align: right; font-variant-numeric: tabular-nums }
 .panel { margin: 1.5em 0; padding: 0.5em 1em; border: 1px solid #ddd; border-radius: 4px }
 .figs { display: flex; flex-wrap: wrap; gap: 1.5em; align-items: flex-start } figure { margin: 0 } figcaption { font-size: 13px; color: #555; max-width: 520px }
 svg { max-width: 100%; height: auto }
-.settings { display: flex; flex-wrap: wrap; gap: 1em 2em; align-items: flex-start }
+.settings { display: grid; grid-template-columns: repeat(auto-fill, minmax(500px, 1fr)); gap: 1em 1.5em; align-items: start }
+.run-settings { width: 100% } .run-settings td:first-child { color: #444 }
 .run-settings caption { text-align: left; font-weight: 600; padding: 4px 0 }
-.run-settings td.value { font-variant-numeric: tabular-nums; max-width: 420px; overflow-wrap: anywhere }
+.run-settings td.value { font-variant-numeric: tabular-nums; overflow-wrap: break-word; max-width: 300px }
 details { margin-top: 1em } pre { font-size: 12px; white-space: pre-wrap; overflow-wrap: anywhere; background: #f8f8f8; padding: 8px }
 </style></head><body>
 <h1>evoscan report</h1>
