@@ -58,7 +58,7 @@ def test_nominated_blast_equals_all_vs_all(demo):
     """BLAST of the nominated pairs, each window against its partners with the all-vs-all search
     space, gives the e-values (to BLAST's printed precision) and bitscores of an all-vs-all search,
     for every nominated pair, repeat-rich ones included: on the demo windows of 8 loci (the
-    MYH6/MYH7 paralogs, repeat-rich CSRP3, MSTN and MYBPC3 among them; 664 windows: all-vs-all of
+    MYH6/MYH7 paralogs, repeat-rich CSRP3, MSTN and MYBPC3 among them; 693 windows: all-vs-all of
     all 2,031 takes minutes) and the demo's nominated pairs among them."""
     ws, pairs = demo["windows"], demo["pairs"]
     keep = np.flatnonzero(ws.table.gene.isin(["MYH6", "MYH7", "CSRP3", "MSTN", "MYBPC3", "DES", "SOX2", "PPIB"]))
@@ -71,7 +71,7 @@ def test_nominated_blast_equals_all_vs_all(demo):
     nominated, info = blast.nominated_hits(sub, a, b, threads=2)
     whole, _ = blast.run_blast(sub, threads=2)
     whole = whole.merge(pd.DataFrame({"window_a": a, "window_b": b}), on=["window_a", "window_b"])
-    assert len(whole) > 300 and info["pairs_searched"] == len(a) > 2000
+    assert len(whole) > 300 and info["pairs_searched"] == len(a) > 1500
     got = nominated.set_index(["window_a", "window_b"]).sort_index()
     want = whole.set_index(["window_a", "window_b"]).sort_index()
     assert got.index.equals(want.index)
