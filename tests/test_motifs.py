@@ -296,3 +296,66 @@ def test_a_profile_does_not_depend_on_its_batch(scanner):
     mixed = scanner.profiles([*seqs[:3], "ACGTN" * 100, *seqs[3:]])
     assert np.array_equal(np.delete(mixed, 3, 0), alone)
     assert np.array_equal(mixed[3], scanner.profiles(["ACGTN" * 100])[0])
+
+
+def test_windows_without_n_mask_only_their_ends_and_a_subset_scans_as_the_whole(scanner):
+    """Windows of one length without N (the fast path) leave unscored exactly the positions that
+    run past their end; a scan with a subset of the matrices gives those matrices' scores of the
+    whole scan bit for bit, and no hit for the others."""
+    rng = np.random.default_rng(10)
+    seqs = [random_dna(rng, 512) for _ in range(4)]
+    whole = {}
+    for members, s, scored in scanner._scan(seqs):
+        s = s.numpy()
+        for col, m in enumerate(members):
+            past = np.arange(512) + scanner.mats.lengths[m] > 512
+            assert np.isneginf(s[:, past, :, col]).all() and np.isfinite(s[:, ~past, :, col]).all()
+            assert (scored[:, col].numpy() == 2 * (~past).sum()).all()
+            whole[m] = s[..., col]
+    only = np.zeros(len(scanner.mats), bool)
+    only[rng.choice(len(only), 100, replace=False)] = True
+    seen = []
+    for members, s, _ in scanner._scan(seqs, only):
+        seen += list(members)
+        for col, m in enumerate(members):
+            assert np.array_equal(s.numpy()[..., col], whole[m])
+    assert sorted(seen) == list(np.flatnonzero(only))
+    hits = scanner.hits(seqs, only)
+    assert np.array_equal(hits[:, only], scanner.hits(seqs)[:, only]) and not hits[:, ~only].any()
+
+
+def test_evidence_equals_a_scan_of_every_cluster(loci_fasta):
+    """Evidence takes each window's clusters from the sites it lists and scans the shuffles only
+    with the clusters the fixed window has: the same count, expectation and p-value as hits of
+    every cluster in both windows and in every shuffle (as `check` computed them before)."""
+    from evoscan.decoys import dinucleotide_shuffle
+
+    profiler = motifs.motif_profiler()
+    ws = make_windows(WindowParams(), fasta=loci_fasta)
+    pairs = [(0, 700), (300, 1500), (42, 43)]
+    seqs = [(ws.seqs[a].decode().upper(), ws.seqs[b].decode().upper()) for a, b in pairs]
+    summary, sites = profiler.evidence(seqs, 30, 3, pairs)
+    for i, ((a, b), (x, y)) in enumerate(zip(pairs, seqs)):
+        rng = np.random.default_rng([3, a, b])
+        hits_x, hits_y = profiler.cluster_hits([x, y])
+        k = int((hits_x & hits_y).sum())
+        null = [(profiler.cluster_hits([dinucleotide_shuffle(other, rng) for _ in range(30)]) & fixed).sum(1)
+                for fixed, other in ((hits_x, y), (hits_y, x))]
+        assert summary["motifs_shared"][i] == k > 0
+        assert summary["motifs_expected"][i] == float(np.concatenate(null).mean())
+        assert summary["motif_pvalue"][i] == max((1 + int((n >= k).sum())) / 31 for n in null)
+        shared = set(np.flatnonzero(hits_x & hits_y))
+        assert set(profiler.clusters[sites[sites["pair"] == i]["matrix"]]) == shared
+
+
+def test_one_profiler_per_settings_in_a_process(jaspar_file, tmp_path):
+    """The motifs backend and the check of one run share one profiler (its 1,000 reference
+    profiles are built once); another motif file, or the same file changed, gets its own."""
+    assert motifs.motif_profiler() is motifs.motif_profiler() is MotifBackend().profiler
+    few = tmp_path / "few.jaspar"
+    few.write_text("".join(">" + block for block in jaspar_file.read_text().split(">")[1:21]))
+    first = motifs.motif_profiler(few)
+    assert first is motifs.motif_profiler(few) and first is not motifs.motif_profiler()
+    assert len(first.scanner.mats) == 20
+    few.write_text(few.read_text().rsplit(">", 1)[0])  # the same file, one matrix fewer
+    assert len(motifs.motif_profiler(few).scanner.mats) == 19
