@@ -81,6 +81,7 @@ def main() -> None:
     ap.add_argument("--exact-chunk-only", action="store_true",
                     help="with --search both: only the exact search takes --search-chunk (ivf searches all)")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--backend", default="kmer", help="embedding backend (docs/scaling.md measured kmer)")
     ap.add_argument("--workdir", type=Path)
     ap.add_argument("--keep", action="store_true", help="keep each set's files (in --workdir) for a later look")
     a = ap.parse_args()
@@ -110,7 +111,7 @@ def run_set(spec: str, tmp: Path, data: Path, steps: list[str], a, row: dict) ->
     plan = {
         "windows": ["windows", *source, "-o", f["windows"]],
         "mask": ["mask", "--windows", f["windows"], "-o", f["masks"]],
-        "embed": ["embed", "--windows", f["windows"], "-o", f["embeddings"]],
+        "embed": ["embed", "--windows", f["windows"], "--backend", a.backend, "-o", f["embeddings"]],
     }
     for name in ("windows", "mask", "embed"):
         if name in steps:
