@@ -26,7 +26,7 @@ def two_sets(tmp_path_factory):
         for kind, args in (("windows", ["windows", "--fasta", fa, "--window-size", "256"]),
                            ("masks", ["mask", "--windows", windows]),
                            ("blast", ["blast", "--windows", windows]),
-                           ("embeddings", ["embed", "--windows", windows, "--k", "4"]),
+                           ("embeddings", ["embed", "--windows", windows, "--backend", "kmer", "--k", "4"]),
                            ("neighbours", ["search", "--windows", windows, "--embeddings",
                                            tmp / f"{name}.embeddings.h5"])):
             proc = evoscan(*args, "-o", tmp / f"{name}.{kind}.h5")

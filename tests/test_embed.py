@@ -112,7 +112,8 @@ def test_sigkilled_embedding_resumes_and_ends_identical(loci_fasta, tmp_path, mo
 
     ws = make_windows(WindowParams(), fasta=loci_fasta)
     write_windows(tmp_path / "w.h5", ws)
-    args = [sys.executable, "-m", "evoscan.cli", "embed", "--windows", str(tmp_path / "w.h5"), "--batch-size", "16"]
+    args = [sys.executable, "-m", "evoscan.cli", "embed", "--windows", str(tmp_path / "w.h5"), "--backend", "kmer",
+            "--batch-size", "16"]
     monkeypatch.setenv("SOURCE_DATE_EPOCH", "1700000000")  # the same `created` in both files
     assert subprocess.run([*args, "-o", str(tmp_path / "whole.h5")], capture_output=True).returncode == 0
     out, done = tmp_path / "e.h5", tmp_path / "e.h5.partial" / "done.json"

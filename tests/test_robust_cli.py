@@ -259,6 +259,7 @@ def test_chromosome_names_that_differ_say_so(d, out, inputs, messages):
     (["--top-k", "0"], "--top-k must be at least 1"),
     (["--decoys", "0"], "argument --decoys: must be at least 1 (got 0)"),
     (["--mask-sources", "softmask,rm"], "unknown mask source(s) rm; choose from softmask, dust, trf"),
+    (["--k", "4"], "--k is an option of the kmer backend, not of motifs; add --backend kmer"),  # (the default)
 ])
 def test_usage_errors_exit_2_before_any_work(d, tmp_path, options, message):
     refused(evoscan("run", "--fasta", d.loci_fa, *W, *options, "--outdir", tmp_path / "results"), message, status=2)
@@ -294,9 +295,9 @@ def steps(d, tmp_path_factory):
     w = tmp / "windows.h5"
     for args in (["windows", "--fasta", d.loci_fa, *W, "-o", w],
                  ["mask", "--windows", w, "--mask-sources", "softmask", "-o", tmp / "masks.h5"],
-                 ["embed", "--windows", w, "--k", "4", "-o", tmp / "embeddings.h5"],
-                 ["embed", "--windows", w, "--k", "4", "--chunk", "1/2", "-o", tmp / "k4.part1.h5"],
-                 ["embed", "--windows", w, "--k", "5", "--chunk", "2/2", "-o", tmp / "k5.part2.h5"],
+                 ["embed", "--windows", w, "--backend", "kmer", "--k", "4", "-o", tmp / "embeddings.h5"],
+                 ["embed", "--windows", w, "--backend", "kmer", "--k", "4", "--chunk", "1/2", "-o", tmp / "k4.part1.h5"],
+                 ["embed", "--windows", w, "--backend", "kmer", "--k", "5", "--chunk", "2/2", "-o", tmp / "k5.part2.h5"],
                  ["search", "--windows", w, "--embeddings", tmp / "embeddings.h5", "-o", tmp / "neighbours.h5"],
                  ["check", "--windows", w, "--masks", tmp / "masks.h5", "--neighbours", tmp / "neighbours.h5",
                   "--motifs", d.tiny_jaspar, "--sw-shuffles", "3", "--motif-shuffles", "3", "-o", tmp / "scores.h5"]):
@@ -497,7 +498,7 @@ def test_unwritable_output_is_refused_before_any_work(d, steps, readonly):
 
 
 def test_full_disk_run_leaves_nothing(d, tiny_disk):
-    refused(evoscan("run", "--fasta", d.loci_fa, *W, "--k", "6", "--outdir", tiny_disk / "results"),
+    refused(evoscan("run", "--fasta", d.loci_fa, *W, "--backend", "kmer", "--outdir", tiny_disk / "results"),
             "no space left on the device; free some space or write elsewhere, then run again")
     assert listing(tiny_disk) == []
 

@@ -27,7 +27,7 @@ def run(fasta, motifs, outdir, epoch=None):
     # kmer backend; every nominated repeat-free pair without a BLAST hit called (q <= 1, no SW
     # veto), so the candidate files have rows
     proc = subprocess.run([sys.executable, "-m", "evoscan.cli", "run", "--fasta", str(fasta), "--outdir", str(outdir),
-                           "--window-size", "256", "--stride", "128", "--k", "4", "--motifs", str(motifs),
+                           "--window-size", "256", "--stride", "128", "--backend", "kmer", "--k", "4", "--motifs", str(motifs),
                            "--sw-shuffles", "3", "--motif-shuffles", "3", "--max-qvalue", "1", "--min-sw-pvalue", "0",
                            "--threads", "2"], capture_output=True, text=True, env=env)
     assert proc.returncode == 0, proc.stderr

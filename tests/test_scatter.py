@@ -75,11 +75,11 @@ def test_cli_chunk_and_merge(real):
     ws, tmp = real
     w = tmp / "windows.h5"
     for i in (1, 2):
-        proc = evoscan("embed", "--windows", w, "--chunk", f"{i}/2", "-o", tmp / f"c{i}.h5")
+        proc = evoscan("embed", "--windows", w, "--backend", "kmer", "--chunk", f"{i}/2", "-o", tmp / f"c{i}.h5")
         assert proc.returncode == 0, proc.stderr
     proc = evoscan("merge", "--windows", w, "-o", tmp / "cli_merged.h5", tmp / "c1.h5", tmp / "c2.h5")
     assert proc.returncode == 0, proc.stderr
-    proc = evoscan("embed", "--windows", w, "-o", tmp / "cli_whole.h5")
+    proc = evoscan("embed", "--windows", w, "--backend", "kmer", "-o", tmp / "cli_whole.h5")
     assert proc.returncode == 0, proc.stderr
     merged, merged_prov = embed.read_embeddings(tmp / "cli_merged.h5", ws)
     whole, whole_prov = embed.read_embeddings(tmp / "cli_whole.h5", ws)

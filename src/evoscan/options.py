@@ -82,7 +82,7 @@ def add_backend_options(p: argparse.ArgumentParser) -> None:
                    help="motifs (default: JASPAR binding potential beyond composition, CPU or GPU), kmer (composition only), evo2 or hf (language models)")
     g.add_argument("--batch-size", type=positive_int,
                    help="windows per backend call (kmer 1024, motifs 256, evo2 16, hf 16)")
-    g.add_argument("--k", type=int, default=6, help="kmer: k-mer length (default %(default)s)")
+    g.add_argument("--k", type=int, help="kmer: k-mer length (default 6)")
     g.add_argument("--model", help="evo2: model name (default evo2_7b); hf: model directory")
     g.add_argument("--layer", help="evo2: blocks.N or blocks.N.mlp.l3 (default per model); hf: hidden-state index")
     g.add_argument("--pooling", default="mean", choices=["mean", "last", "rc_mean"],
@@ -101,8 +101,10 @@ def add_backend_options(p: argparse.ArgumentParser) -> None:
 def backend_options(a) -> dict:
     """The options of the chosen backend only, so each backend sees what it understands."""
     opts = {"batch_size": a.batch_size} if a.batch_size else {}
+    if a.k is not None and a.backend != "kmer":  # (kmer was the default backend until 2026-12)
+        raise UsageError(f"--k is an option of the kmer backend, not of {a.backend}; add --backend kmer")
     if a.backend == "kmer":
-        return {**opts, "k": a.k}
+        return {**opts, "k": 6 if a.k is None else a.k}
     if a.backend == "motifs":
         return {**opts, "motifs_source": a.motifs, "motif_pvalue": a.motif_pvalue}
     if a.backend == "evo2":
