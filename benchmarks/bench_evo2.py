@@ -64,24 +64,9 @@ def print_profile(backend, seqs: list[str], out: Path | None) -> None:
             fh.write(f"{header}\n{table}\n")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--model", default="evo2_7b")
-    ap.add_argument("--layer", default=None, help="default: the backend's default for the model")
-    ap.add_argument("--batch-sizes", default="1,2,4,8,16,32")
-    ap.add_argument("--length", type=int, default=512)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--peak-tflops", type=float, default=H100_BF16_DENSE_TFLOPS)
-    ap.add_argument("--tiny", action="store_true", help="CPU smoke test with the tiny model of tests/evo2_cpu.py")
-    ap.add_argument("--no-flash-attn", action="store_true",
-                    help="flash-attn is not installed: torch attention, a stand-in for its CUDA module")
-    ap.add_argument("--torch-rotary", action="store_true",
-                    help="Vortex's torch rotary embedding instead of its Triton kernel (the CPU test shims)")
-    ap.add_argument("--profile", type=int, default=0, metavar="BATCH",
-                    help="GPU: also profile one batch of this size (torch.profiler, CUDA time by operator)")
-    ap.add_argument("--out", type=Path, default=None, help="also write the results here (JSON lines)")
-    a = ap.parse_args()
-
+def backend_options(a) -> tuple[dict, str]:
+    """The evo2 backend's options for a benchmark run (random weights), and how attention runs:
+    --tiny (the CPU test model), --no-flash-attn (torch attention), --torch-rotary (the test shims)."""
     import yaml
 
     from evoscan.backends.evo2 import read_config
@@ -107,6 +92,28 @@ def main() -> None:
         config.write_text(yaml.safe_dump({**read_config(a.model), "use_flash_attn": False}))
         options.update(config=config)
         attention = "torch (no flash-attn)"
+    return options, attention
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--model", default="evo2_7b")
+    ap.add_argument("--layer", default=None, help="default: the backend's default for the model")
+    ap.add_argument("--batch-sizes", default="1,2,4,8,16,32")
+    ap.add_argument("--length", type=int, default=512)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--peak-tflops", type=float, default=H100_BF16_DENSE_TFLOPS)
+    ap.add_argument("--tiny", action="store_true", help="CPU smoke test with the tiny model of tests/evo2_cpu.py")
+    ap.add_argument("--no-flash-attn", action="store_true",
+                    help="flash-attn is not installed: torch attention, a stand-in for its CUDA module")
+    ap.add_argument("--torch-rotary", action="store_true",
+                    help="Vortex's torch rotary embedding instead of its Triton kernel (the CPU test shims)")
+    ap.add_argument("--profile", type=int, default=0, metavar="BATCH",
+                    help="GPU: also profile one batch of this size (torch.profiler, CUDA time by operator)")
+    ap.add_argument("--out", type=Path, default=None, help="also write the results here (JSON lines)")
+    a = ap.parse_args()
+
+    options, attention = backend_options(a)
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu"
     results = []
     for full in (False, True):

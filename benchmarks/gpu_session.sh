@@ -2,12 +2,16 @@
 # The GPU figures of docs/benchmarks.md in one call on a GPU machine, results under $OUT:
 #   gpu.txt      the card, its driver, and its measured bf16 matmul ceiling
 #   evo2.jsonl   benchmarks/bench_evo2.py: Evo 2 7B (random weights) windows/s and MFU by batch size
+#   evo2_speed.jsonl  benchmarks/bench_evo2_speed.py: the speed-ups (kernels, graphs, compile, fp8, all)
+#                against eager on the demo's windows: windows/s at batch 16/32/64, MFU, cosine and
+#                recall@10 against eager; evo2_speed.profile.txt: where the time goes with all on
 #   search.jsonl benchmarks/bench_search.py on CUDA: streamed exact search against a plain fp16 matmul
 #                at N = 100 k and 200 k (whole), and at 1 M (one eighth of the query grid; an H200-size GPU)
 #   evo2_profile.profile.txt  where a batch's GPU time goes, by operator
 # Wheels of packages the machine lacks (evo2, vtx, biopython) may wait in .whl/; evoscan runs from src/.
 #
-#   OUT=/tmp/gpu bash benchmarks/gpu_session.sh [card] [evo2] [search] [search1m] [profile]   (default: all)
+#   OUT=/tmp/gpu bash benchmarks/gpu_session.sh [card] [speed] [evo2] [search] [search100k] [search1m] [profile]
+#   (default: card speed search100k, about 8 minutes)
 set -u
 OUT=${OUT:-gpu_results}
 mkdir -p "$OUT"
@@ -18,7 +22,7 @@ if compgen -G ".whl/*.whl" >/dev/null; then
 fi
 step() { echo "== $(date +%T) $*"; }
 want() { [ $# -eq 0 ] || [[ " $STEPS " == *" $1 "* ]]; }
-STEPS="${*:-card evo2 search search1m profile}"
+STEPS="${*:-card speed search100k}"
 
 want card && { step card
 nvidia-smi --query-gpu=name,memory.total,driver_version,clocks.max.sm --format=csv | tee "$OUT/gpu.txt"
@@ -32,6 +36,15 @@ torch.cuda.synchronize()
 print(f"torch {torch.__version__}, bf16 8192^3 matmul: {20 * 2 * 8192**3 / (time.perf_counter() - t) / 1e12:.0f} TFLOP/s")
 EOF
 }
+
+want speed && { step "Evo 2 7B: eager against each speed-up and all together, on the demo's windows"
+timeout 420 python3 benchmarks/bench_evo2_speed.py --model evo2_7b --no-flash-attn \
+    --variants eager,kernels,graphs,all,fp8,compile,all+fp8 --budget 290 --profile all \
+    --out "$OUT/evo2_speed.jsonl" 2>>"$OUT/evo2_speed.log" || tail -20 "$OUT/evo2_speed.log"; }
+
+want search100k && { step "search N=100k D=4096 fp16 vs fp16 matmul, one repeat"
+timeout 90 python3 benchmarks/bench_search.py --n 100000 --dim 4096 --precision fp16 --memory 40000 --device cuda \
+    --repeats 1 --skip-fp32-check --skip-peak --workdir /tmp | tee -a "$OUT/search.jsonl"; }
 
 want evo2 && { step "Evo 2 7B"  # Vortex's Triton rotary first; the torch rotary if that kernel fails here
 evo2() { timeout 200 python3 benchmarks/bench_evo2.py --model evo2_7b --no-flash-attn --batch-sizes 1,4,16,32,64 \

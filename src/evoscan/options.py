@@ -10,6 +10,7 @@ from pathlib import Path
 
 from . import blast, check, mask, motifs, search
 from .backends import names as backend_names
+from .backends.evo2_speed import parse_speedups
 from .errors import UsageError
 from .windows import WindowParams, chunk_range
 
@@ -92,15 +93,28 @@ def add_backend_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--allow-download", action="store_true", help="evo2: fetch missing weights from the hub")
     g.add_argument("--full-forward", action="store_true",
                    help="evo2: run every block and the logits instead of stopping at --layer")
+    g.add_argument("--speedups", type=speedups, default=None, metavar="LIST",
+                   help="evo2: any of kernels,compile,graphs,fp8, or none (default: those measured exact on a "
+                        "GPU, docs/benchmarks.md; fp8 is opt-in: close to bf16, not equal); what cannot run "
+                        "here is skipped with a warning")
     g.add_argument("--decoys", type=positive_int, default=1,
                    help="dinucleotide-shuffle decoys per window, embedded for the target-decoy q-values "
                         "(default %(default)s)")
     g.add_argument("--decoy-seed", type=nonnegative_int, default=1)
 
 
+def speedups(text: str) -> tuple[str, ...]:
+    try:
+        return parse_speedups(text)
+    except ValueError as err:
+        raise argparse.ArgumentTypeError(str(err)) from None
+
+
 def backend_options(a) -> dict:
     """The options of the chosen backend only, so each backend sees what it understands."""
     opts = {"batch_size": a.batch_size} if a.batch_size else {}
+    if a.backend != "evo2" and a.speedups is not None:
+        raise UsageError(f"--speedups is an option of the evo2 backend, not of {a.backend}; add --backend evo2")
     if a.k is not None and a.backend != "kmer":  # (kmer was the default backend until 2026-12)
         raise UsageError(f"--k is an option of the kmer backend, not of {a.backend}; add --backend kmer")
     if a.backend == "kmer":
@@ -110,7 +124,7 @@ def backend_options(a) -> dict:
     if a.backend == "evo2":
         return {**opts, "model": a.model or "evo2_7b", "layer": a.layer, "pooling": a.pooling,
                 "weights": a.weights, "config": a.model_config, "allow_download": a.allow_download,
-                "full_forward": a.full_forward}
+                "full_forward": a.full_forward, "speedups": a.speedups}
     if not a.model:
         raise UsageError("--backend hf needs --model DIR (a local Hugging Face model directory)")
     return {**opts, "model": a.model, "layer": a.layer, "pooling": a.pooling}

@@ -16,6 +16,9 @@
 - The forward pass stops after the requested layer (no later blocks, no final norm, no logits)
   unless `full_forward` is asked for; Evo 2 is causal, so right padding never changes the
   states of real tokens.
+- Speed-ups (`speedups`; evo2_speed.py): Vortex's fused kernels, torch.compile, CUDA
+  graphs and opt-in FP8 matmuls for the forward to the layer; what cannot run here falls back to
+  the plain path with a logged line, and the provenance records what ran.
 - One GPU per process: unless CUDA_VISIBLE_DEVICES is set, only the first GPU is made visible
   (Vortex would otherwise spread the layers over every visible GPU).
 """
@@ -39,7 +42,10 @@ import numpy as np
 
 from ..errors import EvoscanError
 from . import register
+from .evo2_speed import SPEEDUPS, LayerForward
 from .pooling import POOLINGS, embed_pooled, pool
+
+DEFAULT_SPEEDUPS: tuple[str, ...] = ()  # set from the exactness measured on a GPU (docs/benchmarks.md)
 _LAYER = re.compile(r"^blocks\.(\d+)(\..+)?$")
 
 
@@ -153,9 +159,13 @@ class Evo2Backend:
 
     def __init__(self, model: str = "evo2_7b", layer: str | None = None, pooling: str = "mean",
                  weights: str | Path | None = None, config: str | Path | None = None,
-                 allow_download: bool = False, batch_size: int = 16, full_forward: bool = False):
+                 allow_download: bool = False, batch_size: int = 16, full_forward: bool = False,
+                 speedups: tuple[str, ...] | None = None):
         if pooling not in POOLINGS:
             raise EvoscanError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
+        speedups = DEFAULT_SPEEDUPS if speedups is None else tuple(speedups)
+        if unknown := [s for s in speedups if s not in SPEEDUPS]:
+            raise EvoscanError(f"unknown speed-up {unknown[0]!r}; choose from {', '.join(SPEEDUPS)} or none")
         arch = read_config(model, config)
         self.model_name, self.pooling, self.batch_size = model, pooling, batch_size
         self.full_forward, self.config = full_forward, config
@@ -177,6 +187,7 @@ class Evo2Backend:
         self._digest = weights_digest(self.weights) if isinstance(self.weights, Path) else ""
         self.evo2 = self._load(arch)
         self._module = self._submodule(self.layer)
+        self.forward = None if full_forward else LayerForward(self.evo2.model, self.block, self._module, speedups)
 
     def _load(self, arch: dict):
         with _quiet_import():
@@ -220,26 +231,10 @@ class Evo2Backend:
 
     def hidden_states(self, input_ids):
         """Hidden states `[B, L, D]` at the chosen layer, stopping the forward pass there."""
-        import torch
-
         if self.full_forward:
             _, states = self.evo2(input_ids, return_embeddings=True, layer_names=[self.layer])
             return states[self.layer]
-        model, captured = self.evo2.model, {}
-
-        def hook(_module, _inputs, output):
-            captured["x"] = output[0] if isinstance(output, tuple) else output
-
-        handle = self._module.register_forward_hook(hook)
-        try:
-            with torch.inference_mode():
-                x = model.embedding_layer(input_ids)
-                for idx in range(self.block + 1):  # blocks after the layer, norm and logits are skipped
-                    x = model.cross_device_transfer(x, idx)
-                    x, _ = model.blocks[idx](x, inference_params=None, padding_mask=None)
-        finally:
-            handle.remove()
-        return captured["x"]
+        return self.forward(input_ids)
 
     def _pooled(self, seqs: list[str]) -> np.ndarray:
         """Pool one batch: right-padded token ids, real tokens only, fp32."""
@@ -288,6 +283,7 @@ class Evo2Backend:
             "weights_digest": self._digest,
             "config": str(self.config or MODELS[self.model_name].config), "uppercase": True,
             "stop_at_layer": not self.full_forward, "versions": versions,
+            "speedups": list(self.forward.used) if self.forward else [],
         }
 
 
