@@ -2,7 +2,7 @@
 # The GPU figures of docs/benchmarks.md in one call on a GPU machine, results under $OUT:
 #   gpu.txt      the card, its driver, and its measured bf16 matmul ceiling
 #   evo2.jsonl   benchmarks/bench_evo2.py: Evo 2 7B (random weights) windows/s and MFU by batch size
-#   evo2_speed.jsonl  benchmarks/bench_evo2_speed.py: the speed-ups (kernels, graphs, compile, fp8, all)
+#   evo2_speed.jsonl  benchmarks/bench_evo2_speed.py: the speed-ups (conv, kernels, graphs, compile, fp8, all)
 #                against eager on the demo's windows: windows/s at batch 16/32/64, MFU, cosine and
 #                recall@10 against eager; evo2_speed.profile.txt: where the time goes with all on
 #   search.jsonl benchmarks/bench_search.py on CUDA: streamed exact search against a plain fp16 matmul
@@ -39,7 +39,7 @@ EOF
 
 want speed && { step "Evo 2 7B: eager against each speed-up and all together, on the demo's windows"
 timeout 400 python3 benchmarks/bench_evo2_speed.py --model evo2_7b --no-flash-attn \
-    --variants eager,kernels,graphs,all,fp8,compile,all+fp8 --budget 280 --profile all \
+    --variants eager,conv,kernels,graphs,all,compile,fp8 --budget 280 --profile all \
     --out "$OUT/evo2_speed.jsonl" 2>>"$OUT/evo2_speed.log" || tail -20 "$OUT/evo2_speed.log"; }
 
 want search100k && { step "search N=100k D=4096 fp16 vs fp16 matmul, one repeat"

@@ -57,11 +57,22 @@ def test_compile_gives_the_eager_embeddings(tiny, seqs, eager):
 
 def test_gpu_only_speedups_fall_back_with_a_warning_and_give_eager_exactly(tiny, seqs, eager, caplog):
     with caplog.at_level(logging.WARNING, logger="evoscan.evo2"):
-        b = backend(tiny, ("kernels", "graphs", "fp8"))
+        b = backend(tiny, ("conv", "kernels", "graphs", "fp8"))
     assert b.forward.used == [] and b.provenance()["speedups"] == []
-    warned = " ".join(r.getMessage() for r in caplog.records)
-    for name in ("kernels", "graphs", "fp8"):
+    warned = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
+    for name in ("conv", "kernels", "graphs", "fp8"):
         assert f"{name} not used" in warned
+    assert np.array_equal(b.embed(seqs), eager)
+
+
+def test_the_default_speedup_falls_back_quietly_on_cpu(tiny, seqs, eager, caplog):
+    """The default (conv, exact on the GPU) is not asked for by the user: a note, not a warning."""
+    config, weights = tiny
+    with caplog.at_level(logging.INFO, logger="evoscan.evo2"):
+        b = get_backend("evo2", config=config, weights=weights, layer=LAYER, batch_size=4)
+    notes = [r for r in caplog.records if "conv not used" in r.getMessage()]
+    assert notes and all(r.levelno == logging.INFO for r in notes)
+    assert b.forward.fallbacks == ["conv: Vortex's Triton kernels need a CUDA GPU"]
     assert np.array_equal(b.embed(seqs), eager)
 
 

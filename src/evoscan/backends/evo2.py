@@ -42,10 +42,8 @@ import numpy as np
 
 from ..errors import EvoscanError
 from . import register
-from .evo2_speed import SPEEDUPS, LayerForward
+from .evo2_speed import DEFAULT_SPEEDUPS, SPEEDUPS, LayerForward
 from .pooling import POOLINGS, embed_pooled, pool
-
-DEFAULT_SPEEDUPS: tuple[str, ...] = ()  # set from the exactness measured on a GPU (docs/benchmarks.md)
 _LAYER = re.compile(r"^blocks\.(\d+)(\..+)?$")
 
 
@@ -163,7 +161,7 @@ class Evo2Backend:
                  speedups: tuple[str, ...] | None = None):
         if pooling not in POOLINGS:
             raise EvoscanError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
-        speedups = DEFAULT_SPEEDUPS if speedups is None else tuple(speedups)
+        quiet, speedups = speedups is None, DEFAULT_SPEEDUPS if speedups is None else tuple(speedups)
         if unknown := [s for s in speedups if s not in SPEEDUPS]:
             raise EvoscanError(f"unknown speed-up {unknown[0]!r}; choose from {', '.join(SPEEDUPS)} or none")
         arch = read_config(model, config)
@@ -187,7 +185,8 @@ class Evo2Backend:
         self._digest = weights_digest(self.weights) if isinstance(self.weights, Path) else ""
         self.evo2 = self._load(arch)
         self._module = self._submodule(self.layer)
-        self.forward = None if full_forward else LayerForward(self.evo2.model, self.block, self._module, speedups)
+        self.forward = None if full_forward else LayerForward(self.evo2.model, self.block, self._module,
+                                                               speedups, quiet)
 
     def _load(self, arch: dict):
         with _quiet_import():

@@ -1,9 +1,10 @@
-"""Faster Evo 2 forwards to the embedding layer, each checked against the plain (eager bf16) one.
+"""Faster Evo 2 forwards to the embedding layer, each measured against the plain (eager bf16) one.
 
-- `kernels`: Vortex's own fused Triton kernels for the Hyena cascades (its `use_hc*_kernel`
-  flags: the short gated convolution, the medium and long FFT convolutions), and Vortex's fused
-  depthwise causal convolution for the featurizer's 3-tap filter in place of PyTorch's generic
-  `conv_depthwise2d`. CUDA with Triton only.
+- `conv` (the default): the featurizer's 3-tap depthwise causal convolution of every Hyena block
+  by Vortex's fused Triton kernel (`hcs_depthwise_conv`) in place of PyTorch's generic
+  `conv_depthwise2d`; the same fp32 arithmetic, equal embeddings on the H200. CUDA with Triton.
+- `kernels`: Vortex's fused Triton kernels for the Hyena cascades (its `use_hc*_kernel` flags:
+  the short gated convolution, the medium and long FFT convolutions). CUDA with Triton.
 - `compile`: `torch.compile` of each block that runs (fuses the elementwise chains around the
   matmuls). Any device with a compiler; a failure at the first call falls back to eager.
 - `graphs`: the whole forward captured as a CUDA graph per batch shape and replayed (no launch
@@ -11,16 +12,19 @@
 - `fp8` (opt-in, never a default): the blocks' linear layers as FP8 (e4m3) matmuls with per-row scales
   (`torch._scaled_mm`), weights quantised once. Hopper/Ada GPUs (compute capability >= 8.9).
 
-What cannot run where the model is falls back to the plain path with one logged line; what ran is
-recorded in the provenance. The equality of each path to eager: tests/test_evo2_speed.py (CPU) and
-docs/benchmarks.md (GPU).
+Only `conv` left the embeddings equal on the GPU (docs/benchmarks.md: speed and exactness of each,
+evo2_7b on an H200); the others change them more than the exactness bar allows and stay opt-in.
+What cannot run where the model is falls back to the plain path with one logged line (a warning
+when asked for, a note for the default); what ran is recorded in the provenance. CPU tests of the
+paths that run on CPU: tests/test_evo2_speed.py.
 """
 
 from __future__ import annotations
 
 import logging
 
-SPEEDUPS = ("kernels", "compile", "graphs", "fp8")
+SPEEDUPS = ("conv", "kernels", "compile", "graphs", "fp8")
+DEFAULT_SPEEDUPS = ("conv",)  # exact on the GPU; the rest opt-in (docs/benchmarks.md)
 FP8_MAX = 448.0  # largest finite float8 e4m3fn
 
 log = logging.getLogger("evoscan.evo2")
@@ -35,7 +39,7 @@ def parse_speedups(text: str | None) -> tuple[str, ...]:
     return tuple(n for n in SPEEDUPS if n in names)
 
 
-# ---- kernels ---------------------------------------------------------------------------------
+# ---- conv and kernels: Vortex's Triton kernels -------------------------------------------------
 
 def kernels_unavailable(device) -> str | None:
     """Why Vortex's Triton kernels cannot run here, or None when they can."""
@@ -48,17 +52,25 @@ def kernels_unavailable(device) -> str | None:
     return None
 
 
-def use_kernels(blocks, on: bool) -> None:
-    """Switch Vortex's fused kernels on (or back off) in the Hyena blocks."""
+def _engines(blocks):
     for block in blocks:
         engine = getattr(getattr(block, "filter", None), "engine", None)
-        if engine is None:
-            continue
+        if engine is not None:
+            yield engine
+
+
+def use_kernels(blocks, on: bool) -> None:
+    """Vortex's fused kernels for the Hyena cascades, on or back off."""
+    for engine in _engines(blocks):
         engine.use_hcs_kernel = engine.use_hcm_kernel = engine.use_hcl_kernel = on
+
+
+def use_conv(blocks, on: bool) -> None:
+    """The featurizer's depthwise convolution by Vortex's fused kernel, on or back off."""
+    for engine in _engines(blocks):
+        engine.__dict__.pop("parallel_fir", None)
         if on:
             engine.parallel_fir = _featurizer_fir(engine.parallel_fir)
-        else:
-            engine.__dict__.pop("parallel_fir", None)
 
 
 def _featurizer_fir(parallel_fir):
@@ -196,7 +208,7 @@ class LayerForward:
     """The Evo 2 forward up to `layer_module` inside block `block` (no later blocks, norm or
     logits), with the chosen speed-ups. Call with token ids [B, L]; returns the layer's states."""
 
-    def __init__(self, model, block: int, layer_module, speedups=()):
+    def __init__(self, model, block: int, layer_module, speedups=(), quiet: bool = False):
         import torch
 
         self.model, self.captured = model, {}
@@ -206,17 +218,19 @@ class LayerForward:
         device = next(model.parameters()).device
         wanted, self.used, self.fallbacks = set(speedups), [], []
 
-        def fall_back(name, why):
+        def fall_back(name, why):  # a warning when the user asked for it, a note for the default
             self.fallbacks.append(f"{name}: {why}")
-            log.warning("evo2: %s not used: %s; running without it", name, why)
+            log.log(logging.INFO if quiet else logging.WARNING, "evo2: %s not used: %s; running without it",
+                    name, why)
 
-        if "kernels" in wanted:
-            why = kernels_unavailable(device)
-            if why:
-                fall_back("kernels", why)
-            else:
-                use_kernels(self.blocks, True)
-                self.used.append("kernels")
+        for name, switch in (("conv", use_conv), ("kernels", use_kernels)):
+            if name in wanted:
+                why = kernels_unavailable(device)
+                if why:
+                    fall_back(name, why)
+                else:
+                    switch(self.blocks, True)
+                    self.used.append(name)
         if "fp8" in wanted:
             why = fp8_unavailable(device)
             if why:
@@ -272,7 +286,8 @@ class LayerForward:
             return self.graphed(ids) if self.graphed is not None else self._run(ids)
 
     def undo(self) -> None:
-        """Put the model back as it was loaded (the hook, the kernels' flags, the FP8 forwards)."""
+        """Put the model back as it was loaded (the hook, the kernels, the FP8 forwards)."""
         self.hook.remove()
         use_kernels(self.blocks, False)
+        use_conv(self.blocks, False)
         use_fp8(self.blocks, False)
