@@ -147,3 +147,15 @@ def test_speedups_option_is_checked_and_belongs_to_evo2(tmp_path, capsys):
         evoscan_main(["embed", "--windows", str(tmp_path / "w.h5"), "--out", str(tmp_path / "e.h5"),
                       "--backend", "evo2", "--speedups", "kernels,turbo"])
     assert err.value.code == 2 and "unknown speed-up 'turbo'" in capsys.readouterr().err
+
+
+def test_without_flash_attn_attention_runs_through_torch_and_is_recorded(tiny, seqs, eager):
+    """PyPI's torch has no flash-attn (nor has this machine): the backend builds the model with
+    torch attention itself, which the GPU image made from PyPI relies on, and says so."""
+    import importlib.util
+
+    assert importlib.util.find_spec("flash_attn") is None
+    b = backend(tiny, ())
+    assert b.attention == "torch" and b.provenance()["attention"] == "torch"
+    assert all(not getattr(blk, "config", {}).get("use_flash_attn", False) for blk in b.evo2.model.blocks)
+    assert np.array_equal(b.embed(seqs), eager)

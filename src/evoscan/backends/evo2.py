@@ -35,6 +35,7 @@ import pickle
 import re
 import sys
 import tempfile
+import types
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -189,20 +190,32 @@ class Evo2Backend:
                                                                speedups, quiet)
 
     def _load(self, arch: dict):
+        # Without flash-attn (PyPI's torch has none; the GPU image from Debian and PyPI), attention
+        # runs through PyTorch: Vortex imports flash-attn's CUDA module unguarded, so a stand-in is
+        # registered, which `use_flash_attn: False` keeps from ever being called.
+        self.attention = "flash-attn" if importlib.util.find_spec("flash_attn") else "torch"
+        if self.attention == "torch":
+            sys.modules.setdefault("flash_attn_2_cuda", types.ModuleType("flash_attn_2_cuda"))
+            arch = {**arch, "use_flash_attn": False}
         with _quiet_import():
             try:
                 import evo2
+                from vortex.model.layers import HAS_TE
                 from vortex.model.model import StripedHyena
                 from vortex.model.tokenizer import CharLevelTokenizer
                 from vortex.model.utils import dotdict, load_checkpoint
             except ImportError as err:
-                raise EvoscanError(f"cannot import evo2 ({err}); it needs a CUDA GPU with flash-attn installed, "
-                                   "as in the evoscan GPU container") from None
+                raise EvoscanError(f"cannot import evo2 ({err}); install evo2 after torch, or use the evoscan "
+                                   "GPU container") from None
             try:
-                if self.config is None and self.weights != "random":
+                if self.config is None and self.weights != "random" and self.attention == "flash-attn":
                     return evo2.Evo2(self.model_name, local_path=str(self.weights) if self.weights else None)
-                # A custom checkpoint: the same steps as Evo2(..., local_path=...), with the user's config.
-                if self.weights == "random":  # a dry run: real architecture, bf16 projections, no checkpoint
+                if self.weights is None:
+                    raise EvoscanError(f"no flash-attn here, and evo2's downloader builds the model with it: "
+                                       f"download the {self.model_name} checkpoint once and pass --weights")
+                # The steps of Evo2(..., local_path=...) with this architecture: a user's config, a dry
+                # run (random weights) or torch attention; bf16 projections where FP8 cannot run.
+                if self.weights == "random" or not HAS_TE:
                     arch = {**arch, "use_fp8_input_projections": False}
                 model = StripedHyena(dotdict(arch))
                 if self.weights == "random":
@@ -281,7 +294,7 @@ class Evo2Backend:
             "weights": str(self.weights or f"hub:arcinstitute/{self.model_name}"),
             "weights_digest": self._digest,
             "config": str(self.config or MODELS[self.model_name].config), "uppercase": True,
-            "stop_at_layer": not self.full_forward, "versions": versions,
+            "stop_at_layer": not self.full_forward, "versions": versions, "attention": self.attention,
             "speedups": list(self.forward.used) if self.forward else [],
         }
 
