@@ -14,7 +14,7 @@ IMAGE_TAG ?= evoscan:$(VERSION)
 # e.g. IMAGE_ARGS='--build-arg PIP_ARGS="--extra-index-url <PyTorch CPU wheel index>"'
 IMAGE_ARGS ?=
 
-.PHONY: demo test tools test-tools venv nextflow bench image clean
+.PHONY: demo test tools test-tools venv nextflow bench image image-gpu clean
 
 demo: tools venv
 	$(BIN)/evoscan demo
@@ -74,6 +74,10 @@ tools:
 # The CPU image with podman or docker (containers/README.md: running it, Apptainer, the GPU image).
 image:
 	$(ENGINE) build $(IMAGE_ARGS) -f containers/cpu/Dockerfile -t $(IMAGE_TAG) .
+
+# The GPU image from Debian and PyPI (no NVIDIA registry needed; containers/README.md).
+image-gpu:
+	$(ENGINE) build $(IMAGE_ARGS) -f containers/gpu/Dockerfile.pypi -t evoscan-gpu:$(VERSION) .
 
 clean:
 	rm -rf $(VENV) results build src/*.egg-info .pytest_cache tools/nextflow/lib

@@ -24,6 +24,7 @@ from conftest import REPO
 
 CPU_PINS = REPO / "containers" / "cpu" / "requirements.txt"
 GPU_PINS = REPO / "containers" / "gpu" / "requirements.txt"
+GPU_PYPI_PINS = REPO / "containers" / "gpu" / "requirements-pypi.txt"  # added to CPU_PINS by Dockerfile.pypi
 # What NVIDIA's PyTorch base image provides, built for its CUDA: never re-resolved by pip.
 GPU_BASE_OWNS = {"torch", "flash-attn", "transformer-engine", "triton", "numpy"}
 
@@ -70,6 +71,45 @@ def test_gpu_pins_leave_the_base_stack_alone_and_satisfy_pyproject():
     needed = [r for r in proj["dependencies"] + proj["optional-dependencies"]["evo2"]
               + proj["optional-dependencies"]["hf"] if canonicalize_name(Requirement(r).name) not in GPU_BASE_OWNS]
     assert_pins_satisfy(needed, pins, GPU_PINS.name)
+
+
+def test_gpu_image_from_pypi_pins_every_package_once_and_satisfies_pyproject():
+    """Dockerfile.pypi installs the CPU pins and its own together: no package pinned twice; between
+    them every requirement of evoscan and its evo2/hf extras pinned and met, and everything torch's
+    CUDA build and evo2 need, as this environment's copies (the same versions) declare it. The
+    image's `pip check` covers the rest (containers/README.md: built and checked here)."""
+    cpu, gpu = read_pins(CPU_PINS), read_pins(GPU_PYPI_PINS)
+    assert not set(cpu) & set(gpu), f"pinned in both files: {sorted(set(cpu) & set(gpu))}"
+    pins = {**cpu, **gpu}
+    proj = project()
+    assert_pins_satisfy(proj["dependencies"] + proj["optional-dependencies"]["evo2"]
+                        + proj["optional-dependencies"]["hf"], pins, "CPU + GPU (PyPI) pins")
+    import torch
+
+    if torch.version.cuda:  # PyPI's own build, as here (a CPU build elsewhere declares no CUDA wheels)
+        needed = installed_closure(["torch", "evo2"])  # (transformers floats in the test environment)
+        assert "nvidia-cublas" in needed and "triton" in needed
+        assert not needed - set(pins), f"needed but not pinned: {sorted(needed - set(pins))}"
+
+
+def installed_closure(roots: list[str]) -> set[str]:
+    """Every distribution the installed `roots` need on Linux, extras followed, read from this
+    environment's metadata (the test environment holds the same versions the image pins)."""
+    env = {"python_version": "3.11", "python_full_version": "3.11.2", "sys_platform": "linux",
+           "platform_system": "Linux", "platform_machine": "x86_64", "implementation_name": "cpython",
+           "platform_python_implementation": "CPython", "os_name": "posix"}
+    seen, todo = set(), [(r, frozenset()) for r in roots]
+    while todo:
+        name, extras = todo.pop()
+        key = (canonicalize_name(name), extras)
+        if key in seen:
+            continue
+        seen.add(key)
+        for line in metadata.requires(name) or []:
+            req = Requirement(line)
+            if req.marker is None or any(req.marker.evaluate({**env, "extra": e}) for e in ("", *extras)):
+                todo.append((req.name, frozenset(req.extras)))
+    return {name for name, _ in seen}
 
 
 def test_gpu_pins_ship_for_the_base_python_and_agree_with_each_other(tmp_path):

@@ -13,6 +13,7 @@ stack and Evo 2's Vortex import, CUDA sees a GPU, and a bf16 matmul runs on it.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from importlib import metadata
 
@@ -37,8 +38,11 @@ def unmet_requirements(dist: str = "evoscan", extras: tuple[str, ...] = ("evo2",
 
 
 def replaced_base_packages(record: str) -> list[str]:
-    """Base packages whose version differs from the record `pip list --format=freeze` made."""
+    """Base packages whose version differs from the record `pip list --format=freeze` made. The
+    image built from Debian and PyPI (Dockerfile.pypi) has no base stack and no record."""
     problems = []
+    if not os.path.exists(record):
+        return problems
     with open(record) as lines:
         for line in filter(None, (l.strip() for l in lines)):
             name, _, version = line.partition("==")
@@ -52,9 +56,14 @@ def replaced_base_packages(record: str) -> list[str]:
 
 
 def gpu_smoke() -> str:
-    import flash_attn  # noqa: F401  (Vortex imports its CUDA kernels unguarded)
+    import importlib.util
+    import types
+
     import torch
-    import transformer_engine  # noqa: F401
+
+    attention = "flash-attn" if importlib.util.find_spec("flash_attn") else "torch"
+    if attention == "torch":  # as evoscan's evo2 backend does: Vortex imports this module unguarded
+        sys.modules.setdefault("flash_attn_2_cuda", types.ModuleType("flash_attn_2_cuda"))
     import vortex  # noqa: F401
 
     import evo2  # noqa: F401
@@ -63,7 +72,9 @@ def gpu_smoke() -> str:
         raise RuntimeError("CUDA sees no GPU: run the container with --gpus all (Docker) or --nv (Apptainer)")
     a = torch.randn(256, 256, device="cuda", dtype=torch.bfloat16)
     assert torch.isfinite(a @ a).all()
-    return f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}"
+    te = "with" if importlib.util.find_spec("transformer_engine") else "without"
+    return (f"{torch.cuda.get_device_name(0)}, torch {torch.__version__}, CUDA {torch.version.cuda}, "
+            f"attention {attention}, {te} Transformer Engine")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -77,9 +88,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evoscan-gpu-check: {problem}", file=sys.stderr)
     if problems:
         return 1
-    print("evoscan-gpu-check: requirements met, base stack untouched")
+    print("evoscan-gpu-check: requirements met" + (", base stack untouched" if os.path.exists(args.base_stack) else ""))
     if args.gpu:
-        print(f"evoscan-gpu-check: {gpu_smoke()}")
+        try:
+            print(f"evoscan-gpu-check: {gpu_smoke()}")
+        except (RuntimeError, ImportError) as err:
+            print(f"evoscan-gpu-check: {err}", file=sys.stderr)
+            return 1
     return 0
 
 
