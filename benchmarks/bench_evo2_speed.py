@@ -64,7 +64,9 @@ def exactness(reference: np.ndarray, other: np.ndarray, k: int = 10) -> dict:
 
     na, nb = neighbours(a), neighbours(b)
     recall = np.mean([len(np.intersect1d(na[i], nb[i])) / k for i in range(len(na))])
-    return {"cos_min": round(float(cos.min()), 6), "cos_p01": round(float(np.quantile(cos, 0.01)), 6),
+    return {"identical": bool(np.array_equal(reference, other)),
+            "max_abs_diff": float(np.abs(reference - other).max()),
+            "cos_min": round(float(cos.min()), 6), "cos_p01": round(float(np.quantile(cos, 0.01)), 6),
             "cos_median": round(float(np.median(cos)), 6), "recall_at_10": round(float(recall), 4),
             "finite": bool(np.isfinite(other).all())}
 
@@ -196,7 +198,7 @@ def main() -> None:
               f"{' '.join(str(v) for v in r['mfu'].values()):<18} {r.get('cos_min', '-')}/{r.get('cos_median', '-')}"
               f"  {r.get('recall_at_10', '-')}  {'fallbacks: ' + '; '.join(r['fallbacks']) if r['fallbacks'] else ''}")
     print(f"# total {time.perf_counter() - start:.0f} s")
-    sys.exit(0)
+    sys.exit(1 if any("failed" in r for r in rows) else 0)
 
 
 if __name__ == "__main__":

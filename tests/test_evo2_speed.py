@@ -13,6 +13,7 @@ import torch.nn.functional as F
 import evo2_cpu
 from conftest import random_dna
 from evoscan.backends import get_backend
+from evoscan.backends import evo2_speed
 from evoscan.backends.evo2_speed import LayerForward, _featurizer_fir, fp8_linear, quantise_rows, use_fp8
 from evoscan.cli import main as evoscan_main
 
@@ -47,12 +48,31 @@ def eager(tiny, seqs):
 
 def test_compile_gives_the_eager_embeddings(tiny, seqs, eager):
     """Inductor fuses bf16 chains and rounds less often than eager: close, not bit-equal."""
+    from torch._dynamo.utils import counters
+
+    counters.clear()
     compiled = backend(tiny, ("compile",))
     vectors = compiled.embed(seqs)
     assert compiled.forward.used == ["compile"] and compiled.provenance()["speedups"] == ["compile"]
+    assert counters["stats"]["unique_graphs"] > 0  # dynamo compiled the blocks
     assert np.isfinite(vectors).all()
     assert cosines(vectors, eager).min() >= 0.999, cosines(vectors, eager)
-    assert not np.array_equal(vectors, eager)  # the compiled code really ran
+    assert not np.array_equal(vectors, eager)
+
+
+def test_a_compiler_that_cannot_run_falls_back_before_any_provenance(tiny, seqs, eager, monkeypatch, caplog):
+    """The compiled blocks are tried on a few tokens when the backend is made, so the provenance
+    (written before the first batch) already says whether compile ran."""
+    class Broken(torch.nn.Module):
+        def forward(self, *args, **kwargs):
+            raise RuntimeError("no C++ compiler here")
+
+    monkeypatch.setattr(torch, "compile", lambda module, **kw: Broken())
+    with caplog.at_level(logging.WARNING, logger="evoscan.evo2"):
+        b = backend(tiny, ("compile",))
+    assert b.forward.used == [] and b.provenance()["speedups"] == []
+    assert "torch.compile failed (RuntimeError: no C++ compiler here)" in caplog.text
+    assert np.array_equal(b.embed(seqs), eager)
 
 
 def test_gpu_only_speedups_fall_back_with_a_warning_and_give_eager_exactly(tiny, seqs, eager, caplog):
@@ -91,6 +111,20 @@ def test_fp8_linear_is_close_to_the_float_product():
     err = ((out.double() - ref).norm(dim=-1) / ref.norm(dim=-1))
     assert err.max() < 0.06, err.max()
     assert err.flatten()[1:].median() < 0.04
+
+
+def test_fp8_through_the_backend_and_an_empty_bias(tiny, seqs, eager, monkeypatch):
+    """--speedups fp8 where it can run (here: torch._scaled_mm on CPU, the GPU check lifted) goes
+    through every linear layer, Vortex's projections (which return a pair) included, and is
+    recorded; an empty bias (Transformer Engine's Linear without one) adds nothing."""
+    monkeypatch.setattr(evo2_speed, "fp8_unavailable", lambda device: None)
+    b = backend(tiny, ("fp8",))
+    assert b.forward.used == ["fp8"] and b.provenance()["speedups"] == ["fp8"]
+    assert all(hasattr(blk.projections, "fp8_weight") for blk in b.forward.blocks if hasattr(blk, "projections"))
+    assert cosines(b.embed(seqs), eager).min() >= 0.97
+    x, w = torch.randn(4, 32).bfloat16(), torch.randn(16, 32).bfloat16()
+    wq, ws = quantise_rows(w)
+    assert torch.equal(fp8_linear(x, wq, ws.t().contiguous(), torch.empty(0)), fp8_linear(x, wq, ws.t().contiguous()))
 
 
 def test_fp8_forward_on_the_real_blocks_and_back(tiny, seqs, eager):
@@ -142,6 +176,30 @@ def test_featurizer_convolution_keeps_the_engines_arithmetic(tiny, monkeypatch):
     assert calls and calls[0]["gate"] is True
 
 
+def test_conv_in_the_real_forward_and_undone(tiny, seqs, eager, monkeypatch):
+    """The featurizer wrapper inside the whole forward (its kernel's place taken by shifted sums,
+    as above): the embeddings of eager, and after undo the engines are as they were. Exact
+    speed-ups are not recorded in the provenance: chunks with and without them merge."""
+    import vortex.ops.hcs_interface as hcs
+
+    def shifted_sums(u, weight):
+        taps = weight.shape[-1]
+        padded = F.pad(u, (taps - 1, 0))
+        return sum(weight[None, :, 0, k, None] * padded[..., k:k + u.shape[-1]] for k in range(taps))
+
+    monkeypatch.setattr(hcs, "hcs_depthwise_conv", shifted_sums)
+    monkeypatch.setattr(evo2_speed, "kernels_unavailable", lambda device: None)
+    b = backend(tiny, ("conv", "kernels"))
+    engines = list(evo2_speed._engines(b.forward.blocks))
+    assert b.forward.used == ["conv", "kernels"] and b.provenance()["speedups"] == ["kernels"]
+    assert all("parallel_fir" in e.__dict__ and e.use_hcs_kernel for e in engines)
+    b.forward.undo()
+    assert all("parallel_fir" not in e.__dict__ and not e.use_hcs_kernel for e in engines)
+    b.forward = LayerForward(b.evo2.model, b.block, b._module, ("conv",))
+    assert b.forward.used == ["conv"] and b.provenance()["speedups"] == []
+    assert cosines(b.embed(seqs), eager).min() >= 0.9999
+
+
 def test_speedups_option_is_checked_and_belongs_to_evo2(tmp_path, capsys):
     with pytest.raises(SystemExit) as err:
         evoscan_main(["embed", "--windows", str(tmp_path / "w.h5"), "--out", str(tmp_path / "e.h5"),
@@ -159,3 +217,15 @@ def test_without_flash_attn_attention_runs_through_torch_and_is_recorded(tiny, s
     assert b.attention == "torch" and b.provenance()["attention"] == "torch"
     assert all(not getattr(blk, "config", {}).get("use_flash_attn", False) for blk in b.evo2.model.blocks)
     assert np.array_equal(b.embed(seqs), eager)
+
+
+def test_speedups_by_name_and_not_with_the_full_forward(tiny):
+    config, weights = tiny
+    named = get_backend("evo2", config=config, weights=weights, layer=LAYER, speedups="graphs,none")
+    assert named.forward.fallbacks == ["graphs: CUDA graphs need a CUDA GPU"]
+    from evoscan.errors import EvoscanError
+
+    with pytest.raises(EvoscanError, match="drop --full-forward or --speedups"):
+        get_backend("evo2", config=config, weights=weights, layer=LAYER, speedups="compile", full_forward=True)
+    with pytest.raises(EvoscanError, match="unknown speed-up 'turbo'"):
+        get_backend("evo2", config=config, weights=weights, layer=LAYER, speedups=["turbo"])

@@ -38,11 +38,11 @@ def unmet_requirements(dist: str = "evoscan", extras: tuple[str, ...] = ("evo2",
 
 
 def replaced_base_packages(record: str) -> list[str]:
-    """Base packages whose version differs from the record `pip list --format=freeze` made. The
-    image built from Debian and PyPI (Dockerfile.pypi) has no base stack and no record."""
+    """Base packages whose version differs from the record `pip list --format=freeze` made (empty
+    in the image from Debian and PyPI, Dockerfile.pypi, which has no base stack to keep)."""
     problems = []
     if not os.path.exists(record):
-        return problems
+        return [f"no record of the base image's packages at {record}: the image was not built by its Dockerfile"]
     with open(record) as lines:
         for line in filter(None, (l.strip() for l in lines)):
             name, _, version = line.partition("==")
@@ -88,7 +88,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"evoscan-gpu-check: {problem}", file=sys.stderr)
     if problems:
         return 1
-    print("evoscan-gpu-check: requirements met" + (", base stack untouched" if os.path.exists(args.base_stack) else ""))
+    kept = os.path.getsize(args.base_stack) > 0
+    print("evoscan-gpu-check: requirements met" + (", base stack untouched" if kept else ""))
     if args.gpu:
         try:
             print(f"evoscan-gpu-check: {gpu_smoke()}")

@@ -94,9 +94,9 @@ def add_backend_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--full-forward", action="store_true",
                    help="evo2: run every block and the logits instead of stopping at --layer")
     g.add_argument("--speedups", type=speedups, default=None, metavar="LIST",
-                   help="evo2: any of kernels,compile,graphs,fp8, or none (default: those measured exact on a "
-                        "GPU, docs/benchmarks.md; fp8 is opt-in: close to bf16, not equal); what cannot run "
-                        "here is skipped with a warning")
+                   help="evo2: any of conv,kernels,compile,graphs,fp8, or none; the list replaces the default "
+                        "(conv: the one that sped up a GPU without moving the vectors, docs/benchmarks.md); "
+                        "kernels, compile and fp8 move the vectors; what cannot run here is skipped with a warning")
     g.add_argument("--decoys", type=positive_int, default=1,
                    help="dinucleotide-shuffle decoys per window, embedded for the target-decoy q-values "
                         "(default %(default)s)")

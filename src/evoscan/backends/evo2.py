@@ -43,7 +43,7 @@ import numpy as np
 
 from ..errors import EvoscanError
 from . import register
-from .evo2_speed import DEFAULT_SPEEDUPS, SPEEDUPS, LayerForward
+from .evo2_speed import DEFAULT_SPEEDUPS, LayerForward, parse_speedups
 from .pooling import POOLINGS, embed_pooled, pool
 _LAYER = re.compile(r"^blocks\.(\d+)(\..+)?$")
 
@@ -162,9 +162,14 @@ class Evo2Backend:
                  speedups: tuple[str, ...] | None = None):
         if pooling not in POOLINGS:
             raise EvoscanError(f"unknown pooling {pooling!r}; choose from {', '.join(POOLINGS)}")
-        quiet, speedups = speedups is None, DEFAULT_SPEEDUPS if speedups is None else tuple(speedups)
-        if unknown := [s for s in speedups if s not in SPEEDUPS]:
-            raise EvoscanError(f"unknown speed-up {unknown[0]!r}; choose from {', '.join(SPEEDUPS)} or none")
+        quiet = speedups is None
+        try:
+            speedups = DEFAULT_SPEEDUPS if quiet else parse_speedups(speedups)
+        except ValueError as err:
+            raise EvoscanError(str(err)) from None
+        if full_forward and not quiet and speedups:
+            raise EvoscanError("--speedups apply to the forward that stops at the layer; drop --full-forward "
+                               "or --speedups")
         arch = read_config(model, config)
         self.model_name, self.pooling, self.batch_size = model, pooling, batch_size
         self.full_forward, self.config = full_forward, config
@@ -295,7 +300,7 @@ class Evo2Backend:
             "weights_digest": self._digest,
             "config": str(self.config or MODELS[self.model_name].config), "uppercase": True,
             "stop_at_layer": not self.full_forward, "versions": versions, "attention": self.attention,
-            "speedups": list(self.forward.used) if self.forward else [],
+            "speedups": self.forward.changing() if self.forward else [],
         }
 
 

@@ -2,7 +2,8 @@
 
 - `conv` (the default): the featurizer's 3-tap depthwise causal convolution of every Hyena block
   by Vortex's fused Triton kernel (`hcs_depthwise_conv`) in place of PyTorch's generic
-  `conv_depthwise2d`; the same fp32 arithmetic, equal embeddings on the H200. CUDA with Triton.
+  `conv_depthwise2d`; the same fp32 arithmetic (cosine to the plain vectors 1.000000 at six
+  decimals on the H200, recall@10 1). CUDA with Triton.
 - `kernels`: Vortex's fused Triton kernels for the Hyena cascades (its `use_hc*_kernel` flags:
   the short gated convolution, the medium and long FFT convolutions). CUDA with Triton.
 - `compile`: `torch.compile` of each block that runs (fuses the elementwise chains around the
@@ -12,11 +13,13 @@
 - `fp8` (opt-in, never a default): the blocks' linear layers as FP8 (e4m3) matmuls with per-row scales
   (`torch._scaled_mm`), weights quantised once. Hopper/Ada GPUs (compute capability >= 8.9).
 
-Only `conv` left the embeddings equal on the GPU (docs/benchmarks.md: speed and exactness of each,
-evo2_7b on an H200); the others change them more than the exactness bar allows and stay opt-in.
-What cannot run where the model is falls back to the plain path with one logged line (a warning
-when asked for, a note for the default); what ran is recorded in the provenance. CPU tests of the
-paths that run on CPU: tests/test_evo2_speed.py.
+On the GPU (docs/benchmarks.md, evo2_7b on an H200) `conv` and `graphs` left the vectors as they
+were (cosine 1.000000 at six decimals), and only `conv` gained (1.06x); `kernels`, `compile` and
+`fp8` move the vectors beyond the exactness bar and are opt-in. What cannot run where the model is
+falls back to the plain path with one logged line (a warning when asked for, a note for the
+default). The provenance lists the speed-ups that ran and change the vectors (`VECTOR_CHANGING`);
+the exact ones are left out, so chunks embedded with and without them (a node without Triton) merge.
+CPU tests of the paths that run on CPU: tests/test_evo2_speed.py.
 """
 
 from __future__ import annotations
@@ -25,14 +28,16 @@ import logging
 
 SPEEDUPS = ("conv", "kernels", "compile", "graphs", "fp8")
 DEFAULT_SPEEDUPS = ("conv",)  # exact on the GPU; the rest opt-in (docs/benchmarks.md)
+VECTOR_CHANGING = ("kernels", "compile", "fp8")  # recorded in the provenance when they ran
 FP8_MAX = 448.0  # largest finite float8 e4m3fn
 
 log = logging.getLogger("evoscan.evo2")
 
 
-def parse_speedups(text: str | None) -> tuple[str, ...]:
-    """'kernels,graphs' -> ('kernels', 'graphs'); 'none' or '' -> ()."""
-    names = tuple(n.strip() for n in (text or "").split(",") if n.strip() and n.strip() != "none")
+def parse_speedups(text) -> tuple[str, ...]:
+    """'kernels,graphs' (or a sequence of names) -> ('kernels', 'graphs'); 'none' or '' -> ()."""
+    items = (text or "").split(",") if isinstance(text, str) or text is None else list(text)
+    names = tuple(n.strip() for n in items if n.strip() and n.strip() != "none")
     unknown = [n for n in names if n not in SPEEDUPS]
     if unknown:
         raise ValueError(f"unknown speed-up {unknown[0]!r}; choose from {', '.join(SPEEDUPS)} or none")
@@ -59,10 +64,19 @@ def _engines(blocks):
             yield engine
 
 
+KERNEL_FLAGS = ("use_hcs_kernel", "use_hcm_kernel", "use_hcl_kernel")
+
+
 def use_kernels(blocks, on: bool) -> None:
-    """Vortex's fused kernels for the Hyena cascades, on or back off."""
+    """Vortex's fused kernels for the Hyena cascades on, or back to the flags found before."""
     for engine in _engines(blocks):
-        engine.use_hcs_kernel = engine.use_hcm_kernel = engine.use_hcl_kernel = on
+        if on:
+            engine.__dict__.setdefault("flags_before", {f: getattr(engine, f) for f in KERNEL_FLAGS})
+            for flag in KERNEL_FLAGS:
+                setattr(engine, flag, True)
+        else:
+            for flag, value in engine.__dict__.pop("flags_before", {}).items():
+                setattr(engine, flag, value)
 
 
 def use_conv(blocks, on: bool) -> None:
@@ -77,6 +91,7 @@ def _featurizer_fir(parallel_fir):
     """The engine's `parallel_fir` with its ungated short filter (the featurizer, 3 taps) done by
     Vortex's fused depthwise causal convolution, the rest unchanged. Same arithmetic as the
     original's branch: fp32 convolution of the (B, D, L) input, cast back, no bias."""
+    import torch
     import torch.nn.functional as F
     from vortex.ops.hcs_interface import hcs_depthwise_conv
 
@@ -85,7 +100,8 @@ def _featurizer_fir(parallel_fir):
         if (fir_fn is F.conv1d and not gate and fir_length < 128 and bias is None and not args
                 and inference_params is None and padding_mask is None):
             x = u.permute(0, 2, 1) if dim_last else u
-            return hcs_depthwise_conv(x.float(), weight.float())[..., :L].to(x.dtype), None
+            x32 = x.to(torch.float32, memory_format=torch.contiguous_format)  # one copy, as the kernel wants
+            return hcs_depthwise_conv(x32, weight.float())[..., :L].to(x.dtype), None
         return parallel_fir(fir_fn, u, weight, bias, L, *args, gate=gate, fir_length=fir_length,
                             dim_last=dim_last, inference_params=inference_params,
                             padding_mask=padding_mask, **kwargs)
@@ -121,7 +137,7 @@ def fp8_linear(x, weight_q, weight_scale, bias=None):
     xq, x_scale = quantise_rows(rows)
     out = torch._scaled_mm(xq, weight_q.t(), scale_a=x_scale, scale_b=weight_scale,
                            out_dtype=torch.bfloat16)
-    if bias is not None:
+    if bias is not None and bias.numel():  # (Transformer Engine's Linear keeps an empty bias)
         out = out + bias
     return out.reshape(*x.shape[:-1], out.shape[-1])
 
@@ -171,12 +187,13 @@ class GraphedForward:
     shapes; others run plainly). The output is copied out of the graph's memory."""
 
     def __init__(self, forward, limit: int = 4):
-        self.forward, self.limit, self.graphs = forward, limit, {}
+        self.forward, self.limit, self.graphs, self.longest = forward, limit, {}, 0
 
     def __call__(self, ids):
-        import torch
-
         key = tuple(ids.shape)
+        if ids.shape[1] > self.longest:  # Vortex re-allocates its position caches for longer inputs,
+            self.graphs.clear()          # which graphs captured before would still read
+            self.longest = ids.shape[1]
         if key not in self.graphs:
             if len(self.graphs) >= self.limit:
                 return self.forward(ids)
@@ -209,8 +226,6 @@ class LayerForward:
     logits), with the chosen speed-ups. Call with token ids [B, L]; returns the layer's states."""
 
     def __init__(self, model, block: int, layer_module, speedups=(), quiet: bool = False):
-        import torch
-
         self.model, self.captured = model, {}
         self.blocks = list(model.blocks[:block + 1])
         # registered once, before any compile, so that compiled blocks keep it
@@ -240,9 +255,7 @@ class LayerForward:
                 self.used.append("fp8")
         self.run_blocks = self.blocks
         if "compile" in wanted:
-            # the layer's own block stays eager: hooks inside compiled code do not fire
-            self.run_blocks = [torch.compile(b, dynamic=False) for b in self.blocks[:-1]] + self.blocks[-1:]
-            self.used.append("compile")
+            self._compile(fall_back)
         self.graphed = None
         if "graphs" in wanted:
             if device.type != "cuda":
@@ -262,22 +275,33 @@ class LayerForward:
         return self.captured.pop("x")
 
     def _run(self, ids):
-        """The forward; if the compiler cannot run here, the plain blocks from then on."""
+        return self._forward(ids)
+
+    def _compile(self, fall_back) -> None:
+        """Compiled blocks, tried once on a few tokens so that what ran is known before any
+        provenance is written; if the compiler cannot run here, the plain blocks (and if those
+        fail too, the error is the model's, not the compiler's)."""
         import torch
 
-        if "compile" not in self.used:
-            return self._forward(ids)
+        for name in ("recompile_limit", "cache_size_limit"):  # one compile per block kind and shape
+            if hasattr(torch._dynamo.config, name):
+                setattr(torch._dynamo.config, name, max(64, getattr(torch._dynamo.config, name)))
+        # the layer's own block stays eager: hooks inside compiled code do not fire
+        self.run_blocks = [torch.compile(b, dynamic=False) for b in self.blocks[:-1]] + self.blocks[-1:]
+        device = next(self.model.parameters()).device
+        trial = torch.full((1, 8), ord("A"), dtype=torch.long, device=device)
         try:
-            return self._forward(ids)
+            with torch.inference_mode():
+                self._forward(trial)
+            self.used.append("compile")
         except torch.cuda.OutOfMemoryError:
             raise
         except Exception as err:
-            self.used.remove("compile")
             self.run_blocks = self.blocks
-            self.fallbacks.append(f"compile: {type(err).__name__}")
-            log.warning("evo2: torch.compile failed (%s: %s); running the blocks eagerly",
-                        type(err).__name__, str(err).splitlines()[0][:200] if str(err) else "")
-            return self._forward(ids)
+            with torch.inference_mode():
+                self._forward(trial)
+            fall_back("compile", f"torch.compile failed ({type(err).__name__}: "
+                                 f"{str(err).splitlines()[0][:160] if str(err) else ''})")
 
     def __call__(self, ids):
         import torch
@@ -285,9 +309,14 @@ class LayerForward:
         with torch.inference_mode():
             return self.graphed(ids) if self.graphed is not None else self._run(ids)
 
+    def changing(self) -> list[str]:
+        """The speed-ups that ran and change the vectors: what the provenance records."""
+        return [name for name in self.used if name in VECTOR_CHANGING]
+
     def undo(self) -> None:
         """Put the model back as it was loaded (the hook, the kernels, the FP8 forwards)."""
         self.hook.remove()
+        self.graphed, self.run_blocks = None, self.blocks
         use_kernels(self.blocks, False)
         use_conv(self.blocks, False)
         use_fp8(self.blocks, False)
