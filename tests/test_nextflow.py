@@ -176,6 +176,7 @@ def test_evo2_stub_run_stages_the_checkpoint_and_runs_embedding_in_the_gpu_image
     weights.write_bytes(b"not really weights")
     proc = run_nextflow(tmp_path, "-stub", "-profile", "test", "--backend", "evo2", "--model", "evo2_7b",
                         "--weights", weights, "--embed_chunks", 3, "--search_chunks", 2, "--outdir", tmp_path / "out",
+                        "--speedups", "conv,compile",
                         "--motif_pvalue", "1e-5", "--max_blast_evalue", ".5")  # numbers Nextflow 24.10 passes as text
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-2000:]
     rows = trace(tmp_path / "out")
@@ -187,6 +188,7 @@ def test_evo2_stub_run_stages_the_checkpoint_and_runs_embedding_in_the_gpu_image
         if step(row) == "EMBED":
             staged = Path(row["workdir"]) / "evo2_7b.pt"
             assert staged.is_symlink() and staged.resolve() == weights
+            assert "--speedups conv,compile" in (Path(row["workdir"]) / ".command.sh").read_text()
     assert (tmp_path / "out" / "grch38_loci" / "embeddings.h5").exists()
 
 

@@ -26,7 +26,9 @@ process EVOSCAN_EMBED {
     """
 
     stub:
+    def args = task.ext.args ?: ''
     """
+    echo "evoscan embed ${args}"
     touch ${meta.id}.embeddings.${chunk}.h5
     """
 }
