@@ -99,6 +99,9 @@ def main() -> None:
     ap.add_argument("--exact-batch", type=int, default=32)
     ap.add_argument("--budget", type=float, default=1e9, help="seconds; later variants are skipped past it")
     ap.add_argument("--profile", default="", help="profile one batch of this variant at --exact-batch")
+    ap.add_argument("--fp32-reference", type=int, default=0, metavar="N",
+                    help="last, the model in fp32 (eager) on the first N windows: each variant's distance to it, "
+                         "beside eager bf16's own (is a speed-up further from the fp32 model than bf16 is?)")
     ap.add_argument("--peak-tflops", type=float, default=H100_BF16_DENSE_TFLOPS)
     ap.add_argument("--tiny", action="store_true")
     ap.add_argument("--no-flash-attn", action="store_true")
@@ -131,7 +134,7 @@ def main() -> None:
                 fh.write(json.dumps(row) + "\n")
         return row
 
-    reference, rows = None, []
+    reference, rows, kept = None, [], {}
     for name in a.variants.split(","):
         if time.perf_counter() - start > a.budget:
             rows.append(record({"variant": name, "skipped": "time budget"}))
@@ -162,6 +165,8 @@ def main() -> None:
                 rate[bs] = bs * a.repeats / (time.perf_counter() - t)
             if reference is None and name == "eager":
                 reference = vectors
+            if a.fp32_reference:
+                kept[name] = vectors[:a.fp32_reference]
             row = {"variant": name, "used": backend.forward.used,
                    "fallbacks": backend.forward.fallbacks, "warmup_s": round(warm, 1),
                    "windows_per_s": {str(b): round(r, 2) for b, r in sorted(rate.items())},
@@ -186,6 +191,17 @@ def main() -> None:
                 torch.cuda.empty_cache()
                 torch.cuda.reset_peak_memory_stats()
 
+    if kept:  # the same weights in fp32, eager, TF32 off: the yardstick bf16 itself is measured against
+        torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32 = False
+        model.float()
+        backend.forward = LayerForward(model, backend.block, backend._module)
+        backend.batch_size = a.exact_batch
+        fp32 = backend.embed(windows[:a.fp32_reference])
+        for name, vectors in kept.items():
+            row = next(r for r in rows if r.get("variant") == name)
+            row["to_fp32"] = {k: v for k, v in exactness(fp32, vectors).items() if k != "identical"}
+            record({"variant": name, "to_fp32": row["to_fp32"], "windows": a.fp32_reference})
+
     eager = next((r["windows_per_s"] for r in rows if r.get("variant") == "eager" and "windows_per_s" in r), {})
     print(f"\n{'variant':<15} {'windows/s by batch':<34} {'x eager':<18} {'MFU':<18} cos min/median  recall@10")
     for r in rows:
@@ -197,6 +213,9 @@ def main() -> None:
         print(f"{r['variant']:<15} {' '.join(f'{b}:{v}' for b, v in w.items()):<34} {ratio:<18} "
               f"{' '.join(str(v) for v in r['mfu'].values()):<18} {r.get('cos_min', '-')}/{r.get('cos_median', '-')}"
               f"  {r.get('recall_at_10', '-')}  {'fallbacks: ' + '; '.join(r['fallbacks']) if r['fallbacks'] else ''}")
+        if "to_fp32" in r:
+            f = r["to_fp32"]
+            print(f"{'':<15} to the fp32 model: cos min/median {f['cos_min']}/{f['cos_median']}  recall@10 {f['recall_at_10']}")
     print(f"# total {time.perf_counter() - start:.0f} s")
     sys.exit(1 if any("failed" in r for r in rows) else 0)
 

@@ -39,7 +39,7 @@ EOF
 
 want speed && { step "Evo 2 7B: eager against each speed-up and all together, on the demo's windows"
 timeout 400 python3 benchmarks/bench_evo2_speed.py --model evo2_7b --no-flash-attn \
-    --variants eager,conv,kernels,graphs,all,compile,fp8 --budget 280 --profile all \
+    --variants eager,conv,kernels,all,compile,fp8 --budget 280 --profile all --fp32-reference 256 \
     --out "$OUT/evo2_speed.jsonl" 2>>"$OUT/evo2_speed.log" || tail -20 "$OUT/evo2_speed.log"; }
 
 want search100k && { step "search N=100k D=4096 fp16 vs fp16 matmul, one repeat"
