@@ -18,7 +18,7 @@
   states of real tokens.
 - Speed-ups (`speedups`; evo2_speed.py): Vortex's fused kernels, torch.compile, CUDA
   graphs and opt-in FP8 matmuls for the forward to the layer; what cannot run here falls back to
-  the plain path with a logged line, and the provenance records what ran.
+  the plain path with a logged line, and the provenance records those that ran and change the vectors.
 - One GPU per process: unless CUDA_VISIBLE_DEVICES is set, only the first GPU is made visible
   (Vortex would otherwise spread the layers over every visible GPU).
 """

@@ -7,7 +7,8 @@
 - `kernels`: Vortex's fused Triton kernels for the Hyena cascades (its `use_hc*_kernel` flags:
   the short gated convolution, the medium and long FFT convolutions). CUDA with Triton.
 - `compile`: `torch.compile` of each block that runs (fuses the elementwise chains around the
-  matmuls). Any device with a compiler; a failure at the first call falls back to eager.
+  matmuls). Any device with a compiler; tried on a few tokens when the backend is made, and if
+  the compiler cannot run there, the blocks run eagerly.
 - `graphs`: the whole forward captured as a CUDA graph per batch shape and replayed (no launch
   gaps). CUDA only.
 - `fp8` (opt-in, never a default): the blocks' linear layers as FP8 (e4m3) matmuls with per-row scales
@@ -261,7 +262,7 @@ class LayerForward:
             if device.type != "cuda":
                 fall_back("graphs", "CUDA graphs need a CUDA GPU")
             else:
-                self.graphed = GraphedForward(self._run)
+                self.graphed = GraphedForward(self._forward)
                 self.used.append("graphs")
 
     def _capture(self, _module, _inputs, output):
@@ -273,9 +274,6 @@ class LayerForward:
             x = self.model.cross_device_transfer(x, idx)
             x, _ = block(x, inference_params=None, padding_mask=None)
         return self.captured.pop("x")
-
-    def _run(self, ids):
-        return self._forward(ids)
 
     def _compile(self, fall_back) -> None:
         """Compiled blocks, tried once on a few tokens so that what ran is known before any
@@ -307,7 +305,7 @@ class LayerForward:
         import torch
 
         with torch.inference_mode():
-            return self.graphed(ids) if self.graphed is not None else self._run(ids)
+            return self.graphed(ids) if self.graphed is not None else self._forward(ids)
 
     def changing(self) -> list[str]:
         """The speed-ups that ran and change the vectors: what the provenance records."""
