@@ -10,6 +10,7 @@ must say in one line that it sees no GPU where there is none.
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import subprocess
 import sys
@@ -52,8 +53,8 @@ def main() -> None:
            *[f"--volume={m}" for m in [*mounts, f"{tmp / 'pip.conf'}:/etc/pip.conf:ro"]],
            "--file", REPO / "containers" / "gpu" / "Dockerfile.pypi", "--tag", tag, REPO, timeout=3600)
     print(f"build: {time.perf_counter() - t:.0f} s", flush=True)
-    size = podman("image", "inspect", "--format", "{{.Size}}", tag).stdout.strip()
-    print(f"image {tag}: {int(size) / 1e9:.2f} GB")
+    size = json.loads(podman("image", "inspect", tag).stdout)[0]["Size"]
+    print(f"image {tag}: {size / 1e9:.2f} GB")
     checked = podman("run", "--rm", "--network", "none", tag, "sh", "-c", "pip check && evoscan-gpu-check")
     print(checked.stdout.strip())
     gpu = podman("run", "--rm", "--network", "none", tag, "evoscan-gpu-check", "--gpu", check=False)
