@@ -221,14 +221,43 @@ def test_an_index_that_cannot_be_trained_is_refused_before_embedding(tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_a_failed_run_or_report_leaves_the_earlier_results_whole(tmp_path, monkeypatch):
-    """A run into a folder that holds an earlier run's results, failing part-way (after it has
-    rewritten the windows, masks and embeddings), puts the earlier files back byte for byte and
-    leaves nothing of its own; so does a report failing part-way over an earlier report (as
-    `evoscan report` writes it)."""
+def test_a_failed_run_keeps_its_finished_steps_and_never_mixes_two_settings(tmp_path, monkeypatch):
+    """A run into a folder that holds an earlier run's results, with other windows, failing in the
+    check: its finished steps are kept (the same command continues from them, tests/test_resume_run.py)
+    and nothing made from the earlier windows is left beside them."""
+    import h5py
+
+    from evoscan import check
+    from evoscan.pipeline import RunConfig, run_pipeline
+    from evoscan.windows import WindowParams, read_windows
+
+    rng = np.random.default_rng(5)
+    fa = write_fasta(tmp_path / "s.fa", {f"g{i}": random_dna(rng, 1500) for i in range(3)})
+    outdir = tmp_path / "results"
+    run_pipeline(RunConfig(outdir=outdir, fasta=fa, mask_sources=("softmask",)))
+
+    def fails(*args, **kwargs):
+        raise RuntimeError("failed part-way")
+
+    monkeypatch.setattr(check, "check_pairs", fails)
+    with pytest.raises(RuntimeError) as stopped:  # other windows this time: every file would change
+        run_pipeline(RunConfig(outdir=outdir, fasta=fa, mask_sources=("softmask",), window=WindowParams(stride=128)))
+    assert stopped.value.__notes__ == [f"windows.h5, masks.h5, embeddings.h5, neighbours.h5 of the finished steps "
+                                       f"are kept in {outdir}: the same command continues from them"]
+    kept = sorted(p.name for p in outdir.iterdir())
+    assert kept == [".evoscan-run.json", "embeddings.h5", "masks.h5", "neighbours.h5", "windows.h5"]
+    digest = read_windows(outdir / "windows.h5").digest
+    for name in kept[1:]:
+        with h5py.File(outdir / name) as f:
+            assert f.attrs["window_digest"] == digest and f.attrs["window_digest"] != "", name
+
+
+def test_a_failed_report_leaves_the_earlier_report_whole(tmp_path, monkeypatch):
+    """A report failing part-way over an earlier report (as `evoscan report` writes it) puts the
+    earlier files back byte for byte and leaves nothing of its own."""
     from evoscan import check, report
     from evoscan.pipeline import PREVIOUS, RunConfig, cleanup_on_error, run_pipeline
-    from evoscan.windows import WindowParams, read_windows
+    from evoscan.windows import read_windows
 
     rng = np.random.default_rng(5)
     fa = write_fasta(tmp_path / "s.fa", {f"g{i}": random_dna(rng, 1500) for i in range(3)})
@@ -240,11 +269,6 @@ def test_a_failed_run_or_report_leaves_the_earlier_results_whole(tmp_path, monke
     def fails(*args, **kwargs):
         raise RuntimeError("failed part-way")
 
-    monkeypatch.setattr(check, "check_pairs", fails)
-    with pytest.raises(RuntimeError):  # other windows this time: every file would change
-        run_pipeline(RunConfig(outdir=outdir, fasta=fa, mask_sources=("softmask",), window=WindowParams(stride=128)))
-    assert {p.name: p.read_bytes() for p in outdir.iterdir()} == earlier and not (outdir / PREVIOUS).exists()
-
     monkeypatch.setattr(report.tracks, "best_score_bedgraph", fails)  # written after the tables
     ws = read_windows(outdir / "windows.h5")
     pairs, meta = check.read_scores(outdir / "scores.h5", ws)
@@ -252,13 +276,13 @@ def test_a_failed_run_or_report_leaves_the_earlier_results_whole(tmp_path, monke
         report.write_report(outdir, ws, pairs.iloc[:len(pairs) // 2], meta)  # other tables this time
     assert {p.name: p.read_bytes() for p in outdir.iterdir()} == earlier
 
-    # a run SIGKILLed after it set the earlier results aside and rewrote the windows: the next
-    # command (here a report that succeeds) puts the earlier results back first, and keeps them
+    # a report SIGKILLed after it set the earlier report aside and wrote part of its own: the next
+    # command (here a report that succeeds) puts the earlier files back first, and keeps them
     monkeypatch.undo()
     (outdir / PREVIOUS).mkdir()
-    for name in ("windows.h5", "masks.h5", "scores.h5"):
+    for name in ("report.html", "candidates.tsv", "pairs.tsv.gz"):
         (outdir / name).rename(outdir / PREVIOUS / name)
-    (outdir / "windows.h5").write_bytes(b"half-made by the killed run")
+    (outdir / "candidates.tsv").write_bytes(b"half-made by the killed report")
     with cleanup_on_error(outdir, [name for name, _ in report.FILES]):
         report.write_report(outdir, ws, pairs, meta)
     assert {p.name: p.read_bytes() for p in outdir.iterdir()} == earlier

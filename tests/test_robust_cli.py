@@ -497,10 +497,16 @@ def test_unwritable_output_is_refused_before_any_work(d, steps, readonly):
     assert listing(readonly) == []
 
 
-def test_full_disk_run_leaves_nothing(d, tiny_disk):
-    refused(evoscan("run", "--fasta", d.loci_fa, *W, "--backend", "kmer", "--outdir", tiny_disk / "results"),
-            "no space left on the device; free some space or write elsewhere, then run again")
-    assert listing(tiny_disk) == []
+def test_full_disk_run_keeps_what_finished_and_continues_when_there_is_room(d, tiny_disk):
+    run = ("run", "--fasta", d.loci_fa, *W, "--backend", "kmer", "--outdir", tiny_disk / "results")
+    refused(evoscan(*run), "no space left on the device; free some space or write elsewhere, then run again",
+            f"of the finished steps are kept in {tiny_disk / 'results'}: the same command continues from them")
+    kept = listing(tiny_disk / "results")
+    assert "windows.h5" in kept and "scores.h5" not in kept and not [k for k in kept if k.endswith(".part")]
+    subprocess.run(["mount", "-o", "remount,size=16m", str(tiny_disk)], check=True)  # room made
+    proc = evoscan(*run)
+    assert proc.returncode == 0 and "windows: reusing windows.h5 (the same window set)" in proc.stderr, proc.stderr
+    assert {"scores.h5", "report.html"} <= set(listing(tiny_disk / "results"))
 
 
 def test_full_disk_steps_leave_nothing(d, steps, tiny_disk):

@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 from rich.console import Console
@@ -119,7 +120,7 @@ def run_config(a, outdir: Path) -> RunConfig:
                      threads=a.threads, backend=a.backend, backend_options=backend_options(a),
                      decoys=a.decoys, decoy_seed=a.decoy_seed, search=search_params(a),
                      blast_all_vs_all=a.blast_all_vs_all, families=a.families, check=check_params(a),
-                     assembly=a.assembly)
+                     assembly=a.assembly, fresh=a.fresh)
 
 
 def cmd_run(a) -> None:
@@ -128,7 +129,7 @@ def cmd_run(a) -> None:
 
 def cmd_demo(a) -> None:
     data = a.data or find_demo_data()
-    cfg = demo_config(data, a.outdir, a.threads, a.backend)
+    cfg = replace(demo_config(data, a.outdir, a.threads, a.backend), fresh=a.fresh)
     Console(stderr=True).print(f"evoscan demo: 25 real GRCh38 loci from {data}, {a.backend} backend -> {a.outdir}")
     run_pipeline(cfg)
 
@@ -204,13 +205,21 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--blast-all-vs-all", action="store_true",
                    help="BLAST every pair of windows (small sets) instead of the nominated pairs")
     p.add_argument("--outdir", type=Path, required=True)
+    add_fresh_option(p)
     p = command("demo", cmd_demo, "run on the 25 real GRCh38 loci into results/demo")
     p.add_argument("--data", type=Path, help="folder with loci/ and annotation/ (default: the repository's assets/test_data, else shared/data beside it)")
     p.add_argument("--outdir", type=Path, default=Path("results/demo"))
     p.add_argument("--threads", type=positive_int, default=2)
     p.add_argument("--backend", default="motifs", choices=["motifs", "kmer"],
                    help="motifs (default) or kmer, the backends that need no model (default %(default)s)")
+    add_fresh_option(p)
     return parser
+
+
+def add_fresh_option(p) -> None:
+    p.add_argument("--fresh", action="store_true",
+                   help="recompute every step; without it, a rerun into the same --outdir reuses each finished "
+                        "step whose settings and inputs are unchanged")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -220,8 +229,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         check_output(args)
         args.func(args)
-    except KeyboardInterrupt:
-        print("evoscan: interrupted", file=sys.stderr)
+    except KeyboardInterrupt as err:
+        print("; ".join(["evoscan: interrupted", *getattr(err, "__notes__", [])]), file=sys.stderr)
         return 130
     except Exception as err:
         if args.debug:
@@ -276,6 +285,7 @@ def error_message(err: Exception) -> str:
         first = (str(err).strip().splitlines() or [""])[0]
         text = (f"internal error ({type(err).__name__}: {first}); please report it, "
                 "with the traceback that --debug shows")
+    text = "; ".join([text, *getattr(err, "__notes__", [])])  # e.g. what a stopped run kept
     return " ".join(text.split())  # one line, whatever the message held
 
 

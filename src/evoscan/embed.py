@@ -110,6 +110,12 @@ def _embed_all(backend: Backend, seqs: list[str]) -> np.ndarray:
                            for i in range(0, len(seqs), backend.batch_size)])
 
 
+def embedding_params(ws: WindowSet, backend: Backend, n_decoys: int, seed: int) -> dict:
+    """Everything that decides the vectors of an embeddings file, beside its window set."""
+    return {**backend.provenance(), "decoys": n_decoys, "decoy_seed": seed,
+            "decoy_segment": segment_length(ws.params.size, ws.params.stride)}
+
+
 def embed_windows(ws: WindowSet, backend: Backend, out_path, progress: Callable[[int], None] | None = None,
                   rows: tuple[int, int] | None = None, n_decoys: int = 1, seed: int = 1) -> None:
     """Embed windows `rows` (default all) of `ws` with `backend` into `out_path` (resumable), and
@@ -122,7 +128,7 @@ def embed_windows(ws: WindowSet, backend: Backend, out_path, progress: Callable[
     folder = out_path.with_name(out_path.name + ".partial")
     lo, hi = rows or (0, len(ws))
     segment = segment_length(ws.params.size, ws.params.stride)
-    params = {**backend.provenance(), "decoys": n_decoys, "decoy_seed": seed, "decoy_segment": segment}
+    params = embedding_params(ws, backend, n_decoys, seed)
     attrs = h5.provenance("embeddings", ws.digest, params)
     attrs.update(backend=backend.name, dim=backend.dim, rows_start=lo, rows_end=hi, n_windows=len(ws))
     table = ws.table

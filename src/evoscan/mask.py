@@ -150,13 +150,18 @@ def require_tools(sources) -> None:
             tools.require(tool)
 
 
-def compute_masks(ws: WindowSet, sources=SOURCES, rmsk=None) -> tuple[dict[str, pd.DataFrame], dict]:
-    """Intervals per source and the versions of the tools that made them."""
-    require_tools(sources)
+def require_uppercase(ws: WindowSet, sources) -> None:
+    """Soft-masking input that is lowercase throughout would call every window a repeat."""
     if "softmask" in sources and len(ws) and (ws.table["softmask_frac"].to_numpy() == 1).all():
         raise EvoscanError(f"{ws.source or 'the windows'}: every base is lowercase, so soft-masking marks every "
                            "window a repeat and nothing could be called; if lowercase does not mean repeats "
                            "in this file, uppercase it or leave softmask out of --mask-sources")
+
+
+def compute_masks(ws: WindowSet, sources=SOURCES, rmsk=None) -> tuple[dict[str, pd.DataFrame], dict]:
+    """Intervals per source and the versions of the tools that made them."""
+    require_tools(sources)
+    require_uppercase(ws, sources)
     found, versions = {}, {}
     for tool in ("dustmasker" if "dust" in sources else None, "trf" if "trf" in sources else None):
         if tool:

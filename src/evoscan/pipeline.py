@@ -7,7 +7,7 @@ import json
 import os
 import shutil
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Iterable, Iterator
 
@@ -17,13 +17,24 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn
 from . import blast, check, embed, mask, motifs, report, search
 from .backends import get_backend
 from .errors import EvoscanError
-from .windows import WindowParams, make_windows, require_two_genes, require_two_groups, write_windows
+from .io import h5
+from .run_record import RECORD, RunRecord, file_identity
+from .windows import WindowParams, WindowSet, make_windows, require_two_genes, require_two_groups, write_windows
 
 FILES = {"windows": "windows.h5", "masks": "masks.h5", "embeddings": "embeddings.h5",
          "neighbours": "neighbours.h5", "blast": "blast.h5", "scores": "scores.h5"}
 
+REPORT_FILES = [name for name, _ in report.FILES]
 # every file a run writes: its intermediates and the report's files
-RUN_OUTPUTS = [*FILES.values(), *(name for name, _ in report.FILES)]
+RUN_OUTPUTS = [*FILES.values(), *REPORT_FILES]
+KINDS = {name: kind for kind, name in FILES.items()}
+# the files made from each intermediate, directly or not: stale once it is made anew
+MADE_FROM = {"windows.h5": [name for name in RUN_OUTPUTS if name != "windows.h5"],
+             "masks.h5": ["scores.h5", *REPORT_FILES],
+             "embeddings.h5": ["neighbours.h5", "scores.h5", *REPORT_FILES],
+             "neighbours.h5": ["scores.h5", *REPORT_FILES],
+             "blast.h5": ["scores.h5", *REPORT_FILES],
+             "scores.h5": REPORT_FILES}
 
 
 @dataclass
@@ -50,17 +61,17 @@ class RunConfig:
     families: Path | None = None
     check: check.CheckParams = field(default_factory=check.CheckParams)
     assembly: str = "hg38"  # browser links of report.html
+    fresh: bool = False  # recompute every step, reusing nothing an earlier run left
 
 
-PREVIOUS = ".evoscan-previous"  # an earlier run's outputs, kept aside until this run succeeds
+PREVIOUS = ".evoscan-previous"  # an earlier report's files, kept aside until the new report is whole
 
 
 @contextlib.contextmanager
 def cleanup_on_error(outdir: Path, writes: Iterable[str]) -> Iterator[None]:
-    """All of a run's outputs `writes` in `outdir`, or none: an earlier run's files of those names
-    are moved aside first and put back if this run fails, and what this run made of them is
-    removed, so a failed run leaves the earlier results whole and nothing half-made behind. (The
-    `.partial` folders of the long steps stay: the same command continues from them.)"""
+    """All of the files `writes` in `outdir` (a report's), or none: earlier files of those names are
+    moved aside first and put back if the block fails, and what it made of them is removed, so a
+    failed report leaves the earlier one whole and nothing half-made behind."""
     writes = list(writes)
     for name in writes:
         if (outdir / name).is_dir() and not (outdir / name).is_symlink():
@@ -101,7 +112,11 @@ def cleanup_on_error(outdir: Path, writes: Iterable[str]) -> Iterator[None]:
 
 
 def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
-    """Run windows -> mask -> embed -> search -> check -> report into cfg.outdir; return the run's facts."""
+    """Run windows -> mask -> embed -> search -> check -> report into cfg.outdir; return the run's facts.
+
+    Every finished step stays, recorded with its settings (run_record.py): the same command after a
+    kill or an error reuses it and runs the rest; a step whose settings or inputs differ runs again,
+    and removes what was made from its earlier output."""
     console = console or Console()
     out = {k: cfg.outdir / v for k, v in FILES.items()}
     timings: dict[str, float] = {}
@@ -114,81 +129,178 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
     motifs.read_motifs(cfg.check.motifs)
     families = check.read_families(cfg.families) if cfg.families else None
     backend = get_backend(cfg.backend, **cfg.backend_options)
+    require_file_names(cfg.outdir, RUN_OUTPUTS)
+    existed = cfg.outdir.exists()
+    if cfg.fresh:
+        start_afresh(cfg.outdir)
+    cfg.outdir.mkdir(parents=True, exist_ok=True)
+    record = RunRecord(cfg.outdir)
     columns = (SpinnerColumn(), TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
-    progress_console = Console(stderr=True)
-    with cleanup_on_error(cfg.outdir, RUN_OUTPUTS), Progress(*columns, console=progress_console,
-                                                disable=not progress_console.is_terminal) as bar:
-        def step(name: str, total: int | None = None):
-            return bar.add_task(name, total=total)
+    log = Console(stderr=True)
+    try:
+        with Progress(*columns, console=log, disable=not log.is_terminal) as bar:
+            steps = _Steps(record, log)
 
-        t = time.perf_counter()
-        task = step("windows")
-        ws = make_windows(cfg.window, fasta=cfg.fasta, genome=cfg.genome, gtf=cfg.gtf, genes=cfg.genes,
-                          ambiguous_as_n=cfg.ambiguous_as_n, regions=cfg.regions, gene_type=cfg.gene_type)
-        require_two_groups(ws)
-        search.require_enough_windows(cfg.search.index, len(ws))  # before hours of embedding
-        write_windows(out["windows"], ws)
-        bar.update(task, total=len(ws), completed=len(ws))
-        timings["windows"] = time.perf_counter() - t
+            def step(name: str, total: int | None = None):
+                return bar.add_task(name, total=total)
 
-        t = time.perf_counter()
-        task = step("mask")
-        found, versions = mask.compute_masks(ws, cfg.mask_sources, cfg.rmsk)
-        mask.write_masks(out["masks"], ws, found, versions,
-                         {"sources": list(cfg.mask_sources), "rmsk": str(cfg.rmsk or "")})
-        bar.update(task, total=1, completed=1)
-        timings["mask"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        task = step("embed", len(ws))
-        embed.embed_windows(ws, backend, out["embeddings"], lambda n: bar.advance(task, n),
-                            n_decoys=cfg.decoys, seed=cfg.decoy_seed)
-        timings["embed"] = time.perf_counter() - t
-
-        t = time.perf_counter()
-        task = step("search", len(ws))
-        partial = out["neighbours"].with_name(out["neighbours"].name + ".partial")
-        with embed.open_embeddings(out["embeddings"], ws) as f:
-            provenance = json.loads(f.attrs["params"])
-            nb = search.search(f, ws, cfg.search, progress=lambda n: bar.advance(task, n), resume_dir=partial)
-        search.write_neighbours(out["neighbours"], ws, nb, cfg.search, provenance)
-        shutil.rmtree(partial, ignore_errors=True)
-        timings["search"] = time.perf_counter() - t
-
-        hits, blast_args = None, cfg.blast_args
-        if cfg.blast_all_vs_all:
             t = time.perf_counter()
-            task = step("blast")
-            hits, info = blast.run_blast(ws, cfg.blast_args, cfg.threads)
-            blast.write_blast(out["blast"], ws, hits, info, {"threads": cfg.threads})
-            blast_args = info["blastn_args"]
-            bar.update(task, total=1, completed=1)
-            timings["blast (all-vs-all)"] = time.perf_counter() - t
+            ws = make_windows(cfg.window, fasta=cfg.fasta, genome=cfg.genome, gtf=cfg.gtf, genes=cfg.genes,
+                              ambiguous_as_n=cfg.ambiguous_as_n, regions=cfg.regions, gene_type=cfg.gene_type)
+            require_two_groups(ws)  # what the next steps would refuse, refused before windows.h5 is kept
+            mask.require_uppercase(ws, cfg.mask_sources)
+            search.require_enough_windows(cfg.search.index, len(ws))  # before hours of embedding
+            settings = {"windows": ws.digest}
+            if not steps.reused("windows", ["windows.h5"], settings, "the same window set", ws):
+                write_windows(out["windows"], ws)
+                steps.finished(["windows.h5"], settings)
+                bar.update(step("windows"), total=len(ws), completed=len(ws))
+            timings["windows"] = time.perf_counter() - t
 
-        t = time.perf_counter()
-        task = step("check")
-        repeat_frac = mask.read_repeat_frac(out["masks"], ws)["repeat_frac"]
-        nb, meta = search.read_neighbours(out["neighbours"], ws)
-        partial = out["scores"].with_name(out["scores"].name + ".partial")
-        pairs, funnel, stats = check.check_pairs(ws, nb, repeat_frac, cfg.check, blast_args, cfg.threads,
-                                                 hits, families, lambda n: bar.advance(task, n), partial)
-        for key in ("resumed_blast_blocks", "resumed_profile_blocks"):  # how the run went, not what it found
-            stats.pop(key, None)
-        check.write_scores(out["scores"], ws, pairs, funnel, cfg.check, meta, stats)
-        shutil.rmtree(partial, ignore_errors=True)
-        timings["check"] = time.perf_counter() - t
+            settings = {"windows": ws.digest, "sources": list(cfg.mask_sources), "rmsk": file_identity(cfg.rmsk)}
+            if not steps.reused("mask", ["masks.h5"], settings, "same windows, same mask sources", ws):
+                t = time.perf_counter()
+                task = step("mask")
+                found, versions = mask.compute_masks(ws, cfg.mask_sources, cfg.rmsk)
+                mask.write_masks(out["masks"], ws, found, versions,
+                                 {"sources": list(cfg.mask_sources), "rmsk": str(cfg.rmsk or "")})
+                steps.finished(["masks.h5"], settings)
+                bar.update(task, total=1, completed=1)
+                timings["mask"] = time.perf_counter() - t
 
-        t = time.perf_counter()
-        pairs, meta = check.read_scores(out["scores"], ws)  # what `evoscan report` reads
-        files = report.write_report(cfg.outdir, ws, pairs, meta, assembly=cfg.assembly)
-        timings["report"] = time.perf_counter() - t
+            settings = {"windows": ws.digest,
+                        "backend": embed.embedding_params(ws, backend, cfg.decoys, cfg.decoy_seed)}
+            if not steps.reused("embed", ["embeddings.h5"], settings, "same windows, same backend settings", ws):
+                t = time.perf_counter()
+                task = step("embed", len(ws))
+                embed.embed_windows(ws, backend, out["embeddings"], lambda n: bar.advance(task, n),
+                                    n_decoys=cfg.decoys, seed=cfg.decoy_seed)
+                steps.finished(["embeddings.h5"], settings)
+                timings["embed"] = time.perf_counter() - t
+
+            settings = {"inputs": {"embeddings.h5": record.stamp("embeddings.h5")}, "search": asdict(cfg.search)}
+            if not steps.reused("search", ["neighbours.h5"], settings, "same embeddings, same search settings", ws):
+                t = time.perf_counter()
+                task = step("search", len(ws))
+                partial = out["neighbours"].with_name(out["neighbours"].name + ".partial")
+                with embed.open_embeddings(out["embeddings"], ws) as f:
+                    provenance = json.loads(f.attrs["params"])
+                    nb = search.search(f, ws, cfg.search, progress=lambda n: bar.advance(task, n),
+                                       resume_dir=partial)
+                search.write_neighbours(out["neighbours"], ws, nb, cfg.search, provenance)
+                steps.finished(["neighbours.h5"], settings)
+                shutil.rmtree(partial, ignore_errors=True)
+                timings["search"] = time.perf_counter() - t
+
+            hits, blast_args = None, cfg.blast_args
+            if cfg.blast_all_vs_all:
+                settings = {"windows": ws.digest, "blast_args": cfg.blast_args}
+                if not steps.reused("blast", ["blast.h5"], settings, "same windows, same blastn options", ws):
+                    t = time.perf_counter()
+                    task = step("blast")
+                    hits, info = blast.run_blast(ws, cfg.blast_args, cfg.threads)
+                    blast.write_blast(out["blast"], ws, hits, info, {"threads": cfg.threads})
+                    steps.finished(["blast.h5"], settings)
+                    bar.update(task, total=1, completed=1)
+                    timings["blast (all-vs-all)"] = time.perf_counter() - t
+                hits, blast_args = blast.read_blast(out["blast"], ws)
+
+            inputs = ["masks.h5", "neighbours.h5", *(["blast.h5"] if cfg.blast_all_vs_all else [])]
+            settings = {"inputs": {name: record.stamp(name) for name in inputs}, "check": asdict(cfg.check),
+                        "motifs": file_identity(cfg.check.motifs) if Path(cfg.check.motifs).is_file() else None,
+                        "blast_args": blast_args, "families": file_identity(cfg.families)}
+            if not steps.reused("check", ["scores.h5"], settings, "same neighbours and masks, same check settings", ws):
+                t = time.perf_counter()
+                task = step("check")
+                repeat_frac = mask.read_repeat_frac(out["masks"], ws)["repeat_frac"]
+                nb, meta = search.read_neighbours(out["neighbours"], ws)
+                partial = out["scores"].with_name(out["scores"].name + ".partial")
+                pairs, funnel, stats = check.check_pairs(ws, nb, repeat_frac, cfg.check, blast_args, cfg.threads,
+                                                         hits, families, lambda n: bar.advance(task, n), partial)
+                for key in ("resumed_blast_blocks", "resumed_profile_blocks"):  # how the run went, not what it found
+                    stats.pop(key, None)
+                check.write_scores(out["scores"], ws, pairs, funnel, cfg.check, meta, stats)
+                steps.finished(["scores.h5"], settings)
+                shutil.rmtree(partial, ignore_errors=True)
+                timings["check"] = time.perf_counter() - t
+
+            pairs, meta = check.read_scores(out["scores"], ws)  # what `evoscan report` reads
+            files = {name: cfg.outdir / name for name in REPORT_FILES}
+            settings = {"inputs": {"scores.h5": record.stamp("scores.h5")}, "assembly": cfg.assembly}
+            if not steps.reused("report", REPORT_FILES, settings, "same scores, same report settings"):
+                t = time.perf_counter()
+                with cleanup_on_error(cfg.outdir, REPORT_FILES):  # all the report's files, or none
+                    files = report.write_report(cfg.outdir, ws, pairs, meta, assembly=cfg.assembly)
+                steps.finished(REPORT_FILES, settings)
+                timings["report"] = time.perf_counter() - t
+    except BaseException as err:
+        kept = [name for name in FILES.values() if name in record.files]
+        if kept:
+            err.add_note(f"{', '.join(kept)}{' and the report' if 'report.html' in record.files else ''} of the "
+                         f"finished steps are kept in {cfg.outdir}: the same command continues from them")
+        elif not existed and cfg.outdir.is_dir() and not any(cfg.outdir.iterdir()):
+            cfg.outdir.rmdir()
+        raise
     report.summary(console, ws, pairs, meta)
-    console.print("[dim]steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + "[/dim]")
+    reused = "; reused: " + ", ".join(steps.reused_steps) if steps.reused_steps else ""
+    console.print("[dim]steps (s): " + ", ".join(f"{k} {v:.1f}" for k, v in timings.items()) + reused + "[/dim]",
+                  soft_wrap=True)
     console.print(f"Report: {files['report.html']}")
     console.print(f"Results in {cfg.outdir}/: " + ", ".join(p.name for p in files.values())
                   + ", and the HDF5 intermediates")
-    return {"windows": ws, "pairs": pairs, "funnel": funnel, "timings": timings, "files": files}
+    return {"windows": ws, "pairs": pairs, "funnel": meta["funnel"],
+            "timings": timings, "files": files, "reused": steps.reused_steps}
+
+
+class _Steps:
+    """Asks the record whether a step's files can be reused, says so in one line, and records what a
+    step finished (removing the files made from the earlier version of its output)."""
+
+    def __init__(self, record: RunRecord, log: Console):
+        self.record, self.log, self.reused_steps = record, log, []
+        self.stale: dict[str, str] = {}  # file removed in this run -> the file made anew it was made from
+
+    def reused(self, step: str, names: list[str], settings: dict, same: str, ws: WindowSet | None = None) -> bool:
+        why = self.record.why_not_reuse(names, settings)
+        if why is None and ws is not None:  # recorded and unchanged; still, never trust an unreadable file
+            try:
+                h5.open_checked(self.record.outdir / names[0], KINDS[names[0]], ws.digest).close()
+            except EvoscanError as err:
+                why = str(err)
+        if why is None:
+            self.log.print(f"{step}: reusing {', '.join(names)} ({same})", highlight=False, soft_wrap=True)
+            self.reused_steps.append(step)
+            return True
+        if names[0] in self.stale:
+            why = f"{self.stale[names[0]]} was made anew"
+        if names[0] in self.stale or any(name in self.record.files or (self.record.outdir / name).exists()
+                                         for name in names):
+            self.log.print(f"{step}: making {names[0]}{' and the rest' if len(names) > 1 else ''} anew ({why})",
+                           highlight=False, soft_wrap=True)
+        return False
+
+    def finished(self, names: list[str], settings: dict) -> None:
+        self.record.finished(names, settings)
+        made_from = MADE_FROM.get(names[0], [])
+        self.stale.update({name: names[0] for name in made_from if name in self.stale or name in self.record.files
+                           or (self.record.outdir / name).exists()})
+        self.record.forget(made_from)
+
+
+def require_file_names(outdir: Path, names: list[str]) -> None:
+    for name in names:
+        if (outdir / name).is_dir() and not (outdir / name).is_symlink():
+            raise EvoscanError(f"{outdir / name} is a directory where evoscan writes a file of that name; "
+                               "move it, or choose another output folder")
+
+
+def start_afresh(outdir: Path) -> None:
+    """--fresh: remove every file and kept block an earlier run left, so that nothing is reused."""
+    for name in [*RUN_OUTPUTS, RECORD]:
+        (outdir / name).unlink(missing_ok=True)
+    for name in FILES.values():
+        shutil.rmtree(outdir / f"{name}.partial", ignore_errors=True)
 
 
 def find_demo_data(start: Path | None = None) -> Path:
