@@ -23,6 +23,8 @@ test: test-tools venv nextflow
 	$(BIN)/python -m pytest -q
 
 bench: tools venv
+	# the peers bench_motifs.py measures evoscan against (MOODS builds its C++ extension here)
+	$(BIN)/python -m pip install --quiet --disable-pip-version-check -c $(PINS) -e '.[bench]'
 	$(BIN)/python benchmarks/run_all.py
 
 venv: $(BIN)/.installed

@@ -136,6 +136,7 @@ def test_expected_potential_is_exact_for_a_markov_chain(buckets):
     assert len(scanner.buckets) == (1 if buckets[0] > 4 else 2)
     seq = random_dna(rng, 200, gc=0.65) + "CGCGCGTATA" * 5
     expected = scanner.expected_potential([seq])[0]
+    assert np.array_equal(scanner.tables.expected([seq], 1)[0], expected)  # the CPU's compiled loop, bit for bit
     code = {b: i for i, b in enumerate("ACGT")}
     counts = np.ones((4, 4))
     for x, y in zip(seq, seq[1:]):
@@ -359,3 +360,39 @@ def test_one_profiler_per_settings_in_a_process(jaspar_file, tmp_path):
     assert len(first.scanner.mats) == 20
     few.write_text(few.read_text().rsplit(">", 1)[0])  # the same file, one matrix fewer
     assert len(motifs.motif_profiler(few).scanner.mats) == 19
+
+
+def test_the_table_scan_gives_the_torch_scans_numbers(scanner, loci_fasta):
+    """The CPU's block-table scan (motif_kernel.py, float64) against the torch scan it replaced
+    (float32; still the GPU's), all 879 matrices on both strands: on real demo windows (soft-masked,
+    as the backend gets them) and random ones of other lengths and with N, the same positions
+    scored, each matrix's best score within 1e-4 bits, the same hits at the thresholds, and
+    binding potentials within 1e-4 bits; the motif profiler's clusters are the same and its
+    vectors (z-scores) agree within 1e-3."""
+    before = motifs.Scanner(scanner.mats, scanner.pvalue, engine="torch")
+    assert scanner.engine == "tables" and before.engine == "torch"
+    ws = make_windows(WindowParams(), fasta=loci_fasta)
+    rng = np.random.default_rng(12)
+    real = [ws.seqs[i].decode() for i in rng.choice(len(ws), 192, replace=False)]
+    other = [random_dna(rng, n) for n in (30, 100, 333, 512, 700)]
+    other += [s[:100] + "N" * 7 + s[107:] for s in other[2:]] + ["ACGTN" * 60, "NNNN" + random_dna(rng, 20)]
+    for seqs in (real, other):
+        scored = before._reduce(seqs, lambda s, n: n.float())
+        total, top, counted = scanner.tables.scan(seqs, np.arange(len(scanner.mats)), 2)
+        assert np.array_equal(counted, scored)
+        best, best_before = scanner.best(seqs), before.best(seqs)
+        assert np.array_equal(np.isneginf(best), np.isneginf(best_before))
+        finite = np.isfinite(best)
+        assert np.abs(best[finite] - best_before[finite]).max() < 1e-4
+        assert np.array_equal(scanner.hits(seqs), before.hits(seqs))
+        assert np.abs(scanner.profiles(seqs) - before.profiles(seqs)).max() < 1e-4
+    assert sum(scanner.hits(real).ravel()) > 1000  # (not trivially equal)
+
+    profiler = motifs.MotifProfiler()
+    assert profiler.scanner.engine == "tables"
+    reference = motifs.random_sequences(motifs.MotifProfiler.REFERENCE, motifs.MotifProfiler.REFERENCE_LENGTH, seed=7)
+    old_profiles = np.concatenate([before.profiles(reference[i:i + 250]) for i in range(0, len(reference), 250)])
+    assert np.array_equal(motifs.cluster_matrices(old_profiles, scanner.mats, profiler.cluster_r), profiler.clusters)
+    vectors = profiler.vectors(real)
+    profiler.scanner = before
+    assert np.abs(profiler.vectors(real) - vectors).max() < 1e-3

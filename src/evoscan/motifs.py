@@ -6,10 +6,13 @@ version of each matrix) or a JASPAR / MEME file. Counts become log-odds in bits 
 background with JASPAR's pseudocounts (Bio.motifs.jaspar.calculate_pseudocounts: sqrt(sites)
 spread over the background).
 
-Scan. One-hot sequence convolved with every matrix and its reverse complement: per bucket of
+Scan. Every matrix and its reverse complement at every position. On a CPU: tables of the odds of
+every 4-letter word per block of 4 columns, a position's odds the product of its blocks', summed
+and maximised as they are made in a compiled loop (motif_kernel.py; float64). On a GPU, and for
+the sites of a few windows: the one-hot sequence convolved with the matrices, per bucket of
 matrices of similar length (so short ones do not pay for the longest), the unfolded sequence
-[B * L, 4 * width] times the zero-padded matrices [4 * width, 2m], one matrix product (torch, CPU or
-GPU; faster than conv1d on a CPU). N (and any non-ACGT letter) scores 0 at its position. A site is a position and
+[B * L, 4 * width] times the zero-padded matrices [4 * width, 2m], one matrix product (torch).
+A position whose span holds an N (or any non-ACGT letter) is not scored. A site is a position and
 strand whose score reaches the matrix's threshold: the score a random uniform sequence reaches with
 probability `pvalue` (default 1e-4, FIMO's), from the exact score distribution on a 0.01-bit grid.
 
@@ -189,12 +192,21 @@ class Scanner:
     """Scores of every matrix on both strands at every position, and what is made of them."""
 
     def __init__(self, mats: Matrices, pvalue: float = DEFAULT_PVALUE, device: str = "cpu",
-                 buckets: tuple[int, ...] = (10, 16, 24)):
+                 buckets: tuple[int, ...] = (10, 16, 24), engine: str | None = None):
         import torch
 
         self.mats, self.pvalue, self.torch = mats, pvalue, torch
         self.device = torch.device(device)
         self.thresholds = score_thresholds(mats, pvalue)
+        # on a CPU the sums and maxima come from the block tables of motif_kernel.py (4-6x faster,
+        # float64); the torch scan below is the GPU's, and gives every position's score (sites)
+        self.engine = engine or ("tables" if self.device.type == "cpu" else "torch")
+        if self.engine not in ("tables", "torch"):
+            raise ValueError(f"engine must be tables or torch (got {self.engine!r})")
+        if self.engine == "tables":
+            from .motif_kernel import TableScan
+            self.tables = TableScan(mats.log_odds, reverse_complement_matrices(mats.log_odds, mats.lengths),
+                                    mats.lengths)
         # bucket the matrices by length; each bucket scans with filters of its longest member
         self.buckets = []
         lower = 0
@@ -282,7 +294,13 @@ class Scanner:
             return torch.where(scored > 0, log_total - torch.log2(scored.clamp_min(1).float()),
                                torch.tensor(torch.nan, device=self.device))
 
-        observed = self._reduce(seqs, log2_mean_odds) - self.expected_potential(seqs)
+        if self.engine == "tables":
+            total, _, scored = self.tables.scan(seqs, np.arange(len(self.mats)), torch.get_num_threads())
+            with np.errstate(divide="ignore", invalid="ignore"):
+                log_mean = np.where(scored > 0, np.log2(total) - np.log2(np.maximum(scored, 1)), np.nan)
+            observed = log_mean.astype(np.float32) - self.tables.expected(seqs, torch.get_num_threads())
+        else:
+            observed = self._reduce(seqs, log2_mean_odds) - self.expected_potential(seqs)
         return np.nan_to_num(observed, nan=0.0)
 
     def expected_potential(self, seqs: list[str]) -> np.ndarray:
@@ -310,7 +328,15 @@ class Scanner:
     def best(self, seqs: list[str], only: np.ndarray | None = None) -> np.ndarray:
         """Best score [B, M] of each matrix (of those in `only`) over positions and strands (-inf:
         none scored, or not in `only`)."""
-        return self._reduce(seqs, lambda s, scored: s.amax((1, 2)), only, fill=-np.inf)
+        if self.engine == "torch":
+            return self._reduce(seqs, lambda s, scored: s.amax((1, 2)), only, fill=-np.inf)
+        out = np.full((len(seqs), len(self.mats)), -np.inf, dtype=np.float32)
+        chosen = np.arange(len(self.mats)) if only is None else np.flatnonzero(only)
+        if len(chosen):
+            _, top, _ = self.tables.scan(seqs, chosen, self.torch.get_num_threads())
+            with np.errstate(divide="ignore"):
+                out[:, chosen] = np.log2(top)  # (0: no position scored, -inf)
+        return out
 
     def hits(self, seqs: list[str], only: np.ndarray | None = None) -> np.ndarray:
         """Whether each matrix (of those in `only`; the others False) has a site (score >=
@@ -380,9 +406,10 @@ class MotifProfiler:
         profiles = np.concatenate([self.scanner.profiles(reference[i:i + 250])
                                    for i in range(0, len(reference), 250)])
         self.clusters = cluster_matrices(profiles, self.scanner.mats, cluster_r)
-        member = np.zeros((len(self.clusters), int(self.clusters.max()) + 1))
-        member[np.arange(len(self.clusters)), self.clusters] = 1.0
-        self._cluster_mean = member / member.sum(0)
+        # the matrices grouped by cluster: a cluster's value is the mean of its members' columns
+        self._order = np.argsort(self.clusters, kind="stable")
+        self._first = np.flatnonzero(np.r_[True, np.diff(self.clusters[self._order]) != 0])
+        self._sizes = np.bincount(self.clusters)
         reference_clusters = self._cluster_profiles(profiles)
         self._mean, self._sd = reference_clusters.mean(0), reference_clusters.std(0) + 1e-6
         # each cluster's name: its seed (most informative) matrix
@@ -392,12 +419,13 @@ class MotifProfiler:
 
     @property
     def dim(self) -> int:
-        return self._cluster_mean.shape[1]
+        return len(self._sizes)
 
     def _cluster_profiles(self, profiles: np.ndarray) -> np.ndarray:
-        # in float64: a float32 matmul's last bits depend on the BLAS kernel the CPU selects, and the
-        # profiles should not differ between machines (or between a container and its host)
-        return profiles.astype(np.float64) @ self._cluster_mean
+        # summed in order in float64, not a matmul: a BLAS's last bits depend on the kernel the CPU
+        # selects (the profiles should not differ between machines, or a container and its host),
+        # and its threads, spinning after the call, slowed the scan's own threads by a third
+        return np.add.reduceat(profiles.astype(np.float64)[:, self._order], self._first, axis=1) / self._sizes
 
     def vectors(self, seqs: list[str]) -> np.ndarray:
         """Motif-cluster profiles [B, clusters], z-scores against random sequence."""
@@ -406,8 +434,8 @@ class MotifProfiler:
     def cluster_hits(self, seqs: list[str], only: np.ndarray | None = None) -> np.ndarray:
         """Whether any matrix of each cluster (of the clusters in `only`, a mask; the others
         False) has a site in each sequence [B, clusters]."""
-        hits = self.scanner.hits(seqs, None if only is None else only[self.clusters]).astype(np.float32)
-        return (hits @ (self._cluster_mean > 0)) > 0
+        hits = self.scanner.hits(seqs, None if only is None else only[self.clusters])
+        return np.logical_or.reduceat(hits[:, self._order], self._first, axis=1)
 
     def provenance(self) -> dict:
         digest = hashlib.sha256(self.clusters.astype(np.int64).tobytes()).hexdigest()[:16]
