@@ -192,3 +192,23 @@ def test_a_truncated_embeddings_file_is_remade_and_fresh_remakes_all(args, refer
     after = stamps(outdir)
     assert all(after[n] != before[n] for n in INTERMEDIATES)
     assert_same_results(outdir, reference)
+
+
+def test_a_finished_run_rerun_reuses_every_step_and_windows_made_again_keep_what_was_made_from_them(
+        args, reference, tmp_path, monkeypatch, capsys):
+    outdir = copy_of(reference, tmp_path / "out")
+    before = stamps(outdir)
+    (outdir / ".embeddings.h5.4242.0123abcd.part").write_bytes(b"left by a run killed while writing")
+    code, err = run_in_process([*args, "--threads", "1"], outdir, monkeypatch, capsys,  # threads: not in any key
+                               trip=("embed", "search", "check"))
+    assert code == 0, err
+    assert "report: reusing report.html and the rest (same scores, same report settings)" in err, err
+    assert "making" not in err and stamps(outdir) == before  # nothing rewritten; the stray .part removed
+
+    with open(outdir / "windows.h5", "r+b") as fh:  # the same windows made again: the rest still holds
+        fh.truncate(1000)
+    code, err = run_in_process(args, outdir, monkeypatch, capsys, trip=("embed", "search", "check"))
+    assert code == 0, err
+    assert "windows: making windows.h5 anew (windows.h5 changed on disk since it was written" in err, err
+    assert "embed: reusing embeddings.h5" in err and "check: reusing scores.h5" in err, err
+    assert_same_results(outdir, reference)

@@ -16,6 +16,7 @@ writable folder beside the package or in $HOME, which a container run as another
 from __future__ import annotations
 
 import contextlib
+import os
 
 import numba
 import numpy as np
@@ -167,8 +168,10 @@ class TableScan:
 
     def scan(self, seqs: list[str], matrices: np.ndarray, threads: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Sum of odds, largest odds (float64) and positions x strands scored (int64), [B, len(matrices)]."""
-        words, lengths = word_codes(seqs, self.longest)
         shape = (len(seqs), len(matrices))
+        if not len(seqs):
+            return np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.int64)
+        words, lengths = word_codes(seqs, self.longest)
         total, best, scored = np.zeros(shape), np.zeros(shape), np.zeros(shape, dtype=np.int64)
         with _threads(threads):
             _scan(words, lengths, self.tables, self.table_start, self.n_blocks, self.widths,
@@ -178,9 +181,11 @@ class TableScan:
 
 @contextlib.contextmanager
 def _threads(n: int):
-    """numba's threads for one call: as many as torch uses (the CLI's --threads), at most numba's."""
+    """numba's threads for one call: as many as torch uses, at most the CPUs this process may run on
+    (a SLURM or Nextflow task's share of a node) and numba's own limit."""
     before = numba.get_num_threads()
-    numba.set_num_threads(max(1, min(n, numba.config.NUMBA_NUM_THREADS)))
+    allowed = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else n
+    numba.set_num_threads(max(1, min(n, allowed, numba.config.NUMBA_NUM_THREADS)))
     try:
         yield
     finally:

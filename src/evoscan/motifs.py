@@ -42,6 +42,7 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import logging
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,7 +205,13 @@ class Scanner:
         if self.engine not in ("tables", "torch"):
             raise ValueError(f"engine must be tables or torch (got {self.engine!r})")
         if self.engine == "tables":
-            from .motif_kernel import TableScan
+            try:
+                from .motif_kernel import TableScan
+            except ImportError as err:  # e.g. a numba that does not yet support this numpy
+                logging.getLogger(__name__).warning("motif scan: numba unusable (%s); using the torch scan, "
+                                                    "~6x slower", err)
+                self.engine = "torch"
+        if self.engine == "tables":
             self.tables = TableScan(mats.log_odds, reverse_complement_matrices(mats.log_odds, mats.lengths),
                                     mats.lengths)
         # bucket the matrices by length; each bucket scans with filters of its longest member
@@ -344,7 +351,8 @@ class Scanner:
         return self.best(seqs, only) >= self.thresholds[None, :]
 
     def provenance(self) -> dict:
-        return {**self.mats.source, "motif_pvalue": self.pvalue}
+        # the scan too: the tables' float64 and the torch scan's float32 differ in the last bits
+        return {**self.mats.source, "motif_pvalue": self.pvalue, "motif_scan": self.engine}
 
     def sites(self, seq: str) -> pd.DataFrame:
         """Every site of every matrix in `seq`: matrix index, id, name, start, end (0-based half-open),

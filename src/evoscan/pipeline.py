@@ -80,10 +80,12 @@ def cleanup_on_error(outdir: Path, writes: Iterable[str]) -> Iterator[None]:
     existed = outdir.exists()
     outdir.mkdir(parents=True, exist_ok=True)
     aside = outdir / PREVIOUS
-    if aside.is_dir():  # a run killed before it ended: its results before it come back first
+    if aside.is_dir():  # a report killed before it ended: the files before it come back first
         for kept in aside.iterdir():
-            os.replace(kept, outdir / kept.name)
-        aside.rmdir()
+            if kept.name in writes:  # (not what an older evoscan set aside: a run now keeps its steps)
+                os.replace(kept, outdir / kept.name)
+        with contextlib.suppress(OSError):
+            aside.rmdir()
     moved = []
     for name in writes:
         if os.path.lexists(outdir / name):
@@ -134,13 +136,14 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
     if cfg.fresh:
         start_afresh(cfg.outdir)
     cfg.outdir.mkdir(parents=True, exist_ok=True)
+    remove_unfinished_writes(cfg.outdir)
     record = RunRecord(cfg.outdir)
     columns = (SpinnerColumn(), TextColumn("{task.description:<10}"), BarColumn(), MofNCompleteColumn(),
                TimeElapsedColumn())
     log = Console(stderr=True)
+    steps = _Steps(record, log)
     try:
         with Progress(*columns, console=log, disable=not log.is_terminal) as bar:
-            steps = _Steps(record, log)
 
             def step(name: str, total: int | None = None):
                 return bar.add_task(name, total=total)
@@ -221,7 +224,8 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
                 for key in ("resumed_blast_blocks", "resumed_profile_blocks"):  # how the run went, not what it found
                     stats.pop(key, None)
                 check.write_scores(out["scores"], ws, pairs, funnel, cfg.check, meta, stats)
-                steps.finished(["scores.h5"], settings)
+                # (an all-vs-all blast.h5 of an earlier run is not what these scores were made with)
+                steps.finished(["scores.h5"], settings, also_stale=() if cfg.blast_all_vs_all else ("blast.h5",))
                 shutil.rmtree(partial, ignore_errors=True)
                 timings["check"] = time.perf_counter() - t
 
@@ -235,10 +239,10 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
                 steps.finished(REPORT_FILES, settings)
                 timings["report"] = time.perf_counter() - t
     except BaseException as err:
-        kept = [name for name in FILES.values() if name in record.files]
+        kept = [name for name in FILES.values() if name in steps.this_run]  # (not an earlier run's)
         if kept:
-            err.add_note(f"{', '.join(kept)}{' and the report' if 'report.html' in record.files else ''} of the "
-                         f"finished steps are kept in {cfg.outdir}: the same command continues from them")
+            err.add_note(f"{', '.join(kept)} of the finished steps are kept in {cfg.outdir}: the same command "
+                         "continues from them")
         elif not existed and cfg.outdir.is_dir() and not any(cfg.outdir.iterdir()):
             cfg.outdir.rmdir()
         raise
@@ -260,6 +264,7 @@ class _Steps:
     def __init__(self, record: RunRecord, log: Console):
         self.record, self.log, self.reused_steps = record, log, []
         self.stale: dict[str, str] = {}  # file removed in this run -> the file made anew it was made from
+        self.this_run: list[str] = []  # the files this run reused or made
 
     def reused(self, step: str, names: list[str], settings: dict, same: str, ws: WindowSet | None = None) -> bool:
         why = self.record.why_not_reuse(names, settings)
@@ -269,8 +274,10 @@ class _Steps:
             except EvoscanError as err:
                 why = str(err)
         if why is None:
-            self.log.print(f"{step}: reusing {', '.join(names)} ({same})", highlight=False, soft_wrap=True)
+            self.log.print(f"{step}: reusing {names[0]}{' and the rest' if len(names) > 1 else ''} ({same})",
+                           highlight=False, soft_wrap=True)
             self.reused_steps.append(step)
+            self.this_run += names
             return True
         if names[0] in self.stale:
             why = f"{self.stale[names[0]]} was made anew"
@@ -280,9 +287,14 @@ class _Steps:
                            highlight=False, soft_wrap=True)
         return False
 
-    def finished(self, names: list[str], settings: dict) -> None:
+    def finished(self, names: list[str], settings: dict, also_stale: tuple[str, ...] = ()) -> None:
+        """Record `names` as made with `settings`, and remove the files made from their earlier
+        version (and `also_stale`). Windows made again with the same digest are the same windows:
+        what was made from them stays."""
+        same_windows = names == ["windows.h5"] and self.record.made_with("windows.h5", settings)
         self.record.finished(names, settings)
-        made_from = MADE_FROM.get(names[0], [])
+        self.this_run += names
+        made_from = [] if same_windows else [*MADE_FROM.get(names[0], []), *also_stale]
         self.stale.update({name: names[0] for name in made_from if name in self.stale or name in self.record.files
                            or (self.record.outdir / name).exists()})
         self.record.forget(made_from)
@@ -293,6 +305,13 @@ def require_file_names(outdir: Path, names: list[str]) -> None:
         if (outdir / name).is_dir() and not (outdir / name).is_symlink():
             raise EvoscanError(f"{outdir / name} is a directory where evoscan writes a file of that name; "
                                "move it, or choose another output folder")
+
+
+def remove_unfinished_writes(outdir: Path) -> None:
+    """The temporary files of atomic writes a killed run left (h5.atomic_path): never of use."""
+    for name in RUN_OUTPUTS:
+        for tmp in outdir.glob(f".{name}.*.part"):
+            tmp.unlink(missing_ok=True)
 
 
 def start_afresh(outdir: Path) -> None:

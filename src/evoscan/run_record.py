@@ -41,13 +41,19 @@ def differences(old, new, path: tuple = ()) -> list[str]:
                 for d in differences(old.get(key), new.get(key), (*path, key))]
     if old == new:
         return []
-    if path[:1] == ("inputs",):
-        return [f"{path[1]} was made anew"]
+    if path[:1] == ("inputs",) and len(path) > 1:
+        change = "is no longer an input" if new is None else "is a new input" if old is None else "was made anew"
+        return [f"{path[1]} {change}"]
     if path[:1] == ("windows",):
         return ["other windows"]
     if path[:1] == ("evoscan",):
         return [f"evoscan {old} → {new}"]
     return [f"{'.'.join(path[1:] or path)} {json.dumps(old)} → {json.dumps(new)}"]
+
+
+def _well_formed(entry) -> bool:
+    return (isinstance(entry, dict) and isinstance(entry.get("settings"), dict)
+            and isinstance(entry.get("size"), int) and isinstance(entry.get("mtime_ns"), int))
 
 
 class RunRecord:
@@ -60,7 +66,7 @@ class RunRecord:
         try:
             data = json.loads(self.path.read_text())
             if data.get("schema") == SCHEMA:
-                self.files = dict(data["files"])
+                self.files = {name: entry for name, entry in dict(data["files"]).items() if _well_formed(entry)}
         except (OSError, ValueError, KeyError, TypeError, AttributeError):
             pass  # no record, or an unreadable one: nothing is reused
 
@@ -68,6 +74,10 @@ class RunRecord:
         """Names one recorded version of a file: what a later step's settings say it was made from."""
         text = json.dumps(self.files.get(name), sort_keys=True)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+    def made_with(self, name: str, settings: dict) -> bool:
+        """Whether the record says `name` was made with `settings` (whatever the file is now)."""
+        return self.files.get(name, {}).get("settings") == canonical({**settings, "evoscan": __version__})
 
     def why_not_reuse(self, names: list[str], settings: dict) -> str | None:
         """None if every file of `names` is recorded with `settings` and unchanged since; else why not."""
@@ -86,9 +96,11 @@ class RunRecord:
         return None
 
     def finished(self, names: list[str], settings: dict) -> None:
-        """Files `names` were just written with `settings`."""
+        """Files `names` were just written with `settings` (on disk before the record says so)."""
         settings = canonical({**settings, "evoscan": __version__})
         for name in names:
+            with open(self.outdir / name, "rb") as fh:
+                os.fsync(fh.fileno())
             st = (self.outdir / name).stat()
             self.files[name] = {"settings": settings, "size": st.st_size, "mtime_ns": st.st_mtime_ns}
         self._save()
