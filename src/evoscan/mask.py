@@ -140,14 +140,22 @@ def genome_to_window_intervals(repeats: pd.DataFrame, ws: WindowSet) -> pd.DataF
     return pd.concat(parts, ignore_index=True) if parts else intervals_frame([], [], [])
 
 
+SOURCE_TOOLS = {"dust": "dustmasker", "trf": "trf"}  # the sources that run a program
+
+
 def require_tools(sources) -> None:
     """Known sources, and the programs they need on PATH."""
     unknown = set(sources) - set(SOURCES)
     if unknown:
         raise UsageError(f"unknown mask source(s) {', '.join(sorted(unknown))}; choose from {', '.join(SOURCES)}")
-    for source, tool in (("dust", "dustmasker"), ("trf", "trf")):
+    for source, tool in SOURCE_TOOLS.items():
         if source in sources:
             tools.require(tool)
+
+
+def tool_versions(sources) -> dict[str, str]:
+    """The version of each program the sources run."""
+    return {tool: tools.version(tool) for source, tool in SOURCE_TOOLS.items() if source in sources}
 
 
 def require_uppercase(ws: WindowSet, sources) -> None:
@@ -162,10 +170,7 @@ def compute_masks(ws: WindowSet, sources=SOURCES, rmsk=None) -> tuple[dict[str, 
     """Intervals per source and the versions of the tools that made them."""
     require_tools(sources)
     require_uppercase(ws, sources)
-    found, versions = {}, {}
-    for tool in ("dustmasker" if "dust" in sources else None, "trf" if "trf" in sources else None):
-        if tool:
-            versions[tool] = tools.version(tool)
+    found, versions = {}, tool_versions(sources)
     if "softmask" in sources:
         found["softmask"] = softmask_intervals(ws.seqs)
     if rmsk is not None:

@@ -14,7 +14,7 @@ from typing import Iterable, Iterator
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
-from . import blast, check, embed, mask, motifs, report, search
+from . import blast, check, embed, mask, motifs, report, search, tools
 from .backends import get_backend
 from .errors import EvoscanError
 from .io import h5
@@ -161,7 +161,8 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
                 bar.update(step("windows"), total=len(ws), completed=len(ws))
             timings["windows"] = time.perf_counter() - t
 
-            settings = {"windows": ws.digest, "sources": list(cfg.mask_sources), "rmsk": file_identity(cfg.rmsk)}
+            settings = {"windows": ws.digest, "sources": list(cfg.mask_sources), "rmsk": file_identity(cfg.rmsk),
+                        "tools": mask.tool_versions(cfg.mask_sources)}
             if not steps.reused("mask", ["masks.h5"], settings, "same windows, same mask sources", ws):
                 t = time.perf_counter()
                 task = step("mask")
@@ -198,7 +199,7 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
 
             hits, blast_args = None, cfg.blast_args
             if cfg.blast_all_vs_all:
-                settings = {"windows": ws.digest, "blast_args": cfg.blast_args}
+                settings = {"windows": ws.digest, "blast_args": cfg.blast_args, "blastn": tools.version("blastn")}
                 if not steps.reused("blast", ["blast.h5"], settings, "same windows, same blastn options", ws):
                     t = time.perf_counter()
                     task = step("blast")
@@ -212,7 +213,7 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
             inputs = ["masks.h5", "neighbours.h5", *(["blast.h5"] if cfg.blast_all_vs_all else [])]
             settings = {"inputs": {name: record.stamp(name) for name in inputs}, "check": asdict(cfg.check),
                         "motifs": file_identity(cfg.check.motifs) if Path(cfg.check.motifs).is_file() else None,
-                        "blast_args": blast_args, "families": file_identity(cfg.families)}
+                        "blast_args": blast_args, "blastn": tools.version("blastn"), "families": file_identity(cfg.families)}
             if not steps.reused("check", ["scores.h5"], settings, "same neighbours and masks, same check settings", ws):
                 t = time.perf_counter()
                 task = step("check")
