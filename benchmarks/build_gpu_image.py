@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -21,7 +20,7 @@ from pathlib import Path
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO / "tests"))
 
-from images import Podman, debian_mirror, host_pip_settings  # noqa: E402
+from images import debian_mirror, host_pip_settings, podman_in  # noqa: E402
 
 import evoscan  # noqa: E402
 
@@ -31,13 +30,7 @@ def main() -> None:
     ap.add_argument("--keep", action="store_true", help="keep the image and its storage folder")
     a = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="gpu-image-"))
-    hard = subprocess.run(["sh", "-c", "ulimit -Hn"], capture_output=True, text=True).stdout.strip()
-    (tmp / "containers.conf").write_text(
-        f'[containers]\ndefault_ulimits = ["nofile={hard}:{hard}", "nproc=32768:32768"]\n[engine]\nruntime = "runc"\n')
-    (tmp / "storage.conf").write_text(
-        f'[storage]\ndriver = "overlay"\ngraphroot = "{tmp / "storage"}"\nrunroot = "{tmp / "run"}"\n')
-    podman = Podman({**os.environ, "CONTAINERS_CONF": str(tmp / "containers.conf"),
-                     "CONTAINERS_STORAGE_CONF": str(tmp / "storage.conf")})
+    podman = podman_in(tmp)
     t = time.perf_counter()
     subprocess.run(["debootstrap", "--variant=minbase", "bookworm", tmp / "rootfs", debian_mirror()],
                    check=True, capture_output=True)

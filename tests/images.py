@@ -70,22 +70,27 @@ def debian_mirror() -> str:
     pytest.fail("no Debian mirror in /etc/apt: debootstrap needs one to make the base image")
 
 
-@pytest.fixture(scope="session")
-def podman(tmp_path_factory):
-    """podman with its storage in a folder of the session's own and the two settings this VM needs
-    (runc, as crun refuses hybrid cgroups; ulimits root may set)."""
-    if shutil.which("podman") is None:
-        pytest.skip("podman is not installed (`make test-tools` installs it): the CPU image cannot be built")
-    if os.geteuid() != 0 or shutil.which("debootstrap") is None:
-        pytest.skip("making the Debian base needs root and debootstrap (`make test-tools` installs it)")
-    tmp = tmp_path_factory.mktemp("podman")
+def podman_in(tmp: Path) -> Podman:
+    """podman with its storage in the folder `tmp` and the two settings this VM needs (runc, as
+    crun refuses hybrid cgroups; ulimits root may set)."""
     hard = subprocess.run(["sh", "-c", "ulimit -Hn"], capture_output=True, text=True).stdout.strip()
     (tmp / "containers.conf").write_text(
         f'[containers]\ndefault_ulimits = ["nofile={hard}:{hard}", "nproc=32768:32768"]\n[engine]\nruntime = "runc"\n')
     (tmp / "storage.conf").write_text(
         f'[storage]\ndriver = "overlay"\ngraphroot = "{tmp / "storage"}"\nrunroot = "{tmp / "run"}"\n')
-    podman = Podman({**os.environ, "CONTAINERS_CONF": str(tmp / "containers.conf"),
-                     "CONTAINERS_STORAGE_CONF": str(tmp / "storage.conf")})
+    return Podman({**os.environ, "CONTAINERS_CONF": str(tmp / "containers.conf"),
+                   "CONTAINERS_STORAGE_CONF": str(tmp / "storage.conf")})
+
+
+@pytest.fixture(scope="session")
+def podman(tmp_path_factory):
+    """podman_in a folder of the session's own, or a skip naming what is missing."""
+    if shutil.which("podman") is None:
+        pytest.skip("podman is not installed (`make test-tools` installs it): the CPU image cannot be built")
+    if os.geteuid() != 0 or shutil.which("debootstrap") is None:
+        pytest.skip("making the Debian base needs root and debootstrap (`make test-tools` installs it)")
+    tmp = tmp_path_factory.mktemp("podman")
+    podman = podman_in(tmp)
     probe = podman("info", check=False)
     if probe.returncode != 0:
         pytest.skip(f"podman cannot run here: {probe.stderr.strip().splitlines()[-1:]}")

@@ -197,9 +197,9 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
                 shutil.rmtree(partial, ignore_errors=True)
                 timings["search"] = time.perf_counter() - t
 
-            hits, blast_args = None, cfg.blast_args
+            hits, blast_args, blastn = None, cfg.blast_args, tools.version("blastn")
             if cfg.blast_all_vs_all:
-                settings = {"windows": ws.digest, "blast_args": cfg.blast_args, "blastn": tools.version("blastn")}
+                settings = {"windows": ws.digest, "blast_args": cfg.blast_args, "blastn": blastn}
                 if not steps.reused("blast", ["blast.h5"], settings, "same windows, same blastn options", ws):
                     t = time.perf_counter()
                     task = step("blast")
@@ -212,8 +212,8 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
 
             inputs = ["masks.h5", "neighbours.h5", *(["blast.h5"] if cfg.blast_all_vs_all else [])]
             settings = {"inputs": {name: record.stamp(name) for name in inputs}, "check": asdict(cfg.check),
-                        "motifs": file_identity(cfg.check.motifs) if Path(cfg.check.motifs).is_file() else None,
-                        "blast_args": blast_args, "blastn": tools.version("blastn"), "families": file_identity(cfg.families)}
+                        "motifs": file_identity(cfg.check.motifs), "blast_args": blast_args, "blastn": blastn,
+                        "families": file_identity(cfg.families)}
             if not steps.reused("check", ["scores.h5"], settings, "same neighbours and masks, same check settings", ws):
                 t = time.perf_counter()
                 task = step("check")
