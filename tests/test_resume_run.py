@@ -199,11 +199,14 @@ def test_a_finished_run_rerun_reuses_every_step_and_windows_made_again_keep_what
     outdir = copy_of(reference, tmp_path / "out")
     before = stamps(outdir)
     (outdir / ".embeddings.h5.4242.0123abcd.part").write_bytes(b"left by a run killed while writing")
+    for name in ("neighbours.h5", "scores.h5"):  # a run killed between recording a step and removing its blocks
+        (outdir / f"{name}.partial").mkdir()
+        (outdir / f"{name}.partial" / "blocks.json").write_text("{}")
     code, err = run_in_process([*args, "--threads", "1"], outdir, monkeypatch, capsys,  # threads: not in any key
                                trip=("embed", "search", "check"))
     assert code == 0, err
     assert "report: reusing report.html and the rest (same scores, same report settings)" in err, err
-    assert "making" not in err and stamps(outdir) == before  # nothing rewritten; the stray .part removed
+    assert "making" not in err and stamps(outdir) == before  # nothing rewritten; the stray .part and blocks removed
 
     with open(outdir / "windows.h5", "r+b") as fh:  # the same windows made again: the rest still holds
         fh.truncate(1000)

@@ -279,6 +279,8 @@ class _Steps:
                            highlight=False, soft_wrap=True)
             self.reused_steps.append(step)
             self.this_run += names
+            for name in names:  # the blocks of a run killed between recording its output and removing them
+                shutil.rmtree(self.record.outdir / f"{name}.partial", ignore_errors=True)
             return True
         if names[0] in self.stale:
             why = f"{self.stale[names[0]]} was made anew"
