@@ -25,7 +25,7 @@ import time
 import numpy as np
 import torch
 
-from evoscan import motifs
+from evoscan import motif_torch, motifs
 from evoscan.backends.motifs import MotifBackend
 
 
@@ -53,7 +53,7 @@ def peers(mats: motifs.Matrices, seqs: list[str], threads: int) -> dict[str, flo
     numba.set_num_threads(threads)
     pwms = {f"{mats.ids[i]}.{i}": np.exp2(mats.log_odds[i, :, :n].astype(np.float64)) / 4  # (probabilities)
             for i, n in enumerate(mats.lengths)}
-    one_hot = motifs.one_hot(seqs, len(seqs[0]))
+    one_hot = motif_torch.one_hot(seqs, len(seqs[0]))
     rows = {"memelite 0.5.0 fimo (numba, all threads)":
             rate(lambda x: fimo(pwms, x, threshold=1e-4), one_hot, len(seqs), repeats=2)}
     matrices = [[list(map(float, row)) for row in mats.log_odds[i, :, :n]] for i, n in enumerate(mats.lengths)]

@@ -49,7 +49,7 @@ def test_scan_scores_equal_biopython(found, scanner):
     by_id = {m.matrix_id: m for m in found}
     assert set(by_id) == set(scanner.mats.ids)  # the shipped file is the pyjaspar release
     worst = 0.0
-    for members, s, _ in scanner._scan(seqs):
+    for members, s, _ in scanner.torch_scan.scan(seqs):
         s = s.numpy()
         for col, m_index in enumerate(members):
             pssm = biopython_pssm(by_id[scanner.mats.ids[m_index]])
@@ -82,7 +82,7 @@ def test_site_rate_on_random_sequence_holds_the_pvalue(scanner):
     seqs = motifs.random_sequences(120, 1000, seed=3)
     hits = np.zeros(len(scanner.mats))
     trials = np.zeros(len(scanner.mats))
-    for members, s, _ in scanner._scan(seqs):
+    for members, s, _ in scanner.torch_scan.scan(seqs):
         ok = np.isfinite(s.numpy())
         hits[members] += (s.numpy() >= scanner.thresholds[members]).sum((0, 1, 2))
         trials[members] += ok.sum((0, 1, 2))
@@ -133,9 +133,9 @@ def test_expected_potential_is_exact_for_a_markov_chain(buckets):
     lo[1, :, 3] = 0  # the second matrix has length 3
     mats = motifs.Matrices(("m1", "m2"), ("m1", "m2"), lo, np.array([4, 3]), {"motifs": "test"})
     scanner = motifs.Scanner(mats, buckets=buckets)
-    assert len(scanner.buckets) == (1 if buckets[0] > 4 else 2)
+    assert len(scanner.torch_scan.buckets) == (1 if buckets[0] > 4 else 2)
     seq = random_dna(rng, 200, gc=0.65) + "CGCGCGTATA" * 5
-    expected = scanner.expected_potential([seq])[0]
+    expected = scanner.torch_scan.expected([seq])[0]
     assert np.abs(scanner.tables.expected([seq], 1)[0] - expected).max() < 1e-6  # the CPU's compiled loop
     code = {b: i for i, b in enumerate("ACGT")}
     counts = np.ones((4, 4))
@@ -273,7 +273,7 @@ def test_n_is_never_scored(scanner):
     rng = np.random.default_rng(8)
     seq = random_dna(rng, 512)
     with_n = seq[:200] + "N" * 50 + seq[250:]
-    for members, s, scored in scanner._scan([with_n]):
+    for members, s, scored in scanner.torch_scan.scan([with_n]):
         s = s.numpy()[0]
         for col, m in enumerate(members):
             n = scanner.mats.lengths[m]
@@ -306,7 +306,7 @@ def test_windows_without_n_mask_only_their_ends_and_a_subset_scans_as_the_whole(
     rng = np.random.default_rng(10)
     seqs = [random_dna(rng, 512) for _ in range(4)]
     whole = {}
-    for members, s, scored in scanner._scan(seqs):
+    for members, s, scored in scanner.torch_scan.scan(seqs):
         s = s.numpy()
         for col, m in enumerate(members):
             past = np.arange(512) + scanner.mats.lengths[m] > 512
@@ -316,7 +316,7 @@ def test_windows_without_n_mask_only_their_ends_and_a_subset_scans_as_the_whole(
     only = np.zeros(len(scanner.mats), bool)
     only[rng.choice(len(only), 100, replace=False)] = True
     seen = []
-    for members, s, _ in scanner._scan(seqs, only):
+    for members, s, _ in scanner.torch_scan.scan(seqs, only):
         seen += list(members)
         for col, m in enumerate(members):
             assert np.array_equal(s.numpy()[..., col], whole[m])
@@ -349,6 +349,34 @@ def test_evidence_equals_a_scan_of_every_cluster(loci_fasta):
         assert set(profiler.clusters[sites[sites["pair"] == i]["matrix"]]) == shared
 
 
+def test_evidence_counts_a_window_by_the_scan_that_counts_its_shuffles(loci_fasta):
+    """A matrix whose threshold lies between the two scans' scores of a window's best site (the block
+    tables' float64 and the listed sites' float32 torch scan differ in the last bits): the window's
+    shared clusters follow the tables, which count the shuffles too, so the count and its null are
+    made by one scan."""
+    import copy
+
+    profiler = copy.copy(motifs.motif_profiler())
+    profiler.scanner = copy.copy(profiler.scanner)
+    scanner = profiler.scanner
+    assert scanner.engine == "tables"
+    ws = make_windows(WindowParams(), fasta=loci_fasta)
+    seqs = [ws.seqs[i].decode().upper() for i in range(0, len(ws), max(1, len(ws) // 64))]
+    tables = scanner.best(seqs)
+    torch_best = motifs.Scanner(scanner.mats, scanner.pvalue, engine="torch").best(seqs)
+    alone = np.bincount(profiler.clusters)[profiler.clusters] == 1  # a cluster of one matrix: no other hides it
+    gap = np.where(np.isfinite(tables) & alone[None, :], np.abs(tables - torch_best), 0)
+    w, m = np.unravel_index(np.argmax(gap), gap.shape)
+    assert gap[w, m] > 0
+    scanner.thresholds = scanner.thresholds.copy()
+    scanner.thresholds[m] = (float(tables[w, m]) + float(torch_best[w, m])) / 2
+    summary, sites = profiler.evidence([(seqs[w], seqs[w])], 5, 1)
+    hits = profiler.cluster_hits([seqs[w]])[0]
+    assert summary["motifs_shared"][0] == hits.sum()
+    assert hits[profiler.clusters[m]] == (tables[w, m] > torch_best[w, m])  # the tables' verdict, not the sites'
+    assert (scanner.sites(seqs[w])["matrix"] == m).any() == (torch_best[w, m] > tables[w, m])
+
+
 def test_one_profiler_per_settings_in_a_process(jaspar_file, tmp_path):
     """The motifs backend and the check of one run share one profiler (its 1,000 reference
     profiles are built once); another motif file, or the same file changed, gets its own."""
@@ -377,7 +405,7 @@ def test_the_table_scan_gives_the_torch_scans_numbers(scanner, loci_fasta):
     other = [random_dna(rng, n) for n in (30, 100, 333, 512, 700)]
     other += [s[:100] + "N" * 7 + s[107:] for s in other[2:]] + ["ACGTN" * 60, "NNNN" + random_dna(rng, 20)]
     for seqs in (real, other):
-        scored = before._reduce(seqs, lambda s, n: n.float())
+        scored = before.torch_scan.reduce(seqs, lambda s, n: n.float())
         total, top, counted = scanner.tables.scan(seqs, np.arange(len(scanner.mats)), 2)
         assert np.array_equal(counted, scored)
         best, best_before = scanner.best(seqs), before.best(seqs)
@@ -412,7 +440,7 @@ def test_block_tables_give_every_positions_score(scanner):
     words, lengths = motif_kernel.word_codes(seqs, int(scanner.mats.lengths.max()))
     tables, start = scanner.tables.tables, scanner.tables.table_start
     sites = 0
-    for members, s, _ in scanner._scan(seqs):
+    for members, s, _ in scanner.torch_scan.scan(seqs):
         s = s.numpy()
         for col, m in enumerate(members):
             for strand in range(2):

@@ -9,12 +9,11 @@ spread over the background).
 Scan. Every matrix and its reverse complement at every position. On a CPU: tables of the odds of
 every 4-letter word per block of 4 columns, a position's odds the product of its blocks', summed
 and maximised as they are made in a compiled loop (motif_kernel.py; float64). On a GPU, and for
-the sites of a few windows: the one-hot sequence convolved with the matrices, per bucket of
-matrices of similar length (so short ones do not pay for the longest), the unfolded sequence
-[B * L, 4 * width] times the zero-padded matrices [4 * width, 2m], one matrix product (torch).
-A position whose span holds an N (or any non-ACGT letter) is not scored. A site is a position and
-strand whose score reaches the matrix's threshold: the score a random uniform sequence reaches with
-probability `pvalue` (default 1e-4, FIMO's), from the exact score distribution on a 0.01-bit grid.
+the sites of a few windows: the one-hot sequence times the matrices, one matrix product per bucket
+of matrices of similar length (motif_torch.py; float32). A position whose span holds an N (or any
+non-ACGT letter) is not scored. A site is a position and strand whose score reaches the matrix's
+threshold: the score a random uniform sequence reaches with probability `pvalue` (default 1e-4,
+FIMO's), from the exact score distribution on a 0.01-bit grid.
 
 Redundancy. JASPAR holds many near-copies (the ETS, bHLH, SOX, KLF families...). Matrices whose
 window profiles correlate at `cluster_r` or more on random sequence are one cluster, seeded
@@ -58,11 +57,6 @@ DEFAULT_CLUSTER_R = 0.7
 SITE_COLUMNS = {"pair": np.int64, "side": object, "cluster": np.int64, "matrix": np.int64, "id": object,
                 "name": object, "start": np.int64, "end": np.int64, "strand": object, "score": np.float32}
 GRID = 0.01  # bits: resolution of the exact score distribution
-_ONE_HOT = np.zeros((256, 4), dtype=np.float32)
-_CODE = np.full(256, -1, dtype=np.int64)
-for _i, _b in enumerate(b"ACGT"):
-    _ONE_HOT[_b, _i] = _ONE_HOT[_b + 32, _i] = 1.0
-    _CODE[_b] = _CODE[_b + 32] = _i
 
 
 @dataclass(frozen=True)
@@ -173,13 +167,6 @@ def load_scanner(source: str | Path = DEFAULT_SOURCE, pvalue: float = DEFAULT_PV
 
 # ---- scan ------------------------------------------------------------------------------------
 
-def one_hot(seqs: list[str], length: int) -> np.ndarray:
-    """[B, 4, length] float32, sequences padded with N (all zeros)."""
-    raw = np.frombuffer(b"".join(s.encode("ascii").ljust(length, b"N")[:length] for s in seqs),
-                        dtype=np.uint8).reshape(len(seqs), length)
-    return np.ascontiguousarray(_ONE_HOT[raw].transpose(0, 2, 1))
-
-
 def reverse_complement_matrices(log_odds: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The reverse complement of each matrix [M, 4, width] (rows A C G T -> T G C A, columns
     reversed), left-aligned like the matrices, zero beyond each length."""
@@ -190,17 +177,19 @@ def reverse_complement_matrices(log_odds: np.ndarray, lengths: np.ndarray) -> np
 
 
 class Scanner:
-    """Scores of every matrix on both strands at every position, and what is made of them."""
+    """Scores of every matrix on both strands at every position, and what is made of them: by the
+    block tables on a CPU (motif_kernel.py, float64; 4-6x faster), by matrix products on a GPU
+    (motif_torch.py, float32), which also give every position's score for `sites`."""
 
     def __init__(self, mats: Matrices, pvalue: float = DEFAULT_PVALUE, device: str = "cpu",
                  buckets: tuple[int, ...] = (10, 16, 24), engine: str | None = None):
-        import torch
+        from .motif_torch import TorchScan
 
-        self.mats, self.pvalue, self.torch = mats, pvalue, torch
-        self.device = torch.device(device)
+        self.mats, self.pvalue = mats, pvalue
         self.thresholds = score_thresholds(mats, pvalue)
-        # on a CPU the sums and maxima come from the block tables of motif_kernel.py (4-6x faster,
-        # float64); the torch scan below is the GPU's, and gives every position's score (sites)
+        rc = reverse_complement_matrices(mats.log_odds, mats.lengths)
+        self.torch_scan = TorchScan(mats.log_odds, rc, mats.lengths, device, buckets)
+        self.device = self.torch_scan.device
         self.engine = engine or ("tables" if self.device.type == "cpu" else "torch")
         if self.engine not in ("tables", "torch"):
             raise ValueError(f"engine must be tables or torch (got {self.engine!r})")
@@ -212,135 +201,33 @@ class Scanner:
                                                     "~6x slower", err)
                 self.engine = "torch"
         if self.engine == "tables":
-            self.tables = TableScan(mats.log_odds, reverse_complement_matrices(mats.log_odds, mats.lengths),
-                                    mats.lengths)
-        # bucket the matrices by length; each bucket scans with filters of its longest member
-        self.buckets = []
-        lower = 0
-        for edge in sorted({*(b for b in buckets if b < mats.lengths.max()), int(mats.lengths.max())}):
-            members = np.flatnonzero((mats.lengths > lower) & (mats.lengths <= edge))
-            lower = edge
-            if len(members) == 0:
-                continue
-            width = int(mats.lengths[members].max())
-            fwd = mats.log_odds[members, :, :width]
-            rc = reverse_complement_matrices(fwd, mats.lengths[members])
-            # [4 * width, 2m] for the matmul with unfolded sequence (position-major, then base)
-            weight = np.concatenate([fwd, rc]).transpose(0, 2, 1).reshape(2 * len(members), -1).T
-            self.buckets.append((members, width, torch.from_numpy(np.ascontiguousarray(weight))
-                                 .to(self.device), torch.from_numpy(mats.lengths[members]).to(self.device)))
-        # odds (2^log-odds) of every matrix and its reverse complement, 1 beyond each length, per
-        # length bucket up to its width (the steps past a matrix's end leave its expectation as it is)
-        fwd = mats.log_odds.astype(np.float64)
-        odds = [np.exp2(x) for x in (fwd, reverse_complement_matrices(fwd, mats.lengths))]
-        self._odds = [(members, [torch.from_numpy(np.ascontiguousarray(x[members, :, :width])).to(self.device)
-                                 for x in odds]) for members, width, _, _ in self.buckets]
+            self.tables = TableScan(mats.log_odds, rc, mats.lengths)
 
-    def _scan(self, seqs: list[str], only: np.ndarray | None = None):
-        """Per length bucket: (matrix indices [m], scores [B, L, 2, m] float32, positions x strands
-        scored [B, m]), of the matrices in `only` (a mask [M]; default all). A position whose span
-        holds an N (or runs past the sequence's end, padded with N) is not scored: -inf. Position =
-        leftmost base on either strand."""
-        torch = self.torch
-        length = max(len(s) for s in seqs)
-        x = torch.from_numpy(one_hot(seqs, length + int(self.mats.lengths.max()) - 1)).to(self.device)
-        is_n = x.sum(1) == 0  # [B, padded length]; the padding is N too
-        # the common case (windows of one length without N): only the end cuts positions off
-        plain = len({len(s) for s in seqs}) == 1 and not bool(is_n[:, :length].any())
-        n_before = torch.nn.functional.pad(is_n.int().cumsum(1), (1, 0))  # Ns in [0, p)
-        positions = torch.arange(length, device=self.device)
-        with torch.no_grad():
-            for members, width, weight, mlen in self.buckets:
-                if only is not None:  # the bucket's columns of the chosen matrices, both strands
-                    keep = np.flatnonzero(only[members])
-                    if len(keep) == 0:
-                        continue
-                    if len(keep) < len(members):
-                        cols = torch.from_numpy(np.concatenate([keep, keep + len(members)])).to(self.device)
-                        members, weight, mlen = members[keep], weight[:, cols], mlen[keep]
-                windows = x[:, :, :length + width - 1].unfold(2, width, 1)  # [B, 4, L, width]
-                windows = windows.permute(0, 2, 3, 1).reshape(len(seqs) * length, width * 4)
-                s = (windows @ weight).view(len(seqs), length, 2, len(members))
-                if plain:  # only the last width - 1 positions can run past the end: mask just those
-                    tail = max(0, length - width + 1)
-                    has_n = (positions[tail:, None] + mlen[None, :] > length)[None]  # [1, L - tail, m]
-                    s[:, tail:].masked_fill_(has_n[:, :, None, :], -torch.inf)
-                    scored = 2 * (length - has_n[0].sum(0)).expand(len(seqs), -1)
-                else:
-                    span_end = positions[:, None] + mlen[None, :]  # [L, m]
-                    has_n = n_before[:, span_end] > n_before[:, positions][:, :, None]  # [B, L, m]
-                    s.masked_fill_(has_n[:, :, None, :], -torch.inf)
-                    scored = 2 * (~has_n).sum(1)
-                yield members, s, scored
-
-    def _reduce(self, seqs: list[str], reduce, only: np.ndarray | None = None, fill: float = 0.0) -> np.ndarray:
-        out = np.full((len(seqs), len(self.mats)), fill, dtype=np.float32)
-        for members, s, scored in self._scan(seqs, only):
-            out[:, members] = reduce(s, scored).cpu().numpy()
-        return out
+    def _threads(self) -> int:
+        return self.torch_scan.torch.get_num_threads()  # (the tables' compiled loop uses as many)
 
     def profiles(self, seqs: list[str]) -> np.ndarray:
         """Binding potential beyond composition [B, M]: log2 of the mean odds over the scored
         positions and strands, minus log2 of the mean odds expected from the sequence's
         dinucleotides; 0 (no evidence either way) where a matrix has no scored position."""
-        torch = self.torch
-
-        def log2_mean_odds(s, scored):
-            # 2^score summed over positions and strands: scores stay below ~40 bits, so it cannot
-            # overflow; where every term is tiny (low-complexity sequence) the sum is taken shifted
-            # by its maximum, which cannot underflow (per window and matrix: a window's profile does
-            # not depend on the others in its batch)
-            top = s.amax((1, 2))
-            if bool((top >= -100).all()):  # no sum can be tiny: 2^score in place (~0.6 GB a batch)
-                log_total = torch.log2(s.exp2_().sum((1, 2)))
-            else:
-                total = torch.exp2(s).sum((1, 2))
-                top = top.clamp_min(-1e30)
-                shifted = top + torch.log2(torch.exp2(s - top[:, None, None, :]).sum((1, 2)))
-                log_total = torch.where(total < 2.0 ** -100, shifted, torch.log2(total))
-            return torch.where(scored > 0, log_total - torch.log2(scored.clamp_min(1).float()),
-                               torch.tensor(torch.nan, device=self.device))
-
         if self.engine == "tables":
-            total, _, scored = self.tables.scan(seqs, np.arange(len(self.mats)), torch.get_num_threads())
+            total, _, scored = self.tables.scan(seqs, np.arange(len(self.mats)), self._threads())
             with np.errstate(divide="ignore", invalid="ignore"):
                 log_mean = np.where(scored > 0, np.log2(total) - np.log2(np.maximum(scored, 1)), np.nan)
-            observed = log_mean.astype(np.float32) - self.tables.expected(seqs, torch.get_num_threads())
+            observed = log_mean.astype(np.float32) - self.tables.expected(seqs, self._threads())
         else:
-            observed = self._reduce(seqs, log2_mean_odds) - self.expected_potential(seqs)
+            observed = self.torch_scan.log2_mean_odds(seqs) - self.torch_scan.expected(seqs)
         return np.nan_to_num(observed, nan=0.0)
-
-    def expected_potential(self, seqs: list[str]) -> np.ndarray:
-        """log2 of each matrix's mean odds per position and strand [B, M] in a first-order Markov
-        sequence with each sequence's dinucleotide frequencies (pseudocount 1)."""
-        torch = self.torch
-        counts = np.ones((len(seqs), 4, 4))
-        for i, seq in enumerate(seqs):
-            codes = _CODE[np.frombuffer(seq.encode("ascii"), dtype=np.uint8)]
-            ok = (codes[:-1] >= 0) & (codes[1:] >= 0)
-            np.add.at(counts[i], (codes[:-1][ok], codes[1:][ok]), 1)
-        start = torch.from_numpy(counts.sum(2) / counts.sum((1, 2))[:, None]).to(self.device)  # [B, 4]
-        step = torch.from_numpy(counts / counts.sum(2, keepdims=True)).to(self.device)  # P(next | this)
-        out = np.empty((len(seqs), len(self.mats)), dtype=np.float32)
-        for members, both in self._odds:  # per bucket: forward, then reverse-complement matrices [m, 4, width]
-            expected = 0
-            for odds in both:
-                v = start[:, None, :] * odds[None, :, :, 0]  # [B, m, 4]
-                for j in range(1, odds.shape[2]):
-                    v = torch.bmm(v, step) * odds[None, :, :, j]
-                expected = expected + v.sum(2) / 2
-            out[:, members] = torch.log2(expected).float().cpu().numpy()
-        return out
 
     def best(self, seqs: list[str], only: np.ndarray | None = None) -> np.ndarray:
         """Best score [B, M] of each matrix (of those in `only`) over positions and strands (-inf:
         none scored, or not in `only`)."""
         if self.engine == "torch":
-            return self._reduce(seqs, lambda s, scored: s.amax((1, 2)), only, fill=-np.inf)
+            return self.torch_scan.best(seqs, only)
         out = np.full((len(seqs), len(self.mats)), -np.inf, dtype=np.float32)
         chosen = np.arange(len(self.mats)) if only is None else np.flatnonzero(only)
         if len(chosen):
-            _, top, _ = self.tables.scan(seqs, chosen, self.torch.get_num_threads())
+            _, top, _ = self.tables.scan(seqs, chosen, self._threads())
             with np.errstate(divide="ignore"):
                 out[:, chosen] = np.log2(top)  # (0: no position scored, -inf)
         return out
@@ -358,7 +245,7 @@ class Scanner:
         """Every site of every matrix in `seq`: matrix index, id, name, start, end (0-based half-open),
         strand, score."""
         parts = []
-        for members, s, _ in self._scan([seq]):
+        for members, s, _ in self.torch_scan.scan([seq]):
             s = s[0].cpu().numpy()  # [L, 2, m]
             pos, strand, col = np.nonzero(s >= self.thresholds[members][None, None, :])
             parts.append(pd.DataFrame({"matrix": members[col], "start": pos, "strand": strand,
@@ -463,9 +350,8 @@ class MotifProfiler:
         rows, sites = [], []
         for i, (a, b) in enumerate(pairs):
             rng = np.random.default_rng([seed, *(keys[i] if keys else (i,))])
-            found = {side: self.scanner.sites(seq) for side, seq in (("a", a), ("b", b))}  # one scan each
-            hits_a, hits_b = (np.isin(np.arange(self.dim), self.clusters[found[side]["matrix"].to_numpy()])
-                              for side in "ab")
+            # the observed hits by the scan that counts the shuffles' (sites may differ in the last bits)
+            hits_a, hits_b = self.cluster_hits([a, b])
             shared = hits_a & hits_b
             k = int(shared.sum())
             null = []
@@ -478,7 +364,8 @@ class MotifProfiler:
             names = [self.scanner.mats.names[self.cluster_seed[c]] for c in np.flatnonzero(shared)]
             rows.append({"motifs_shared": k, "motifs_expected": float(np.concatenate(null).mean()),
                          "motif_pvalue": p, "shared_motifs": ",".join(names)})
-            for side, here in found.items():
+            for side, seq in (("a", a), ("b", b)):
+                here = self.scanner.sites(seq)
                 here["cluster"] = self.clusters[here["matrix"].to_numpy()]
                 here = here[shared[here["cluster"].to_numpy()]]
                 sites.append(here.assign(pair=i, side=side))
