@@ -105,6 +105,25 @@ def test_sigkill_during_the_check_then_the_same_command_continues(args, referenc
     assert not list(outdir.glob("*.partial")) and not list(outdir.glob(".*part*"))
 
 
+def test_a_steps_blocks_are_gone_before_its_file_is_recorded(args, tmp_path, monkeypatch, capsys):
+    """A kill after a step's file is recorded finds no blocks of it left (a reuse keeps blocks: they
+    may be another settings' run, stopped part-way)."""
+    from evoscan.run_record import RunRecord
+
+    outdir, left = tmp_path / "out", {}
+    finished = RunRecord.finished
+
+    def recording(self, names, settings):
+        left[names[0]] = sorted(p.name for p in outdir.glob("*.partial"))
+        return finished(self, names, settings)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(RunRecord, "finished", recording)
+        code, err = run_in_process(args, outdir, patch, capsys)
+    assert code == 0, err
+    assert left == {name: [] for name in [*INTERMEDIATES, "report.html"]}, left
+
+
 def test_an_error_in_the_report_keeps_the_finished_steps(args, reference, tmp_path, monkeypatch, capsys):
     from evoscan import report
 
@@ -197,16 +216,19 @@ def test_a_truncated_embeddings_file_is_remade_and_fresh_remakes_all(args, refer
 def test_a_finished_run_rerun_reuses_every_step_and_windows_made_again_keep_what_was_made_from_them(
         args, reference, tmp_path, monkeypatch, capsys):
     outdir = copy_of(reference, tmp_path / "out")
+    for name in ("embeddings.h5", "scores.h5"):  # blocks of a stopped run of other settings: kept for it
+        (outdir / f"{name}.partial").mkdir()
+        (outdir / f"{name}.partial" / "identity.json").write_text('{"params": "other"}')
     before = stamps(outdir)
     (outdir / ".embeddings.h5.4242.0123abcd.part").write_bytes(b"left by a run killed while writing")
-    for name in ("neighbours.h5", "scores.h5"):  # a run killed between recording a step and removing its blocks
-        (outdir / f"{name}.partial").mkdir()
-        (outdir / f"{name}.partial" / "blocks.json").write_text("{}")
     code, err = run_in_process([*args, "--threads", "1"], outdir, monkeypatch, capsys,  # threads: not in any key
                                trip=("embed", "search", "check"))
     assert code == 0, err
     assert "report: reusing report.html and the rest (same scores, same report settings)" in err, err
-    assert "making" not in err and stamps(outdir) == before  # nothing rewritten; the stray .part and blocks removed
+    assert "making" not in err and stamps(outdir) == before  # nothing rewritten; the stray .part removed
+    for name in ("embeddings.h5", "scores.h5"):
+        assert (outdir / f"{name}.partial" / "identity.json").read_text() == '{"params": "other"}'
+        shutil.rmtree(outdir / f"{name}.partial")
 
     with open(outdir / "windows.h5", "r+b") as fh:  # the same windows made again: the rest still holds
         fh.truncate(1000)

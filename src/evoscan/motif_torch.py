@@ -4,8 +4,8 @@ every position's score (the sites of a few windows).
 Per bucket of matrices of similar length (so short ones do not pay for the longest), the unfolded
 one-hot sequence [B * L, 4 * width] times the zero-padded matrices and their reverse complements
 [4 * width, 2m]: one product gives every score [B, L, 2, m] in float32. A position whose span holds
-an N (or any non-ACGT letter, or runs past the sequence's end) is not scored: -inf. The same
-interface as motif_kernel.TableScan, the CPU's scan, whose numbers it gives within 1e-4 bits.
+an N (or any non-ACGT letter, or runs past the sequence's end) is not scored: -inf. Built from the
+same arguments as motif_kernel.TableScan, the CPU's scan, whose numbers it gives within 1e-4 bits.
 """
 
 from __future__ import annotations

@@ -344,7 +344,9 @@ class MotifProfiler:
         (`motifs_expected`); p = the larger of the two one-sided p-values (1 + shuffles of the other
         window sharing as many) / (1 + shuffles); and every site of the shared clusters' matrices
         in both windows. `keys` (e.g. the window indices) seed each pair's shuffles, so a pair's
-        p-value does not depend on which other pairs are examined."""
+        p-value does not depend on which other pairs are examined. The windows and their shuffles
+        are counted by one scan; the sites come from the torch scan (every position's score),
+        which can put a site within its last bits of the threshold on the other side."""
         from .decoys import dinucleotide_shuffle
 
         rows, sites = [], []

@@ -193,8 +193,8 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
                     nb = search.search(f, ws, cfg.search, progress=lambda n: bar.advance(task, n),
                                        resume_dir=partial)
                 search.write_neighbours(out["neighbours"], ws, nb, cfg.search, provenance)
+                shutil.rmtree(partial, ignore_errors=True)  # before the record: a reuse never meets them
                 steps.finished(["neighbours.h5"], settings)
-                shutil.rmtree(partial, ignore_errors=True)
                 timings["search"] = time.perf_counter() - t
 
             hits, blast_args, blastn = None, cfg.blast_args, tools.version("blastn")
@@ -226,8 +226,8 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
                     stats.pop(key, None)
                 check.write_scores(out["scores"], ws, pairs, funnel, cfg.check, meta, stats)
                 # (an all-vs-all blast.h5 of an earlier run is not what these scores were made with)
-                steps.finished(["scores.h5"], settings, also_stale=() if cfg.blast_all_vs_all else ("blast.h5",))
                 shutil.rmtree(partial, ignore_errors=True)
+                steps.finished(["scores.h5"], settings, also_stale=() if cfg.blast_all_vs_all else ("blast.h5",))
                 timings["check"] = time.perf_counter() - t
 
             pairs, meta = check.read_scores(out["scores"], ws)  # what `evoscan report` reads
@@ -279,8 +279,6 @@ class _Steps:
                            highlight=False, soft_wrap=True)
             self.reused_steps.append(step)
             self.this_run += names
-            for name in names:  # the blocks of a run killed between recording its output and removing them
-                shutil.rmtree(self.record.outdir / f"{name}.partial", ignore_errors=True)
             return True
         if names[0] in self.stale:
             why = f"{self.stale[names[0]]} was made anew"
