@@ -225,8 +225,8 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
                 for key in ("resumed_blast_blocks", "resumed_profile_blocks"):  # how the run went, not what it found
                     stats.pop(key, None)
                 check.write_scores(out["scores"], ws, pairs, funnel, cfg.check, meta, stats)
-                # (an all-vs-all blast.h5 of an earlier run is not what these scores were made with)
                 shutil.rmtree(partial, ignore_errors=True)
+                # (an all-vs-all blast.h5 of an earlier run is not what these scores were made with)
                 steps.finished(["scores.h5"], settings, also_stale=() if cfg.blast_all_vs_all else ("blast.h5",))
                 timings["check"] = time.perf_counter() - t
 
