@@ -30,6 +30,7 @@ import h5py
 import numpy as np
 import pandas as pd
 
+import evoscan
 from evoscan.search import PRECISIONS, SearchParams, block_rows, chunk_rows, embedding_stats, search
 from evoscan.windows import WindowParams, WindowSet, read_windows
 
@@ -175,6 +176,8 @@ def main() -> None:
     ap.add_argument("--phases", action="store_true",
                     help="also time the search's passes over the file alone: the correction's statistics, a plain read")
     ap.add_argument("--skip-peak", action="store_true", help="no peak host memory (a second run in a child)")
+    ap.add_argument("--embeddings-file", type=Path, default=None,
+                    help="keep the random embeddings here, and reuse them if there (runs of two trees on one file)")
     ap.add_argument("--real", nargs=2, metavar=("WINDOWS", "EMBEDDINGS"), default=None,
                     help="a real window set and its embeddings instead of random ones")
     a = ap.parse_args()
@@ -185,11 +188,18 @@ def main() -> None:
                 a.n, a.dim = f["embeddings"].shape
                 a.decoys = f["decoys"].shape[1]
         else:
-            windows, path = a.n, Path(tmp) / "emb.h5"
-            write_embeddings(path, a.n, a.dim, a.decoys, device=a.device)
+            windows, path = a.n, a.embeddings_file or Path(tmp) / "emb.h5"
+            if path.exists():
+                with h5py.File(path) as f:
+                    if f["decoys"].shape != (a.n, a.decoys, a.dim):
+                        sys.exit(f"{path} holds {f['decoys'].shape[0]} windows x {f['decoys'].shape[2]} dimensions "
+                                 f"with {f['decoys'].shape[1]} decoys, not --n {a.n} --dim {a.dim} --decoys {a.decoys}")
+            else:  # complete or absent: a killed run leaves no file to be reused
+                write_embeddings(path.with_name(path.name + ".part"), a.n, a.dim, a.decoys, device=a.device)
+                path.with_name(path.name + ".part").replace(path)
         chunk = tuple(int(x) for x in a.chunk.split("/")) if a.chunk else None
         rows = chunk_rows(chunk, a.n, block_rows(a.n, a.dim, a.decoys, a.memory)[0])
-        result = {"n": a.n, "dim": a.dim, "approximate_index": a.approximate_index if a.approximate else None, "decoys": a.decoys, "precision": a.precision, "memory_mb": a.memory,
+        result = {"evoscan": str(Path(evoscan.__file__).parent), "n": a.n, "dim": a.dim, "approximate_index": a.approximate_index if a.approximate else None, "decoys": a.decoys, "precision": a.precision, "memory_mb": a.memory,
                   "device": a.device, "nprobe": a.nprobe, "embeddings": str(a.real[1]) if a.real else "random",
                   "embeddings_gib_on_disk": round(path.stat().st_size / 2**30, 2), "chunk": a.chunk,
                   "query_rows": rows[1] - rows[0]}

@@ -8,9 +8,14 @@
 #   search.jsonl benchmarks/bench_search.py on CUDA: streamed exact search against a plain fp16 matmul
 #                at N = 100 k and 200 k (whole), and at 1 M (one eighth of the query grid; an H200-size GPU)
 #   evo2_profile.profile.txt  where a batch's GPU time goes, by operator
+#   search_ab.jsonl  the search of an earlier tree (.before/src) and of this one, taking turns on the same
+#                embeddings: N = 100 k whole, and the 1 M chunk (1/8 of the query grid), each against its
+#                plain fp16 products; make the earlier tree with
+#                `mkdir .before && git archive REV src | tar -x -C .before` and carry `.before`
 # Wheels of packages the machine lacks (evo2, vtx, biopython) may wait in .whl/; evoscan runs from src/.
 #
-#   OUT=/tmp/gpu bash benchmarks/gpu_session.sh [card] [speed] [evo2] [search] [search100k] [search1m] [profile]
+#   OUT=/tmp/gpu bash benchmarks/gpu_session.sh [card] [speed] [evo2] [search] [search100k] [search1m] [searchab]
+#                                               [profile]
 #   (default: card speed search100k, about 8 minutes)
 set -u
 OUT=${OUT:-gpu_results}
@@ -61,6 +66,16 @@ timeout 170 python3 benchmarks/bench_search.py --n 200000 --dim 4096 --precision
 want search1m && { step "search N=1M D=4096 fp16, chunk 1/8 of the query grid"
 timeout 400 python3 benchmarks/bench_search.py --n 1000000 --dim 4096 --precision fp16 --memory 100000 --device cuda \
     --chunk 1/8 --skip-peak --skip-fp32-check --workdir /tmp | tee -a "$OUT/search.jsonl"; }
+want searchab && { step "search before (.before/src) and after (src), N=100k whole and N=1M chunk 1/8, fp16"
+for shape in "100000 40000" "1000000 100000 --chunk 1/8"; do
+    set -- $shape
+    for side in before after; do
+        src=$PWD/src; [ $side = before ] && src=$PWD/.before/src
+        PYTHONPATH=$src:$PYTHONPATH timeout 300 python3 benchmarks/bench_search.py --n "$1" --dim 4096 --precision fp16 \
+            --memory "$2" "${@:3}" --device cuda --skip-peak --skip-fp32-check --workdir /tmp \
+            --embeddings-file "/tmp/search_$1.h5" | sed "s/^{/{\"tree\": \"$side\", /" | tee -a "$OUT/search_ab.jsonl"
+    done
+done; }
 want profile && { step "where the time goes: Evo 2 7B batch 32 by operator; the search's passes over the file"
 timeout 150 python3 benchmarks/bench_evo2.py --model evo2_7b --no-flash-attn --batch-sizes 32 --repeats 2 --profile 32 \
     --out "$OUT/evo2_profile.jsonl" 2>>"$OUT/evo2.log"

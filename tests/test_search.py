@@ -1,6 +1,8 @@
 """The streamed exact search: equal to brute force for windows and decoys, whatever the memory
 budget; exclusions; chunks merged equal the whole search; reduced precision agrees with fp32."""
 
+import math
+
 import h5py
 import numpy as np
 import pandas as pd
@@ -9,6 +11,7 @@ import pytest
 from evoscan.errors import EvoscanError
 from evoscan.search import (SearchParams, block_moments, block_rows, chunk_rows, overlapping_pairs, search,
                             write_neighbours, merge_neighbours, read_neighbours)
+from evoscan.search.space import Exclusions
 from evoscan.windows import WindowParams, WindowSet
 
 
@@ -51,8 +54,15 @@ def wide_data(tmp_path_factory):
     return random_embeddings(tmp_path_factory.mktemp("search") / "wide.h5", 1024)
 
 
+@pytest.fixture(scope="module")
+def wider_data(tmp_path_factory):
+    """Too wide for 64 MB to hold the transformed database: it is read again for every query block."""
+    return random_embeddings(tmp_path_factory.mktemp("search") / "wider.h5", 4096)
+
+
 def brute_force(ws, emb, decoys, k, correction):
-    """Slots by the best of a pair's 1 + 2D scores; (slots {(query, window): (score, decoy scores)}, raw)."""
+    """Slots by the best of a pair's 1 + 2D scores: (slots {(query, window): (score, decoy scores)}, raw,
+    excluded, the sums of every allowed similarity {window_sums, window_decoy_sums, decoy_sums})."""
     pooled = np.concatenate([emb, decoys.reshape(-1, emb.shape[1])]).astype(np.float64)
     mean = pooled.mean(0) if correction != "none" else 0
     scale = pooled.std(0) + 1e-6 if correction == "standardize" else 1
@@ -68,19 +78,24 @@ def brute_force(ws, emb, decoys, k, correction):
     slot = np.maximum(sims, dsims.max(2))
     slot[excluded] = -np.inf
     slots = {(i, int(j)): (sims[i, j], dsims[i, j]) for i in range(len(e)) for j in np.argsort(-slot[i])[:k]}
-    return slots, unit(emb), excluded
+    allowed = ~excluded
+    their, ours = dsims[:, :, :decoys.shape[1]], dsims[:, :, decoys.shape[1]:]
+    moments = lambda x, ok, axes: np.stack([(x * ok).sum(axes), (x * x * ok).sum(axes)], -1)  # noqa: E731
+    sums = {"window_sums": moments(sims, allowed, 1), "window_decoy_sums": moments(their, allowed[:, :, None], (1, 2)),
+            "decoy_sums": moments(ours, allowed[:, :, None], 1)}
+    return slots, unit(emb), excluded, sums
 
 
 @pytest.mark.parametrize("correction,memory_mb,dataset,split", [
     ("none", 2048, "data", False), ("standardize", 64, "data", False), ("center", 2048, "data", False),
-    ("standardize", 64, "wide_data", True)])
+    ("standardize", 64, "wide_data", True), ("standardize", 64, "wider_data", True)])
 def test_search_equals_brute_force(request, correction, memory_mb, dataset, split):
     ws, emb, decoys, path = request.getfixturevalue(dataset)
     query_rows, db_rows = block_rows(len(ws), emb.shape[1], decoys.shape[1], memory_mb)
     assert (db_rows < len(ws)) == split and query_rows < len(ws)  # top-k and sums merged across blocks
     with h5py.File(path) as f:
         nb = search(f, ws, SearchParams(top_k=5, correction=correction, memory_mb=memory_mb))
-    slots, raw, excluded = brute_force(ws, emb, decoys, 5, correction)
+    slots, raw, excluded, sums = brute_force(ws, emb, decoys, 5, correction)
     e = nb.entries
     keys = list(zip(e["query"], e["neighbour"]))
     assert set(keys) == set(slots) and len(keys) == 700 * 5
@@ -91,6 +106,48 @@ def test_search_equals_brute_force(request, correction, memory_mb, dataset, spli
     assert not (gene[e["query"]] == gene[e["neighbour"]]).any()
     # the running sums behind the normalisation: every allowed similarity of each window, once
     assert np.array_equal(nb.window_sums[:, 2], (~excluded).sum(1))
+    for name, want in sums.items():
+        np.testing.assert_allclose(getattr(nb, name)[..., :2], want, rtol=1e-5, atol=1e-3, err_msg=name)
+
+
+def test_exclusions_of_a_block_are_its_same_group_and_overlapping_pairs():
+    """The excluded pairs of any block, as indices, are those of the dense rule (one gene, or
+    overlapping across genes), each once, with the genes' windows interleaved in row order."""
+    rng = np.random.default_rng(3)
+    gene, chrom, start, end = random_layout(rng, 400)
+    ws = make_ws(gene, chrom, start)
+    dense = (gene[:, None] == gene[None, :]) | (
+        (chrom[:, None] == chrom[None, :]) & (start[:, None] < end[None, :]) & (start[None, :] < end[:, None]))
+    exclusions = Exclusions(ws, "cpu")
+    for q0, q1, c0, c1 in [(0, 400, 0, 400), (0, 1, 0, 400), (37, 150, 210, 399), (399, 400, 0, 1), (5, 90, 90, 91)]:
+        rows, cols = (x.numpy() for x in exclusions.block(q0, q1, c0, c1))
+        pairs = list(zip(rows + q0, cols + c0))
+        assert len(pairs) == len(set(pairs)) == dense[q0:q1, c0:c1].sum()
+        assert dense[rows + q0, cols + c0].all()
+
+
+@pytest.mark.parametrize("memory_mb,reads", [(2048, 1), (64, None)])
+def test_a_held_database_is_read_from_the_file_once(wide_data, wider_data, monkeypatch, memory_mb, reads):
+    """Where the transformed database fits half the budget, the statistics pass keeps the rows it
+    reads and nothing is read again (queries included); where it does not, it is re-read for every
+    query block."""
+    ws, emb, decoys, path = wide_data if reads else wider_data
+    read = {"embeddings": 0, "decoys": 0}
+    get = h5py.Dataset.__getitem__
+
+    def counted(self, key):
+        rows = get(self, key)
+        read[self.name.strip("/")] += len(rows)
+        return rows
+
+    monkeypatch.setattr(h5py.Dataset, "__getitem__", counted)
+    with h5py.File(path) as f:
+        search(f, ws, SearchParams(top_k=3, memory_mb=memory_mb), chunk=(2, 3))
+    query_blocks = math.ceil(len(ws) / block_rows(len(ws), emb.shape[1], decoys.shape[1], memory_mb)[0])
+    if reads:
+        assert read == {"embeddings": len(ws), "decoys": len(ws)}
+    else:
+        assert read["embeddings"] > len(ws) * (query_blocks // 3) and read["decoys"] == read["embeddings"]
 
 
 def test_small_budget_streams_many_blocks(data):

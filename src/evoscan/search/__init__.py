@@ -8,7 +8,9 @@ The package: `space` (the corrected space, the overlap exclusions, the query gri
 Exact and streamed: embeddings and decoys are read from HDF5 one block of rows at a time, every
 similarity is computed (torch matmul, CPU or GPU, fp32 or an fp16/bf16 option), and a running
 top-k per query is kept. Memory is bounded by `memory_mb` (a query block, a database block of
-windows and their decoys, and their similarity blocks), never by N x N or N x decoys x D.
+windows and their decoys, and their similarity blocks), never by N x N or N x decoys x D. Where
+the transformed database fits half the budget it is held, and the file is read once: the pass
+that computes the correction's statistics keeps what it reads.
 
 Same-group pairs and pairs of windows that overlap in the genome are excluded, for decoys as for
 windows (a decoy stands in for its window). A pair (a, b) has 1 + 2D scores: a with b, a with

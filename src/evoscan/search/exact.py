@@ -10,12 +10,11 @@ from typing import Callable
 
 import h5py
 import numpy as np
-import pandas as pd
 
 from ..errors import EvoscanError
 from ..windows import WindowSet
 from .neighbours import BLOCK_COLUMNS, PRECISIONS, Neighbours, SearchParams, block_store, run_query_blocks
-from .space import Transform, chunk_rows, cross_group_overlaps, embedding_stats
+from .space import STATS_ROWS, Exclusions, Transform, chunk_rows, embedding_stats
 
 MIN_QUERY_ROWS = 512  # below this a database pass costs more than it computes
 
@@ -53,66 +52,80 @@ def exact_search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple
     emb, decoys = f["embeddings"], f["decoys"]
     n, dim = emb.shape
     n_decoys = decoys.shape[1]
-    group = torch.from_numpy(pd.factorize(ws.table["gene"])[0].astype(np.int64))
-    if len(np.unique(group.numpy())) < 2:
+    if ws.table["gene"].nunique() < 2:
         raise EvoscanError("all windows belong to one gene or region; the search needs at least two")
     device = torch.device(params.device)
     if device.type == "cuda" and not torch.cuda.is_available():
         raise EvoscanError("--device cuda: no CUDA GPU is visible to torch; use --device cpu")
     dtype = getattr(torch, PRECISIONS[params.precision])
-    group = group.to(device)
-    ov_rows, ov_cols = cross_group_overlaps(ws)
-    mean, scale = embedding_stats(emb, decoys, params.correction, device=params.device)
-    transform = Transform(mean, scale, device, dtype)
+    exclusions = Exclusions(ws, device)
     q_rows, c_rows = block_rows(n, dim, n_decoys, params.memory_mb, params.top_k)
     lo, hi = chunk_rows(chunk, n, q_rows)
     k = min(params.top_k, n)
 
-    # the database, transformed once if it fits half the budget, else re-read for every query block
+    # the database, transformed once and held if it fits half the budget, else re-read for every
+    # query block; held, it is read from the file once: the statistics pass keeps what it reads
     cache_fits = n * dim * 4 * (2 + n_decoys) <= params.memory_mb * 2**20 // 2
+    read: list = []
+    mean, scale = embedding_stats(emb, decoys, params.correction, device=params.device,
+                                  keep=(lambda *rows: read.append(tuple(map(torch.as_tensor, rows)))) if cache_fits
+                                  else None)
+    transform = Transform(mean, scale, device, dtype)
+
+    def transformed(windows, window_decoys) -> tuple:
+        """(raw, corrected, corrected decoys as rows) of a block of windows and their decoys."""
+        return (*transform(windows), transform(window_decoys.reshape(-1, dim), raw=False)[1])
+
     cache: dict[int, tuple] = {}
+    for c0 in range(0, n, c_rows) if cache_fits else ():
+        c1 = min(n, c0 + c_rows)
+        first, last = c0 // STATS_ROWS, (c1 - 1) // STATS_ROWS
+        at = slice(c0 - first * STATS_ROWS, c1 - first * STATS_ROWS)
+        cache[c0] = (c1, *transformed(*(torch.cat(part)[at] for part in zip(*read[first:last + 1]))))
+        read[first:c1 // STATS_ROWS] = [None] * (c1 // STATS_ROWS - first)  # read blocks wholly used, let go
+    read.clear()
 
     def database_block(c0: int):
         if c0 in cache:
             return cache[c0]
         c1 = min(n, c0 + c_rows)
-        raw, corrected = transform(emb[c0:c1])
-        _, decoy_corrected = transform(decoys[c0:c1].reshape(-1, dim), raw=False)
-        block = (c1, raw, corrected, decoy_corrected)
-        if cache_fits:
-            cache[c0] = block
-        return block
+        return (c1, *transformed(emb[c0:c1], decoys[c0:c1]))
+
+    def query_rows(q0: int, q1: int) -> tuple:
+        """(raw, corrected, corrected decoys) of query rows q0..q1: from the held database, or read."""
+        if not cache:
+            return transformed(emb[q0:q1], decoys[q0:q1])
+        held = [(cache[c0], max(q0, c0) - c0, min(q1, cache[c0][0]) - c0)
+                for c0 in range(q0 // c_rows * c_rows, q1, c_rows)]
+        return tuple(torch.cat([block[i][a * m:b * m] for block, a, b in held])
+                     for i, m in ((1, 1), (2, 1), (3, n_decoys)))
 
     def query_block(q0: int, q1: int) -> dict[str, np.ndarray]:
         """The slots and sums of query rows q0..q1, against every database block."""
         qb = q1 - q0
-        q_raw, q_corrected = transform(emb[q0:q1])
-        _, q_decoys = transform(decoys[q0:q1].reshape(-1, dim), raw=False)
+        q_raw, q_corrected, q_decoys = query_rows(q0, q1)
         best = torch.full((qb, 0), -torch.inf, device=device)
         no_decoys = torch.full((qb, 0, 2 * n_decoys), -torch.inf, device=device)
         carried = [torch.zeros((qb, 0), dtype=torch.int64, device=device), best, best, no_decoys]
-        a, b = np.searchsorted(ov_rows, [q0, q1])
         row_sums = torch.zeros((qb, 3), dtype=torch.float64, device=device)
         row_decoy_sums = torch.zeros((qb, 3), dtype=torch.float64, device=device)
         decoy_row_sums = torch.zeros((qb, n_decoys, 3), dtype=torch.float64, device=device)
         for c0 in range(0, n, c_rows):
             c1, c_raw, c_corrected, c_decoys = database_block(c0)
             cb = c1 - c0
-            excluded = group[q0:q1, None] == group[None, c0:c1]
-            in_block = (ov_cols[a:b] >= c0) & (ov_cols[a:b] < c1)
-            if in_block.any():
-                excluded[torch.from_numpy(ov_rows[a:b][in_block] - q0).to(device),
-                         torch.from_numpy(ov_cols[a:b][in_block] - c0).to(device)] = True
-            allowed = (~excluded).sum(1)  # pairs each query may form in this block
-            target = (q_corrected @ c_corrected.T).float()
+            rows, cols = exclusions.block(q0, q1, c0, c1)  # pairs never formed, as indices
+            allowed = cb - torch.bincount(rows, minlength=qb)  # pairs each query may form in this block
+            # the similarities stay in the search's precision: maxima and top-k are exact in it, and
+            # the sums accumulate in float32 as they read, so no float32 copy of a block is made
+            target = q_corrected @ c_corrected.T
             # the pair's decoys: the query against the window's decoys, the query's decoys
             # against the window; both ends of a pair see the same 1 + 2D scores
-            their = (q_corrected @ c_decoys.T).float().view(qb, cb, n_decoys)
-            ours = (q_decoys @ c_corrected.T).float().view(qb, n_decoys, cb)
-            # excluded pairs set to 0 in place: out of the sums, and -inf in the slots below
-            target.masked_fill_(excluded, 0)
-            their.masked_fill_(excluded[:, :, None], 0)
-            ours.masked_fill_(excluded[:, None, :], 0)
+            their = (q_corrected @ c_decoys.T).view(qb, cb, n_decoys)
+            ours = (q_decoys @ c_corrected.T).view(qb, n_decoys, cb)
+            # excluded pairs set to 0: out of the sums, and -inf in the slots below
+            target[rows, cols] = 0
+            their[rows, cols] = 0
+            ours[rows, :, cols] = 0
             row_sums += _moments(target, allowed, dim=(1,))
             row_decoy_sums += _moments(their, allowed * n_decoys, dim=(1, 2))
             decoy_row_sums += _moments(ours, allowed[:, None], dim=(2,))
@@ -120,12 +133,15 @@ def exact_search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple
             # which one is real, so under the null they stay exchangeable
             slot = torch.maximum(their.amax(2), ours.amax(1)) if n_decoys > 1 else \
                 torch.maximum(their[:, :, 0], ours[:, 0, :])
-            slot = torch.maximum(slot, target, out=slot).masked_fill_(excluded, -torch.inf)
+            slot = torch.maximum(slot, target, out=slot)
+            slot[rows, cols] = -torch.inf
             vals, idx = torch.topk(slot, min(k, cb), dim=1)
             decoys_of = torch.cat([torch.gather(their, 1, idx[:, :, None].expand(-1, -1, n_decoys)),
-                                   torch.gather(ours, 2, idx[:, None, :].expand(-1, n_decoys, -1)).transpose(1, 2)], 2)
-            new = [idx + c0, torch.gather(target, 1, idx), torch.einsum("qd,qkd->qk", q_raw, c_raw[idx]), decoys_of]
-            best, carried = _merge_topk(torch, best, carried, vals, new, k)
+                                   torch.gather(ours, 2, idx[:, None, :].expand(-1, n_decoys, -1)).transpose(1, 2)],
+                                  2).float()
+            new = [idx + c0, torch.gather(target, 1, idx).float(), torch.einsum("qd,qkd->qk", q_raw, c_raw[idx]),
+                   decoys_of]
+            best, carried = _merge_topk(torch, best, carried, vals.float(), new, k)
         keep = torch.isfinite(best).cpu().numpy()
         query = np.broadcast_to(np.arange(q0, q1)[:, None], keep.shape)
         columns = [query[keep], *(c.cpu().numpy()[keep] for c in carried)]
@@ -142,6 +158,6 @@ def _moments(sims, count, dim: tuple[int, ...]):
     `count` the pairs allowed, stacked last: float32 within a block, float64 across blocks."""
     import torch
 
-    total = sims.sum(dim)
-    return torch.stack([total.double(), (torch.linalg.vector_norm(sims, dim=dim) ** 2).double(),
-                        count.expand_as(total).double()], -1)
+    total = sims.sum(dim, dtype=torch.float32)
+    squares = torch.linalg.vector_norm(sims, dim=dim, dtype=torch.float32) ** 2
+    return torch.stack([total.double(), squares.double(), count.expand_as(total).double()], -1)

@@ -5,6 +5,7 @@ the transform of a block of rows into it, and the query rows of a chunk."""
 from __future__ import annotations
 
 import math
+from typing import Callable
 
 import h5py
 import numpy as np
@@ -39,10 +40,48 @@ def cross_group_overlaps(ws: WindowSet) -> tuple[np.ndarray, np.ndarray]:
     return rows[order], cols[order]
 
 
-def block_moments(block: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+class Exclusions:
+    """The pairs a block of the grid never forms (windows of one group, or overlapping in the genome
+    across groups) as (query, database) row indices within the block, each once, on the search's
+    device. A group's own windows and its overlaps are few of a block's pairs, so their indices cost
+    less than a mask of every pair, and every pass over the similarities that a mask needs."""
+
+    def __init__(self, ws: WindowSet, device):
+        import torch
+
+        self.torch, self.device = torch, device
+        group = pd.factorize(ws.table["gene"])[0].astype(np.int64)
+        self.n = len(group)
+        by_group = np.argsort(group, kind="stable")  # rows by (group, row)
+        self.group = torch.from_numpy(group).to(device)
+        self.by_group = torch.from_numpy(by_group).to(device)
+        self.keys = torch.from_numpy(group[by_group] * self.n + by_group).to(device)  # ascending
+        self.ov_rows, self.ov_cols = cross_group_overlaps(ws)
+
+    def block(self, q0: int, q1: int, c0: int, c1: int):
+        """(rows, cols) of the excluded pairs of query rows q0..q1 against database rows c0..c1."""
+        torch = self.torch
+        first = self.group[q0:q1] * self.n
+        lo, hi = torch.searchsorted(self.keys, first + c0), torch.searchsorted(self.keys, first + c1)
+        counts = hi - lo  # each query row's own-group rows in c0..c1
+        rows = torch.repeat_interleave(torch.arange(q1 - q0, device=self.device), counts)
+        before = torch.cumsum(counts, 0) - counts
+        at = torch.repeat_interleave(lo - before, counts) + torch.arange(len(rows), device=self.device)
+        a, b = np.searchsorted(self.ov_rows, [q0, q1])
+        in_block = (self.ov_cols[a:b] >= c0) & (self.ov_cols[a:b] < c1)
+        ov_rows = torch.from_numpy(self.ov_rows[a:b][in_block] - q0).to(self.device)
+        ov_cols = torch.from_numpy(self.ov_cols[a:b][in_block] - c0).to(self.device)
+        return torch.cat([rows, ov_rows]), torch.cat([self.by_group[at] - c0, ov_cols])
+
+
+STATS_ROWS = 4096  # rows per read of the statistics pass (its float64 sums are added in this grouping)
+
+
+def block_moments(block, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(is each row finite, column sums, column sums of squares) of a block of rows (one row per
     window: [rows, dim] or [rows, decoys, dim]), sums in float64. numpy on CPU (faster there than
-    torch on a few cores); torch on a GPU, where the pass would otherwise cost more than the search."""
+    torch on a few cores); torch on a GPU (the block given as a tensor there, or uploaded), where
+    the pass would otherwise cost more than the search."""
     dim = block.shape[-1]
     if device == "cpu":
         finite = np.isfinite(block.reshape(len(block), -1)).all(1)
@@ -50,22 +89,28 @@ def block_moments(block: np.ndarray, device: str = "cpu") -> tuple[np.ndarray, n
         return finite, flat.sum(0), (flat ** 2).sum(0)
     import torch
 
-    x = torch.from_numpy(np.ascontiguousarray(block)).to(device)
+    x = block if torch.is_tensor(block) else torch.from_numpy(np.ascontiguousarray(block)).to(device)
     finite = torch.isfinite(x.reshape(len(block), -1)).all(1)
     flat = x.reshape(-1, dim).double()
     return finite.cpu().numpy(), flat.sum(0).cpu().numpy(), (flat * flat).sum(0).cpu().numpy()
 
 
-def embedding_stats(emb: h5py.Dataset, decoys: h5py.Dataset, correction: str, rows: int = 4096,
-                    device: str = "cpu") -> tuple[np.ndarray, np.ndarray]:
+def embedding_stats(emb: h5py.Dataset, decoys: h5py.Dataset, correction: str, device: str = "cpu",
+                    keep: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(mean, scale) of the correction, over windows and decoys together (one streaming pass):
     one transformation for both, so that neither is favoured by it. (It does not make windows
     as similar to decoys as to windows; the normalisation in `check` measures each score against
-    its own cohort for that.)"""
+    its own cohort for that.) `keep(windows, decoys)`, if given, receives every block of rows as
+    read (STATS_ROWS of them, on the device), so that a caller holding them reads the file once."""
     dim = emb.shape[1]
     total, total_sq, count = np.zeros(dim), np.zeros(dim), 0
-    for r0 in range(0, emb.shape[0], rows):  # the pass also refuses NaN/inf, whatever the correction
-        for name, block in (("embedding", emb[r0:r0 + rows]), ("decoy embedding", decoys[r0:r0 + rows])):
+    for r0 in range(0, emb.shape[0], STATS_ROWS):  # the pass also refuses NaN/inf, whatever the correction
+        blocks = emb[r0:r0 + STATS_ROWS], decoys[r0:r0 + STATS_ROWS]
+        if device != "cpu":  # uploaded once, for the sums and for the caller
+            import torch
+
+            blocks = tuple(torch.from_numpy(np.ascontiguousarray(b)).to(device) for b in blocks)
+        for name, block in zip(("embedding", "decoy embedding"), blocks):
             finite, sums, squares = block_moments(block, device)
             if not finite.all():
                 raise EvoscanError(f"{emb.file.filename}: the {name} of window {r0 + int(np.argmin(finite)) + 1} "
@@ -73,7 +118,9 @@ def embedding_stats(emb: h5py.Dataset, decoys: h5py.Dataset, correction: str, ro
                                    "failed: rerun `evoscan embed`")
             total += sums
             total_sq += squares
-            count += block.size // dim
+            count += math.prod(block.shape) // dim
+        if keep is not None:
+            keep(*blocks)
     if correction == "none":
         return np.zeros(dim, np.float32), np.ones(dim, np.float32)
     mean = total / count
@@ -102,8 +149,10 @@ class Transform:
         self.scale = torch.from_numpy(scale).to(device)
         self.device, self.dtype = device, dtype
 
-    def __call__(self, block: np.ndarray, raw: bool = True):
-        F = self.torch.nn.functional
-        x = self.torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32)).to(self.device)
+    def __call__(self, block, raw: bool = True):
+        """`block`: rows as a numpy array or a tensor (on the device or not)."""
+        torch, F = self.torch, self.torch.nn.functional
+        x = block if torch.is_tensor(block) else torch.from_numpy(np.ascontiguousarray(block, dtype=np.float32))
+        x = x.to(self.device, torch.float32)
         corrected = F.normalize((x - self.mean) / self.scale, dim=1).to(self.dtype)
         return (F.normalize(x, dim=1) if raw else None), corrected
