@@ -82,6 +82,9 @@ def test_profiles_add_to_the_process_settings_and_keep_the_rest(tmp_path, profil
     assert "process.'withName:EVOSCAN_SEARCH'.ext.args" in proc.stdout
     if "slurm" in profile:
         assert "clusterOptions" in gpu_label
+    if "gpu" in profile:  # the search's budget is the card's memory there, not the CPU default
+        flat = dict(line.split(" = ", 1) for line in proc.stdout.splitlines() if " = " in line)
+        assert flat["params.search_device"] == "'cuda'" and int(flat["params.search_memory"]) > 2048 * 8
 
 
 def test_manifest_states_the_nextflow_this_suite_runs(config):
