@@ -67,15 +67,21 @@ want search1m && { step "search N=1M D=4096 fp16, chunk 1/8 of the query grid"
 timeout 400 python3 benchmarks/bench_search.py --n 1000000 --dim 4096 --precision fp16 --memory 100000 --device cuda \
     --chunk 1/8 --skip-peak --skip-fp32-check --workdir /tmp | tee -a "$OUT/search.jsonl"; }
 want searchab && { step "search before (.before/src) and after (src), N=100k whole and N=1M chunk 1/8, fp16"
-for shape in "100000 40000" "1000000 100000 --chunk 1/8"; do
-    set -- $shape
-    for side in before after; do
-        src=$PWD/src; [ $side = before ] && src=$PWD/.before/src
-        PYTHONPATH=$src:$PYTHONPATH timeout 300 python3 benchmarks/bench_search.py --n "$1" --dim 4096 --precision fp16 \
-            --memory "$2" "${@:3}" --device cuda --skip-peak --skip-fp32-check --workdir /tmp \
-            --embeddings-file "/tmp/search_$1.h5" | sed "s/^{/{\"tree\": \"$side\", /" | tee -a "$OUT/search_ab.jsonl"
+if [ -d .before/src/evoscan ]; then
+    for shape in "100000 40000 before after" "1000000 100000 after before --chunk 1/8"; do
+        set -- $shape  # N, --memory, the order of the two trees (turns alternate), options
+        for side in "$3" "$4"; do
+            src=$PWD/src; [ "$side" = before ] && src=$PWD/.before/src
+            sync  # the embeddings file just written is flushed before either tree reads it
+            PYTHONPATH=$src:$PYTHONPATH timeout 300 python3 benchmarks/bench_search.py --n "$1" --dim 4096 \
+                --precision fp16 --memory "$2" "${@:5}" --device cuda --skip-peak --skip-fp32-check --workdir /tmp \
+                --embeddings-file "/tmp/search_$1.h5" | sed "s/^{/{\"tree\": \"$side\", /" | tee -a "$OUT/search_ab.jsonl"
+        done
+        rm -f "/tmp/search_$1.h5"
     done
-done; }
+else
+    echo "no .before/src: make it with git archive (see the top of this script) and carry .before"
+fi; }
 want profile && { step "where the time goes: Evo 2 7B batch 32 by operator; the search's passes over the file"
 timeout 150 python3 benchmarks/bench_evo2.py --model evo2_7b --no-flash-attn --batch-sizes 32 --repeats 2 --profile 32 \
     --out "$OUT/evo2_profile.jsonl" 2>>"$OUT/evo2.log"

@@ -7,18 +7,20 @@ import h5py
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from evoscan.errors import EvoscanError
-from evoscan.search import (SearchParams, block_moments, block_rows, chunk_rows, overlapping_pairs, search,
-                            write_neighbours, merge_neighbours, read_neighbours)
+from evoscan.search import (SearchParams, block_moments, block_rows, chunk_rows, exact, overlapping_pairs, search,
+                            space, write_neighbours, merge_neighbours, read_neighbours)
 from evoscan.search.space import Exclusions
 from evoscan.windows import WindowParams, WindowSet
 
 
-def random_layout(rng, n):
-    """Windows of 5 genes on 2 chromosomes, shuffled, some overlapping across genes."""
-    gene = rng.choice(list("ABCDE"), size=n)
-    chrom = np.where(np.isin(gene, ["A", "B", "C"]), "chr1", "chr2")
+def random_layout(rng, n, genes=5):
+    """Windows of `genes` genes on 2 chromosomes, shuffled, some overlapping across genes."""
+    names = list("ABCDE") if genes == 5 else [f"G{i}" for i in range(genes)]
+    gene = rng.choice(names, size=n)
+    chrom = np.where(np.isin(gene, names[:3 * genes // 5]), "chr1", "chr2")
     start = rng.integers(0, 20_000, size=n)
     return gene, chrom, start, start + 512
 
@@ -33,9 +35,9 @@ def make_ws(gene, chrom, start, size=512):
     return WindowSet(table, seqs, WindowParams(size=size))
 
 
-def random_embeddings(path, dim, n=700, n_decoys=2):
+def random_embeddings(path, dim, n=700, n_decoys=2, genes=5):
     rng = np.random.default_rng(2)
-    gene, chrom, start, end = random_layout(rng, n)
+    gene, chrom, start, end = random_layout(rng, n, genes)
     emb = rng.normal(size=(n, dim)).astype(np.float32) + 0.5  # off-centre, as pooled LM embeddings are
     decoys = rng.normal(size=(n, n_decoys, dim)).astype(np.float32) + 0.5
     with h5py.File(path, "w") as f:
@@ -52,6 +54,12 @@ def data(tmp_path_factory):
 def wide_data(tmp_path_factory):
     """Wide enough that 64 MB splits the windows into database blocks as well as query blocks."""
     return random_embeddings(tmp_path_factory.mktemp("search") / "wide.h5", 1024)
+
+
+@pytest.fixture(scope="module")
+def many_genes_data(tmp_path_factory):
+    """60 genes: a block's excluded pairs are few, and given as indices rather than a mask."""
+    return random_embeddings(tmp_path_factory.mktemp("search") / "many.h5", 16, genes=60)
 
 
 @pytest.fixture(scope="module")
@@ -86,15 +94,7 @@ def brute_force(ws, emb, decoys, k, correction):
     return slots, unit(emb), excluded, sums
 
 
-@pytest.mark.parametrize("correction,memory_mb,dataset,split", [
-    ("none", 2048, "data", False), ("standardize", 64, "data", False), ("center", 2048, "data", False),
-    ("standardize", 64, "wide_data", True), ("standardize", 64, "wider_data", True)])
-def test_search_equals_brute_force(request, correction, memory_mb, dataset, split):
-    ws, emb, decoys, path = request.getfixturevalue(dataset)
-    query_rows, db_rows = block_rows(len(ws), emb.shape[1], decoys.shape[1], memory_mb)
-    assert (db_rows < len(ws)) == split and query_rows < len(ws)  # top-k and sums merged across blocks
-    with h5py.File(path) as f:
-        nb = search(f, ws, SearchParams(top_k=5, correction=correction, memory_mb=memory_mb))
+def assert_brute_force(nb, ws, emb, decoys, correction):
     slots, raw, excluded, sums = brute_force(ws, emb, decoys, 5, correction)
     e = nb.entries
     keys = list(zip(e["query"], e["neighbour"]))
@@ -110,20 +110,59 @@ def test_search_equals_brute_force(request, correction, memory_mb, dataset, spli
         np.testing.assert_allclose(getattr(nb, name)[..., :2], want, rtol=1e-5, atol=1e-3, err_msg=name)
 
 
-def test_exclusions_of_a_block_are_its_same_group_and_overlapping_pairs():
-    """The excluded pairs of any block, as indices, are those of the dense rule (one gene, or
-    overlapping across genes), each once, with the genes' windows interleaved in row order."""
+@pytest.mark.parametrize("correction,memory_mb,dataset,split", [
+    ("none", 2048, "data", False), ("standardize", 64, "data", False), ("center", 2048, "data", False),
+    ("standardize", 64, "wide_data", True), ("standardize", 64, "wider_data", True),
+    ("standardize", 2048, "many_genes_data", False)])
+def test_search_equals_brute_force(request, correction, memory_mb, dataset, split):
+    ws, emb, decoys, path = request.getfixturevalue(dataset)
+    query_rows, db_rows = block_rows(len(ws), emb.shape[1], decoys.shape[1], memory_mb)
+    assert (db_rows < len(ws)) == split and query_rows < len(ws)  # top-k and sums merged across blocks
+    with h5py.File(path) as f:
+        nb = search(f, ws, SearchParams(top_k=5, correction=correction, memory_mb=memory_mb))
+    assert_brute_force(nb, ws, emb, decoys, correction)
+
+
+def test_a_database_held_from_many_reads_equals_brute_force(wide_data, monkeypatch):
+    """The held database is put together from the statistics pass's reads: here 8 reads of 96
+    rows, and database blocks that begin and end inside them."""
+    ws, emb, decoys, path = wide_data
+    monkeypatch.setattr(space, "STATS_ROWS", 96)
+    assert block_rows(len(ws), emb.shape[1], decoys.shape[1], 64)[1] % 96
+    read = []
+    stats = space.embedding_stats
+    monkeypatch.setattr(exact, "embedding_stats", lambda *a, keep=None, **kw: stats(
+        *a, keep=keep and (lambda r0, *rows: (read.append(r0), keep(r0, *rows))), **kw))
+    with h5py.File(path) as f:
+        nb = search(f, ws, SearchParams(top_k=5, correction="standardize", memory_mb=64))
+    assert read == list(range(0, 700, 96))
+    assert_brute_force(nb, ws, emb, decoys, "standardize")
+
+
+@pytest.mark.parametrize("genes", [5, 60])
+def test_exclusions_of_a_block_are_its_same_group_and_overlapping_pairs(genes):
+    """The excluded pairs of any block are those of the dense rule (one gene, or overlapping across
+    genes), each once, with the genes' windows interleaved in row order: as indices where they are
+    few (60 genes), as a mask where they are many (5 genes)."""
     rng = np.random.default_rng(3)
-    gene, chrom, start, end = random_layout(rng, 400)
+    gene, chrom, start, end = random_layout(rng, 400, genes)
     ws = make_ws(gene, chrom, start)
     dense = (gene[:, None] == gene[None, :]) | (
         (chrom[:, None] == chrom[None, :]) & (start[:, None] < end[None, :]) & (start[None, :] < end[:, None]))
     exclusions = Exclusions(ws, "cpu")
     for q0, q1, c0, c1 in [(0, 400, 0, 400), (0, 1, 0, 400), (37, 150, 210, 399), (399, 400, 0, 1), (5, 90, 90, 91)]:
-        rows, cols = (x.numpy() for x in exclusions.block(q0, q1, c0, c1))
-        pairs = list(zip(rows + q0, cols + c0))
-        assert len(pairs) == len(set(pairs)) == dense[q0:q1, c0:c1].sum()
-        assert dense[rows + q0, cols + c0].all()
+        want = torch.from_numpy(dense[q0:q1, c0:c1])
+        excluded = exclusions.block(q0, q1, c0, c1)
+        if (q1 - q0) * (c1 - c0) > 1000:
+            assert (excluded.mask is None) == (genes == 60)
+        if excluded.mask is None:  # each pair once: the counts below would not show a pair given twice
+            assert len(excluded.rows) == want.sum()
+        assert torch.equal(excluded.allowed(), (~want).sum(1))
+        for shape, at, wanted in [((q1 - q0, c1 - c0), None, want), ((q1 - q0, c1 - c0, 2), 2, want[:, :, None]),
+                                  ((q1 - q0, 2, c1 - c0), 1, want[:, None, :])]:
+            x = torch.zeros(shape)
+            excluded.fill(x, 1.0, decoys_at=at)
+            assert torch.equal(x.bool(), wanted.expand(shape))
 
 
 @pytest.mark.parametrize("memory_mb,reads", [(2048, 1), (64, None)])
@@ -143,11 +182,11 @@ def test_a_held_database_is_read_from_the_file_once(wide_data, wider_data, monke
     monkeypatch.setattr(h5py.Dataset, "__getitem__", counted)
     with h5py.File(path) as f:
         search(f, ws, SearchParams(top_k=3, memory_mb=memory_mb), chunk=(2, 3))
-    query_blocks = math.ceil(len(ws) / block_rows(len(ws), emb.shape[1], decoys.shape[1], memory_mb)[0])
-    if reads:
-        assert read == {"embeddings": len(ws), "decoys": len(ws)}
-    else:
-        assert read["embeddings"] > len(ws) * (query_blocks // 3) and read["decoys"] == read["embeddings"]
+    q_rows = block_rows(len(ws), emb.shape[1], decoys.shape[1], memory_mb, top_k=3)[0]
+    lo, hi = chunk_rows((2, 3), len(ws), q_rows)
+    # the statistics pass; then, streamed, every query block's rows and the whole database again
+    want = len(ws) if reads else len(ws) + (hi - lo) + len(ws) * math.ceil((hi - lo) / q_rows)
+    assert read == {"embeddings": want, "decoys": want}
 
 
 def test_small_budget_streams_many_blocks(data):

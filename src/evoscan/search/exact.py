@@ -10,11 +10,12 @@ from typing import Callable
 
 import h5py
 import numpy as np
+import pandas as pd
 
 from ..errors import EvoscanError
 from ..windows import WindowSet
 from .neighbours import BLOCK_COLUMNS, PRECISIONS, Neighbours, SearchParams, block_store, run_query_blocks
-from .space import STATS_ROWS, Exclusions, Transform, chunk_rows, embedding_stats
+from .space import Exclusions, Transform, chunk_rows, embedding_stats
 
 MIN_QUERY_ROWS = 512  # below this a database pass costs more than it computes
 
@@ -52,7 +53,7 @@ def exact_search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple
     emb, decoys = f["embeddings"], f["decoys"]
     n, dim = emb.shape
     n_decoys = decoys.shape[1]
-    if ws.table["gene"].nunique() < 2:
+    if len(pd.unique(ws.table["gene"])) < 2:
         raise EvoscanError("all windows belong to one gene or region; the search needs at least two")
     device = torch.device(params.device)
     if device.type == "cuda" and not torch.cuda.is_available():
@@ -64,12 +65,11 @@ def exact_search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple
     k = min(params.top_k, n)
 
     # the database, transformed once and held if it fits half the budget, else re-read for every
-    # query block; held, it is read from the file once: the statistics pass keeps what it reads
-    cache_fits = n * dim * 4 * (2 + n_decoys) <= params.memory_mb * 2**20 // 2
-    read: list = []
+    # query block; held, it is read from the file once: the statistics pass hands over what it reads
+    cache_fits = n * dim * 4 * (2 + n_decoys) <= params.memory_mb * 2**20 // 2 and lo < hi
+    read: dict[int, tuple] = {}  # first row -> (windows, decoys) as read
     mean, scale = embedding_stats(emb, decoys, params.correction, device=params.device,
-                                  keep=(lambda *rows: read.append(tuple(map(torch.as_tensor, rows)))) if cache_fits
-                                  else None)
+                                  keep=(lambda r0, *rows: read.update({r0: rows})) if cache_fits else None)
     transform = Transform(mean, scale, device, dtype)
 
     def transformed(windows, window_decoys) -> tuple:
@@ -79,11 +79,19 @@ def exact_search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple
     cache: dict[int, tuple] = {}
     for c0 in range(0, n, c_rows) if cache_fits else ():
         c1 = min(n, c0 + c_rows)
-        first, last = c0 // STATS_ROWS, (c1 - 1) // STATS_ROWS
-        at = slice(c0 - first * STATS_ROWS, c1 - first * STATS_ROWS)
-        cache[c0] = (c1, *transformed(*(torch.cat(part)[at] for part in zip(*read[first:last + 1]))))
-        read[first:c1 // STATS_ROWS] = [None] * (c1 // STATS_ROWS - first)  # read blocks wholly used, let go
-    read.clear()
+        block = (torch.empty((c1 - c0, dim), device=device), torch.empty((c1 - c0, dim), dtype=dtype, device=device),
+                 torch.empty(((c1 - c0) * n_decoys, dim), dtype=dtype, device=device))
+        for r0, (windows, window_decoys) in list(read.items()):  # transformed a read at a time, into place
+            a, b = max(c0, r0), min(c1, r0 + len(windows))
+            if a < b:
+                for into, part, m in zip(block, transformed(windows[a - r0:b - r0], window_decoys[a - r0:b - r0]),
+                                         (1, 1, n_decoys)):
+                    into[(a - c0) * m:(b - c0) * m] = part
+            if r0 + len(windows) <= c1:
+                del read[r0]  # wholly used
+        cache[c0] = (c1, *block)
+    if cache and device.type == "cuda":
+        torch.cuda.empty_cache()  # the reads' memory, reserved in their size, back for the similarity blocks
 
     def database_block(c0: int):
         if c0 in cache:
@@ -97,8 +105,8 @@ def exact_search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple
             return transformed(emb[q0:q1], decoys[q0:q1])
         held = [(cache[c0], max(q0, c0) - c0, min(q1, cache[c0][0]) - c0)
                 for c0 in range(q0 // c_rows * c_rows, q1, c_rows)]
-        return tuple(torch.cat([block[i][a * m:b * m] for block, a, b in held])
-                     for i, m in ((1, 1), (2, 1), (3, n_decoys)))
+        parts = [[block[i][a * m:b * m] for block, a, b in held] for i, m in ((1, 1), (2, 1), (3, n_decoys))]
+        return tuple(p[0] if len(p) == 1 else torch.cat(p) for p in parts)
 
     def query_block(q0: int, q1: int) -> dict[str, np.ndarray]:
         """The slots and sums of query rows q0..q1, against every database block."""
@@ -113,19 +121,18 @@ def exact_search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple
         for c0 in range(0, n, c_rows):
             c1, c_raw, c_corrected, c_decoys = database_block(c0)
             cb = c1 - c0
-            rows, cols = exclusions.block(q0, q1, c0, c1)  # pairs never formed, as indices
-            allowed = cb - torch.bincount(rows, minlength=qb)  # pairs each query may form in this block
-            # the similarities stay in the search's precision: maxima and top-k are exact in it, and
-            # the sums accumulate in float32 as they read, so no float32 copy of a block is made
+            excluded = exclusions.block(q0, q1, c0, c1)
+            allowed = excluded.allowed()  # pairs each query may form in this block
+            # the similarities stay in the search's precision: maxima and top-k are exact in it
             target = q_corrected @ c_corrected.T
             # the pair's decoys: the query against the window's decoys, the query's decoys
             # against the window; both ends of a pair see the same 1 + 2D scores
             their = (q_corrected @ c_decoys.T).view(qb, cb, n_decoys)
             ours = (q_decoys @ c_corrected.T).view(qb, n_decoys, cb)
             # excluded pairs set to 0: out of the sums, and -inf in the slots below
-            target[rows, cols] = 0
-            their[rows, cols] = 0
-            ours[rows, :, cols] = 0
+            excluded.fill(target, 0)
+            excluded.fill(their, 0, decoys_at=2)
+            excluded.fill(ours, 0, decoys_at=1)
             row_sums += _moments(target, allowed, dim=(1,))
             row_decoy_sums += _moments(their, allowed * n_decoys, dim=(1, 2))
             decoy_row_sums += _moments(ours, allowed[:, None], dim=(2,))
@@ -134,7 +141,7 @@ def exact_search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple
             slot = torch.maximum(their.amax(2), ours.amax(1)) if n_decoys > 1 else \
                 torch.maximum(their[:, :, 0], ours[:, 0, :])
             slot = torch.maximum(slot, target, out=slot)
-            slot[rows, cols] = -torch.inf
+            excluded.fill(slot, -torch.inf)
             vals, idx = torch.topk(slot, min(k, cb), dim=1)
             decoys_of = torch.cat([torch.gather(their, 1, idx[:, :, None].expand(-1, -1, n_decoys)),
                                    torch.gather(ours, 2, idx[:, None, :].expand(-1, n_decoys, -1)).transpose(1, 2)],
@@ -155,9 +162,13 @@ def exact_search(f: h5py.File, ws: WindowSet, params: SearchParams, chunk: tuple
 
 def _moments(sims, count, dim: tuple[int, ...]):
     """(sum, sum of squares, count) of similarities over `dim` (the excluded pairs already 0), with
-    `count` the pairs allowed, stacked last: float32 within a block, float64 across blocks."""
+    `count` the pairs allowed, stacked last: float32 within a block, float64 across blocks. On a GPU
+    the fp16/bf16 similarities are summed in float32 as they are read (no float32 copy); a CPU
+    converts them first, so there they are converted once for both sums."""
     import torch
 
+    if sims.device.type == "cpu":
+        sims = sims.float()
     total = sims.sum(dim, dtype=torch.float32)
     squares = torch.linalg.vector_norm(sims, dim=dim, dtype=torch.float32) ** 2
     return torch.stack([total.double(), squares.double(), count.expand_as(total).double()], -1)

@@ -41,10 +41,8 @@ def cross_group_overlaps(ws: WindowSet) -> tuple[np.ndarray, np.ndarray]:
 
 
 class Exclusions:
-    """The pairs a block of the grid never forms (windows of one group, or overlapping in the genome
-    across groups) as (query, database) row indices within the block, each once, on the search's
-    device. A group's own windows and its overlaps are few of a block's pairs, so their indices cost
-    less than a mask of every pair, and every pass over the similarities that a mask needs."""
+    """The pairs a block of the grid never forms: windows of one group, or overlapping in the genome
+    across groups (see `BlockExclusions` for how they are given)."""
 
     def __init__(self, ws: WindowSet, device):
         import torch
@@ -58,20 +56,53 @@ class Exclusions:
         self.keys = torch.from_numpy(group[by_group] * self.n + by_group).to(device)  # ascending
         self.ov_rows, self.ov_cols = cross_group_overlaps(ws)
 
-    def block(self, q0: int, q1: int, c0: int, c1: int):
-        """(rows, cols) of the excluded pairs of query rows q0..q1 against database rows c0..c1."""
+    def block(self, q0: int, q1: int, c0: int, c1: int) -> BlockExclusions:
+        """The excluded pairs of query rows q0..q1 against database rows c0..c1."""
         torch = self.torch
         first = self.group[q0:q1] * self.n
         lo, hi = torch.searchsorted(self.keys, first + c0), torch.searchsorted(self.keys, first + c1)
         counts = hi - lo  # each query row's own-group rows in c0..c1
-        rows = torch.repeat_interleave(torch.arange(q1 - q0, device=self.device), counts)
-        before = torch.cumsum(counts, 0) - counts
-        at = torch.repeat_interleave(lo - before, counts) + torch.arange(len(rows), device=self.device)
         a, b = np.searchsorted(self.ov_rows, [q0, q1])
         in_block = (self.ov_cols[a:b] >= c0) & (self.ov_cols[a:b] < c1)
         ov_rows = torch.from_numpy(self.ov_rows[a:b][in_block] - q0).to(self.device)
         ov_cols = torch.from_numpy(self.ov_cols[a:b][in_block] - c0).to(self.device)
-        return torch.cat([rows, ov_rows]), torch.cat([self.by_group[at] - c0, ov_cols])
+        if (int(counts.sum()) + len(ov_rows)) * 16 > (q1 - q0) * (c1 - c0):  # indices would outweigh a mask
+            mask = self.group[q0:q1, None] == self.group[None, c0:c1]
+            mask[ov_rows, ov_cols] = True
+            return BlockExclusions(mask=mask)
+        rows = torch.repeat_interleave(torch.arange(q1 - q0, device=self.device), counts)
+        before = torch.cumsum(counts, 0) - counts
+        at = torch.repeat_interleave(lo - before, counts) + torch.arange(len(rows), device=self.device)
+        return BlockExclusions(rows=torch.cat([rows, ov_rows]), cols=torch.cat([self.by_group[at] - c0, ov_cols]),
+                               shape=(q1 - q0, c1 - c0))
+
+
+class BlockExclusions:
+    """The excluded pairs of one block, each once: as (query, database) row indices where they are
+    few (a group's own windows and its overlaps, as a rule), so that excluding them is a write per
+    pair, not a pass over every similarity; as a mask of every pair where they are many (a few
+    large groups), which costs 1 byte a pair where indices cost 16 and more while they are made."""
+
+    def __init__(self, rows=None, cols=None, shape: tuple[int, int] | None = None, mask=None):
+        self.rows, self.cols, self.mask = rows, cols, mask
+        self.shape = tuple(mask.shape) if mask is not None else shape
+
+    def allowed(self):
+        """The pairs each query row may form in the block."""
+        import torch
+
+        if self.mask is not None:
+            return (~self.mask).sum(1)
+        return self.shape[1] - torch.bincount(self.rows, minlength=self.shape[0])
+
+    def fill(self, x, value, decoys_at: int | None = None) -> None:
+        """Set the excluded pairs of x ([query, window], or with a decoy axis at 1 or 2) to value."""
+        if self.mask is not None:
+            x.masked_fill_(self.mask if decoys_at is None else self.mask.unsqueeze(decoys_at), value)
+        elif decoys_at == 1:
+            x[self.rows, :, self.cols] = value
+        else:
+            x[self.rows, self.cols] = value
 
 
 STATS_ROWS = 4096  # rows per read of the statistics pass (its float64 sums are added in this grouping)
@@ -95,13 +126,13 @@ def block_moments(block, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, n
     return finite.cpu().numpy(), flat.sum(0).cpu().numpy(), (flat * flat).sum(0).cpu().numpy()
 
 
-def embedding_stats(emb: h5py.Dataset, decoys: h5py.Dataset, correction: str, device: str = "cpu",
+def embedding_stats(emb: h5py.Dataset, decoys: h5py.Dataset, correction: str, *, device: str = "cpu",
                     keep: Callable | None = None) -> tuple[np.ndarray, np.ndarray]:
     """(mean, scale) of the correction, over windows and decoys together (one streaming pass):
     one transformation for both, so that neither is favoured by it. (It does not make windows
     as similar to decoys as to windows; the normalisation in `check` measures each score against
-    its own cohort for that.) `keep(windows, decoys)`, if given, receives every block of rows as
-    read (STATS_ROWS of them, on the device), so that a caller holding them reads the file once."""
+    its own cohort for that.) `keep(first_row, windows, decoys)`, if given, receives every block of
+    rows as read (on the device), so that a caller holding them reads the file once."""
     dim = emb.shape[1]
     total, total_sq, count = np.zeros(dim), np.zeros(dim), 0
     for r0 in range(0, emb.shape[0], STATS_ROWS):  # the pass also refuses NaN/inf, whatever the correction
@@ -120,7 +151,7 @@ def embedding_stats(emb: h5py.Dataset, decoys: h5py.Dataset, correction: str, de
             total_sq += squares
             count += math.prod(block.shape) // dim
         if keep is not None:
-            keep(*blocks)
+            keep(r0, *blocks)
     if correction == "none":
         return np.zeros(dim, np.float32), np.ones(dim, np.float32)
     mean = total / count
