@@ -9,6 +9,7 @@ similarity sums are compared bit for bit.
 
 from __future__ import annotations
 
+import json
 import pickle
 import subprocess
 import sys
@@ -20,14 +21,17 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 CASES = [(3000, 1024, 1, ("fp32", "bf16", "fp16")), (2500, 512, 3, ("fp32", "bf16", "fp16")),
          (9000, 256, 1, ("fp32", "bf16")), (9100, 128, 2, ("fp32", "bf16"))]
+# The child's code is a plain string (no str.format braces, which nf-core lint takes for Jinja);
+# its inputs come as arguments: the tree's src, the output pickle, the benchmarks folder, the folder
+# of embeddings and the cases as JSON.
 CHILD = """
-import pickle, sys, h5py
-sys.path[:0] = [sys.argv[1], {bench!r}]
+import json, pickle, sys, h5py
+sys.path[:0] = [sys.argv[1], sys.argv[3]]
 from evoscan.search import SearchParams, search
 import bench_search as b
-out = {{}}
-for n, dim, decoys, precisions in {cases!r}:
-    path = {tmp!r} + f"/e{{n}}.h5"
+out = dict()
+for n, dim, decoys, precisions in json.loads(sys.argv[5]):
+    path = sys.argv[4] + "/e%d.h5" % n
     ws = b.window_set(n)
     for precision in precisions:
         for memory in (2048, 64):
@@ -50,10 +54,10 @@ def main() -> None:
         try:
             for n, dim, decoys, _ in CASES:
                 bench_search.write_embeddings(Path(tmp) / f"e{n}.h5", n, dim, decoys, seed=n)
-            child = CHILD.format(bench=str(REPO / "benchmarks"), cases=CASES, tmp=tmp)
             results = []
             for src in (old / "src", REPO / "src"):
-                subprocess.run([sys.executable, "-c", child, str(src), f"{tmp}/{len(results)}.pkl"], check=True)
+                subprocess.run([sys.executable, "-c", CHILD, str(src), f"{tmp}/{len(results)}.pkl",
+                                str(REPO / "benchmarks"), tmp, json.dumps(CASES)], check=True)
                 results.append(pickle.load(open(f"{tmp}/{len(results)}.pkl", "rb")))
         finally:
             subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(old)], check=True)
