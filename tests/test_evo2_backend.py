@@ -14,7 +14,7 @@ from evoscan.backends import get_backend
 from evoscan.backends.evo2 import Evo2Backend, check_layer, default_layer
 from evoscan.cli import main as evoscan_main
 from evoscan.errors import EvoscanError
-from evoscan.windows import WindowParams, make_windows, reverse_complement, write_windows
+from evoscan.windows import WindowParams, make_windows, read_windows, reverse_complement, write_windows
 
 LAYER = "blocks.5.mlp.l3"
 
@@ -135,8 +135,9 @@ def test_a_checkpoint_holding_code_is_refused_never_unpickled(tiny, tmp_path):
             return (os.system, (f"touch {marker}",))
 
     torch.save({"blocks.0.weight": Payload()}, tmp_path / "evil.pt")
+    b = get_backend("evo2", config=config, weights=tmp_path / "evil.pt", layer=LAYER)  # loads on first use
     with pytest.raises(EvoscanError, match="evil.pt: refused to load a checkpoint that holds Python objects"):
-        get_backend("evo2", config=config, weights=tmp_path / "evil.pt", layer=LAYER)
+        b.embed(["ACGT"])
     assert not marker.exists()
 
 
@@ -207,3 +208,36 @@ def test_random_weights_dry_run(tiny, seqs):
     out = dry.embed(seqs[:2])
     assert np.isfinite(out).all() and out.shape == (2, 256)
     assert dry.provenance()["weights"] == "random" and dry.provenance()["weights_digest"] == ""
+
+
+def test_a_run_that_reuses_its_embeddings_never_loads_the_model(tiny, tmp_path, caplog, capsys):
+    """`evoscan run` decides from the backend's identity whether its embeddings can be reused: a
+    rerun with other check settings never loads Evo 2 (minutes and a GPU's memory for 7B); another
+    pooling loads it and embeds anew."""
+    import logging
+
+    config, weights = tiny
+    rng = np.random.default_rng(3)
+    fasta = write_fasta(tmp_path / "g.fa", {f"G{i}": random_dna(rng, 1024) for i in range(3)})
+    args = ["run", "--fasta", str(fasta), "--window-size", "128", "--stride", "64", "--backend", "evo2",
+            "--model-config", str(config), "--weights", str(weights), "--layer", LAYER, "--motif-shuffles", "5",
+            "--outdir", str(tmp_path / "out")]
+
+    def run(*extra: str) -> tuple[int, str]:
+        caplog.clear()
+        capsys.readouterr()
+        with caplog.at_level(logging.INFO, logger="evoscan.evo2"):
+            code = evoscan_main([*args, *extra])
+        assert code == 0, capsys.readouterr().err
+        return sum(r.getMessage().startswith("evo2: loading") for r in caplog.records), capsys.readouterr().err
+
+    loads, _ = run("--sw-shuffles", "5")
+    assert loads == 1
+    made = (tmp_path / "out" / "embeddings.h5").stat().st_mtime_ns
+    loads, err = run("--sw-shuffles", "6")
+    assert loads == 0 and "embed: reusing embeddings.h5" in err and "check: making scores.h5 anew" in err
+    assert (tmp_path / "out" / "embeddings.h5").stat().st_mtime_ns == made
+    loads, err = run("--sw-shuffles", "6", "--pooling", "last")
+    assert loads == 1 and "embed: making embeddings.h5 anew" in err
+    _, prov = embed.read_embeddings(tmp_path / "out" / "embeddings.h5", read_windows(tmp_path / "out" / "windows.h5"))
+    assert prov["pooling"] == "last"

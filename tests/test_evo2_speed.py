@@ -61,7 +61,7 @@ def test_compile_gives_the_eager_embeddings(tiny, seqs, eager):
 
 
 def test_a_compiler_that_cannot_run_falls_back_before_any_provenance(tiny, seqs, eager, monkeypatch, caplog):
-    """The compiled blocks are tried on a few tokens when the backend is made, so the provenance
+    """The compiled blocks are tried on a few tokens when the model is loaded, so the provenance
     (written before the first batch) already says whether compile ran."""
     class Broken(torch.nn.Module):
         def forward(self, *args, **kwargs):
@@ -70,7 +70,9 @@ def test_a_compiler_that_cannot_run_falls_back_before_any_provenance(tiny, seqs,
     monkeypatch.setattr(torch, "compile", lambda module, **kw: Broken())
     with caplog.at_level(logging.WARNING, logger="evoscan.evo2"):
         b = backend(tiny, ("compile",))
-    assert b.forward.used == [] and b.provenance()["speedups"] == []
+        assert b.identity()["speedups"] == ["compile"]  # asked for; known before the model loads
+        assert b.provenance()["speedups"] == []  # loads it: what ran
+    assert b.forward.used == []
     assert "torch.compile failed (RuntimeError: no C++ compiler here)" in caplog.text
     assert np.array_equal(b.embed(seqs), eager)
 
@@ -78,7 +80,7 @@ def test_a_compiler_that_cannot_run_falls_back_before_any_provenance(tiny, seqs,
 def test_gpu_only_speedups_fall_back_with_a_warning_and_give_eager_exactly(tiny, seqs, eager, caplog):
     with caplog.at_level(logging.WARNING, logger="evoscan.evo2"):
         b = backend(tiny, ("conv", "kernels", "graphs", "fp8"))
-    assert b.forward.used == [] and b.provenance()["speedups"] == []
+        assert b.forward.used == [] and b.provenance()["speedups"] == []
     warned = " ".join(r.getMessage() for r in caplog.records if r.levelno == logging.WARNING)
     for name in ("conv", "kernels", "graphs", "fp8"):
         assert f"{name} not used" in warned
@@ -90,6 +92,7 @@ def test_the_default_speedup_falls_back_quietly_on_cpu(tiny, seqs, eager, caplog
     config, weights = tiny
     with caplog.at_level(logging.INFO, logger="evoscan.evo2"):
         b = get_backend("evo2", config=config, weights=weights, layer=LAYER, batch_size=4)
+        b.embed(seqs[:1])
     notes = [r for r in caplog.records if "conv not used" in r.getMessage()]
     assert notes and all(r.levelno == logging.INFO for r in notes)
     assert b.forward.fallbacks == ["conv: Vortex's Triton kernels need a CUDA GPU"]

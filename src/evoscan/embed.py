@@ -112,8 +112,16 @@ def _embed_all(backend: Backend, seqs: list[str]) -> np.ndarray:
 
 def embedding_params(ws: WindowSet, backend: Backend, n_decoys: int, seed: int) -> dict:
     """Everything that decides the vectors of an embeddings file, beside its window set."""
-    return {**backend.provenance(), "decoys": n_decoys, "decoy_seed": seed,
-            "decoy_segment": segment_length(ws.params.size, ws.params.stride)}
+    return {**backend.provenance(), **_decoy_params(ws, n_decoys, seed)}
+
+
+def embedding_identity(ws: WindowSet, backend: Backend, n_decoys: int, seed: int) -> dict:
+    """The same as asked for, known before the backend loads a model: what a run's reuse compares."""
+    return {**backend.identity(), **_decoy_params(ws, n_decoys, seed)}
+
+
+def _decoy_params(ws: WindowSet, n_decoys: int, seed: int) -> dict:
+    return {"decoys": n_decoys, "decoy_seed": seed, "decoy_segment": segment_length(ws.params.size, ws.params.stride)}
 
 
 def embed_windows(ws: WindowSet, backend: Backend, out_path, progress: Callable[[int], None] | None = None,

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import contextlib
+import gc
 import json
 import os
 import shutil
+import sys
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -123,7 +125,7 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
     out = {k: cfg.outdir / v for k, v in FILES.items()}
     timings: dict[str, float] = {}
     # fail fast, cheapest first, before any work: a one-gene list, missing tools, options blastn
-    # rejects, bad motifs, a bad backend choice (the backend may load a model for minutes)
+    # rejects, bad motifs, a bad backend choice (checked here; evo2 loads its model only to embed)
     if cfg.regions is None:
         require_two_genes(cfg.genes)
     mask.require_tools(cfg.mask_sources)
@@ -174,7 +176,7 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
                 timings["mask"] = time.perf_counter() - t
 
             settings = {"windows": ws.digest,
-                        "backend": embed.embedding_params(ws, backend, cfg.decoys, cfg.decoy_seed)}
+                        "backend": embed.embedding_identity(ws, backend, cfg.decoys, cfg.decoy_seed)}
             if not steps.reused("embed", ["embeddings.h5"], settings, "same windows, same backend settings", ws):
                 t = time.perf_counter()
                 task = step("embed", len(ws))
@@ -182,6 +184,8 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
                                     n_decoys=cfg.decoys, seed=cfg.decoy_seed)
                 steps.finished(["embeddings.h5"], settings)
                 timings["embed"] = time.perf_counter() - t
+            del backend  # its model's memory (most of a GPU's for Evo 2) is the search's from here
+            release_model_memory()
 
             settings = {"inputs": {"embeddings.h5": record.stamp("embeddings.h5")}, "search": asdict(cfg.search)}
             if not steps.reused("search", ["neighbours.h5"], settings, "same embeddings, same search settings", ws):
@@ -299,6 +303,13 @@ class _Steps:
         self.stale.update({name: names[0] for name in made_from if name in self.stale or name in self.record.files
                            or (self.record.outdir / name).exists()})
         self.record.forget(made_from)
+
+
+def release_model_memory() -> None:
+    """Collect a dropped backend (a model's modules hold reference cycles) and hand its GPU memory back."""
+    gc.collect()
+    if "torch" in sys.modules:
+        sys.modules["torch"].cuda.empty_cache()  # (nothing to do where CUDA never started)
 
 
 def require_file_names(outdir: Path, names: list[str]) -> None:

@@ -25,6 +25,10 @@ class Backend(Protocol):
     def provenance(self) -> dict:
         """Everything needed to reproduce the vectors (model, weights digest, layer, pooling, ...)."""
 
+    def identity(self) -> dict:
+        """The provenance as far as it is known before a model is loaded (what was asked for where
+        what ran may differ): the settings by which `evoscan run` decides to reuse embeddings."""
+
 
 _REGISTRY: dict[str, Callable[..., Backend]] = {}
 _MODULES = {"kmer": "kmer", "evo2": "evo2", "hf": "hf", "motifs": "motifs"}

@@ -19,6 +19,8 @@
 - Speed-ups (`speedups`; evo2_speed.py): Vortex's fused kernels, torch.compile, CUDA
   graphs and opt-in FP8 matmuls for the forward to the layer; what cannot run here falls back to
   the plain path with a logged line, and the provenance records those that ran and change the vectors.
+- The model is loaded on first use, not when the backend is made: `evoscan run` decides whether
+  its embeddings can be reused from `identity()` alone, and a run that reuses them never loads it.
 - One GPU per process: unless CUDA_VISIBLE_DEVICES is set, only the first GPU is made visible
   (Vortex would otherwise spread the layers over every visible GPU).
 """
@@ -26,6 +28,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import hashlib
 import importlib.metadata
 import importlib.util
@@ -43,7 +46,7 @@ import numpy as np
 
 from ..errors import EvoscanError
 from . import register
-from .evo2_speed import DEFAULT_SPEEDUPS, LayerForward, parse_speedups
+from .evo2_speed import DEFAULT_SPEEDUPS, VECTOR_CHANGING, LayerForward, log, parse_speedups
 from .pooling import POOLINGS, embed_pooled, pool
 _LAYER = re.compile(r"^blocks\.(\d+)(\..+)?$")
 
@@ -187,18 +190,40 @@ class Evo2Backend:
                 f"no weights for {model}: pass --weights /path/{model}.pt, or put the merged checkpoint at "
                 f"$HF_HOME/{model}.pt, or add --allow-download to fetch arcinstitute/{model} from the Hugging Face hub"
             )
+        # Without flash-attn (PyPI's torch has none; the GPU image from Debian and PyPI), attention
+        # runs through PyTorch, and evo2's downloader (which builds the model with flash-attn) cannot.
+        self.attention = "flash-attn" if importlib.util.find_spec("flash_attn") else "torch"
+        if self.weights is None and self.attention == "torch":
+            raise EvoscanError(f"no flash-attn here, and evo2's downloader builds the model with it: "
+                               f"download the {self.model_name} checkpoint once and pass --weights")
+        if importlib.util.find_spec("evo2") is None:
+            raise EvoscanError("cannot import evo2 (it is not installed); install evo2 after torch, or use the "
+                               "evoscan GPU container")
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", "0")  # one GPU per task
         self._digest = weights_digest(self.weights) if isinstance(self.weights, Path) else ""
-        self.evo2 = self._load(arch)
-        self._module = self._submodule(self.layer)
-        self.forward = None if full_forward else LayerForward(self.evo2.model, self.block, self._module,
-                                                               speedups, quiet)
+        self._arch, self._speedups, self._quiet = arch, speedups, quiet
+
+    # The model is loaded when first needed (minutes for 7B, and most of a GPU's memory): a run that
+    # reuses its embeddings never loads it; `identity()` is known without it.
+
+    @functools.cached_property
+    def evo2(self):
+        log.info("evo2: loading %s (weights %s)", self.model_name, self.weights)
+        return self._load(self._arch)
+
+    @functools.cached_property
+    def _module(self):
+        return self._submodule(self.layer)
+
+    @functools.cached_property
+    def forward(self) -> LayerForward | None:
+        if self.full_forward:
+            return None
+        return LayerForward(self.evo2.model, self.block, self._module, self._speedups, self._quiet)
 
     def _load(self, arch: dict):
-        # Without flash-attn (PyPI's torch has none; the GPU image from Debian and PyPI), attention
-        # runs through PyTorch: Vortex imports flash-attn's CUDA module unguarded, so a stand-in is
+        # Vortex imports flash-attn's CUDA module unguarded: without flash-attn a stand-in is
         # registered, which `use_flash_attn: False` keeps from ever being called.
-        self.attention = "flash-attn" if importlib.util.find_spec("flash_attn") else "torch"
         if self.attention == "torch":
             sys.modules.setdefault("flash_attn_2_cuda", types.ModuleType("flash_attn_2_cuda"))
             arch = {**arch, "use_flash_attn": False}
@@ -215,9 +240,6 @@ class Evo2Backend:
             try:
                 if self.config is None and self.weights != "random" and self.attention == "flash-attn":
                     return evo2.Evo2(self.model_name, local_path=str(self.weights) if self.weights else None)
-                if self.weights is None:
-                    raise EvoscanError(f"no flash-attn here, and evo2's downloader builds the model with it: "
-                                       f"download the {self.model_name} checkpoint once and pass --weights")
                 # The steps of Evo2(..., local_path=...) with this architecture: a user's config, a dry
                 # run (random weights) or torch attention; bf16 projections where FP8 cannot run.
                 if self.weights == "random" or not HAS_TE:
@@ -289,7 +311,9 @@ class Evo2Backend:
             start += len(idx)
         return out
 
-    def provenance(self) -> dict:
+    def identity(self) -> dict:
+        """The provenance as asked for, without loading the model: the vector-changing speed-ups
+        requested, where the provenance has those that ran."""
         versions = {}
         for package in ("evo2", "vtx", "torch"):
             with contextlib.suppress(importlib.metadata.PackageNotFoundError):
@@ -300,8 +324,11 @@ class Evo2Backend:
             "weights_digest": self._digest,
             "config": str(self.config or MODELS[self.model_name].config), "uppercase": True,
             "stop_at_layer": not self.full_forward, "versions": versions, "attention": self.attention,
-            "speedups": self.forward.changing() if self.forward else [],
+            "speedups": [] if self.full_forward else sorted(set(self._speedups) & set(VECTOR_CHANGING)),
         }
+
+    def provenance(self) -> dict:
+        return {**self.identity(), "speedups": self.forward.changing() if self.forward else []}
 
 
 @register("evo2")

@@ -93,6 +93,8 @@ class HFBackend:
                 "architecture": self.model.config.model_type, "layer": self.layer,
                 "pooling": self.pooling, "uppercase": True, "versions": versions}
 
+    identity = provenance  # the model is loaded when the backend is made
+
 
 @register("hf")
 def make(**options) -> HFBackend:

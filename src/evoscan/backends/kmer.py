@@ -64,6 +64,8 @@ class KmerBackend:
     def provenance(self) -> dict:
         return {"backend": self.name, "k": self.k, "canonical": True, "normalisation": "l2"}
 
+    identity = provenance  # nothing to load
+
 
 @register("kmer")
 def make(k: int = 6, batch_size: int = 1024) -> KmerBackend:

@@ -34,6 +34,8 @@ class MotifBackend:
                 "feature": "log2 mean odds over both strands beyond the dinucleotide expectation, "
                            "cluster mean, z against random sequence"}
 
+    identity = provenance  # nothing to load
+
 
 @register("motifs")
 def make(motifs_source: str = motifs.DEFAULT_SOURCE, motif_pvalue: float = motifs.DEFAULT_PVALUE,
