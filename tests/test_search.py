@@ -257,14 +257,15 @@ def test_statistics_pass_is_the_same_in_numpy_and_torch(shape):
     the float64 sums, and both find the same rows not finite (a decoy row counts for its window)."""
     block = np.random.default_rng(3).normal(size=shape).astype(np.float32)
     flat = block.reshape(-1, shape[-1]).astype(np.float64)
+    as_given = {"cpu": lambda b: b, "cpu:0": torch.from_numpy}  # (a tensor on the device, as the pass uploads)
     for device in ("cpu", "cpu:0"):
-        finite, sums, squares = block_moments(block, device)
+        finite, sums, squares = block_moments(as_given[device](block), device)
         assert finite.all()
         np.testing.assert_allclose(sums, flat.sum(0), rtol=1e-12)
         np.testing.assert_allclose(squares, (flat ** 2).sum(0), rtol=1e-12)
     block[7].flat[5], block[31].flat[-1] = np.nan, -np.inf
     for device in ("cpu", "cpu:0"):
-        assert np.flatnonzero(~block_moments(block, device)[0]).tolist() == [7, 31]
+        assert np.flatnonzero(~block_moments(as_given[device](block), device)[0]).tolist() == [7, 31]
 
 
 def test_overlapping_pairs_match_brute_force():

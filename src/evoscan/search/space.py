@@ -111,8 +111,8 @@ STATS_ROWS = 4096  # rows per read of the statistics pass (its float64 sums are 
 def block_moments(block, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(is each row finite, column sums, column sums of squares) of a block of rows (one row per
     window: [rows, dim] or [rows, decoys, dim]), sums in float64. numpy on CPU (faster there than
-    torch on a few cores); torch on a GPU (the block given as a tensor there, or uploaded), where
-    the pass would otherwise cost more than the search."""
+    torch on a few cores); on a GPU a tensor already there, where the pass would otherwise cost more
+    than the search."""
     dim = block.shape[-1]
     if device == "cpu":
         finite = np.isfinite(block.reshape(len(block), -1)).all(1)
@@ -120,9 +120,8 @@ def block_moments(block, device: str = "cpu") -> tuple[np.ndarray, np.ndarray, n
         return finite, flat.sum(0), (flat ** 2).sum(0)
     import torch
 
-    x = block if torch.is_tensor(block) else torch.from_numpy(np.ascontiguousarray(block)).to(device)
-    finite = torch.isfinite(x.reshape(len(block), -1)).all(1)
-    flat = x.reshape(-1, dim).double()
+    finite = torch.isfinite(block.reshape(len(block), -1)).all(1)
+    flat = block.reshape(-1, dim).double()
     return finite.cpu().numpy(), flat.sum(0).cpu().numpy(), (flat * flat).sum(0).cpu().numpy()
 
 
