@@ -123,6 +123,29 @@ def test_missing_weights_say_where_to_put_them(tmp_path, monkeypatch, tiny):
     assert find_weights("evo2_7b", None) == tmp_path / "evo2_7b.pt"
 
 
+def test_weights_by_a_relative_name_load(tiny, seqs, backend, tmp_path, monkeypatch):
+    """As Nextflow stages them: the model loads in a scratch folder, so the name is made absolute
+    first; the provenance keeps it as given (the same in every chunk's task)."""
+    config, weights = tiny
+    (tmp_path / "staged.pt").symlink_to(weights)
+    monkeypatch.chdir(tmp_path)
+    b = get_backend("evo2", config=config, weights="staged.pt", layer=LAYER, batch_size=4)
+    assert np.array_equal(b.embed(seqs), backend.embed(seqs)) and b.provenance()["weights"] == "staged.pt"
+
+
+def test_not_a_checkpoint_and_not_a_layer_are_one_line_errors(tiny, tmp_path):
+    config, weights = tiny
+    (tmp_path / "notes.pt").write_text("not weights\n")
+    (tmp_path / "cut.pt").write_bytes(weights.read_bytes()[:len(weights.read_bytes()) // 2])  # a download cut short
+    for bad in ("notes.pt", "cut.pt"):
+        with pytest.raises(EvoscanError, match=f"{bad}: not a torch checkpoint \\(or a truncated one\\)"):
+            get_backend("evo2", config=config, weights=tmp_path / bad, layer=LAYER)
+    for full_forward in (False, True):  # a layer name of the right form that is no module: found on loading
+        b = get_backend("evo2", config=config, weights=weights, layer="blocks.3.nosuch", full_forward=full_forward)
+        with pytest.raises(EvoscanError, match="layer 'blocks.3.nosuch' is not a module of"):
+            b.embed(["ACGT"])
+
+
 def test_a_checkpoint_holding_code_is_refused_never_unpickled(tiny, tmp_path):
     """Weights whose pickle would run code: one-line refusal, and the code never runs."""
     import os

@@ -122,7 +122,7 @@ def test_fp8_through_the_backend_and_an_empty_bias(tiny, seqs, eager, monkeypatc
     recorded; an empty bias (Transformer Engine's Linear without one) adds nothing."""
     monkeypatch.setattr(evo2_speed, "fp8_unavailable", lambda device: None)
     b = backend(tiny, ("fp8",))
-    assert b.forward.used == ["fp8"] and b.provenance()["speedups"] == ["fp8"]
+    assert b.forward.used == ["fp8"] and b.provenance()["speedups"] == b.identity()["speedups"] == ["fp8"]
     assert all(hasattr(blk.projections, "fp8_weight") for blk in b.forward.blocks if hasattr(blk, "projections"))
     assert cosines(b.embed(seqs), eager).min() >= 0.97
     x, w = torch.randn(4, 32).bfloat16(), torch.randn(16, 32).bfloat16()

@@ -39,6 +39,7 @@ import re
 import sys
 import tempfile
 import types
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,7 +47,7 @@ import numpy as np
 
 from ..errors import EvoscanError
 from . import register
-from .evo2_speed import DEFAULT_SPEEDUPS, VECTOR_CHANGING, LayerForward, log, parse_speedups
+from .evo2_speed import DEFAULT_SPEEDUPS, LayerForward, log, parse_speedups, vector_changing
 from .pooling import POOLINGS, embed_pooled, pool
 _LAYER = re.compile(r"^blocks\.(\d+)(\..+)?$")
 
@@ -124,6 +125,9 @@ def find_weights(model: str, weights: str | Path | None) -> Path | str | None:
         path = Path(weights)
         if not path.is_file():
             raise EvoscanError(f"{path}: no such weights file; give the merged {model}.pt checkpoint")
+        if not zipfile.is_zipfile(path):  # what torch.save writes; loading maps it, which needs the zip form
+            raise EvoscanError(f"{path}: not a torch checkpoint (or a truncated one); give the merged {model}.pt "
+                               "checkpoint as evo2 writes it")
         return path
     from huggingface_hub import constants
 
@@ -201,6 +205,9 @@ class Evo2Backend:
                                "evoscan GPU container")
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", "0")  # one GPU per task
         self._digest = weights_digest(self.weights) if isinstance(self.weights, Path) else ""
+        # loaded by absolute path: the import runs in a scratch folder (_quiet_import), and Nextflow
+        # stages the file under a relative name; the provenance keeps the name as given
+        self._weights_file = str(self.weights.absolute()) if isinstance(self.weights, Path) else None
         self._arch, self._speedups, self._quiet = arch, speedups, quiet
 
     # The model is loaded when first needed (minutes for 7B, and most of a GPU's memory): a run that
@@ -209,11 +216,13 @@ class Evo2Backend:
     @functools.cached_property
     def evo2(self):
         log.info("evo2: loading %s (weights %s)", self.model_name, self.weights)
-        return self._load(self._arch)
+        loaded = self._load(self._arch)
+        self._submodule(loaded, self.layer)  # the layer is one of its modules (checked for the full forward too)
+        return loaded
 
     @functools.cached_property
     def _module(self):
-        return self._submodule(self.layer)
+        return self._submodule(self.evo2, self.layer)
 
     @functools.cached_property
     def forward(self) -> LayerForward | None:
@@ -239,7 +248,7 @@ class Evo2Backend:
                                    "GPU container") from None
             try:
                 if self.config is None and self.weights != "random" and self.attention == "flash-attn":
-                    return evo2.Evo2(self.model_name, local_path=str(self.weights) if self.weights else None)
+                    return evo2.Evo2(self.model_name, local_path=self._weights_file)
                 # The steps of Evo2(..., local_path=...) with this architecture: a user's config, a dry
                 # run (random weights) or torch attention; bf16 projections where FP8 cannot run.
                 if self.weights == "random" or not HAS_TE:
@@ -249,7 +258,7 @@ class Evo2Backend:
                     model.to_bfloat16_except_pr_lc(to_float32=True)
                     stabilise_random_weights(model)
                 else:
-                    load_checkpoint(model, str(self.weights))
+                    load_checkpoint(model, self._weights_file)
                 wrapper = object.__new__(evo2.Evo2)
                 wrapper.model, wrapper.tokenizer = model, CharLevelTokenizer(512)
                 return wrapper
@@ -259,9 +268,9 @@ class Evo2Backend:
                 raise EvoscanError(f"{self.weights}: refused to load a checkpoint that holds Python objects beyond "
                                    "tensors (loading it could run code); use the published evo2 checkpoint") from None
 
-    def _submodule(self, name: str):
+    def _submodule(self, loaded, name: str):
         try:
-            return self.evo2.model.get_submodule(name)
+            return loaded.model.get_submodule(name)
         except AttributeError:
             raise EvoscanError(f"layer {name!r} is not a module of {self.model_name}; "
                                f"use blocks.N or blocks.N.mlp.l3") from None
@@ -324,7 +333,7 @@ class Evo2Backend:
             "weights_digest": self._digest,
             "config": str(self.config or MODELS[self.model_name].config), "uppercase": True,
             "stop_at_layer": not self.full_forward, "versions": versions, "attention": self.attention,
-            "speedups": [] if self.full_forward else sorted(set(self._speedups) & set(VECTOR_CHANGING)),
+            "speedups": [] if self.full_forward else vector_changing(self._speedups),
         }
 
     def provenance(self) -> dict:

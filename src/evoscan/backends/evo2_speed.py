@@ -29,7 +29,7 @@ import logging
 
 SPEEDUPS = ("conv", "kernels", "compile", "graphs", "fp8")
 DEFAULT_SPEEDUPS = ("conv",)  # exact on the GPU; the rest opt-in (docs/benchmarks.md)
-VECTOR_CHANGING = ("kernels", "compile", "fp8")  # recorded in the provenance when they ran
+VECTOR_CHANGING = ("kernels", "fp8", "compile")  # recorded in the provenance when they ran (in this order)
 FP8_MAX = 448.0  # largest finite float8 e4m3fn
 
 log = logging.getLogger("evoscan.evo2")
@@ -222,6 +222,11 @@ class GraphedForward:
 
 # ---- the forward -----------------------------------------------------------------------------
 
+def vector_changing(speedups) -> list[str]:
+    """Those of `speedups` that change the vectors, in the order they are applied."""
+    return [name for name in VECTOR_CHANGING if name in speedups]
+
+
 class LayerForward:
     """The Evo 2 forward up to `layer_module` inside block `block` (no later blocks, norm or
     logits), with the chosen speed-ups. Call with token ids [B, L]; returns the layer's states."""
@@ -309,7 +314,7 @@ class LayerForward:
 
     def changing(self) -> list[str]:
         """The speed-ups that ran and change the vectors: what the provenance records."""
-        return [name for name in self.used if name in VECTOR_CHANGING]
+        return vector_changing(self.used)
 
     def undo(self) -> None:
         """Put the model back as it was loaded (the hook, the kernels, the FP8 forwards)."""
