@@ -12,6 +12,7 @@ import shutil
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -133,6 +134,43 @@ def test_genome_inputs_and_a_staged_model_directory_equal_evoscan_run(genome_inp
         run = evoscan("run", "--genome", d / "genome.fa", *source, *cli, "--threads", "2", "--outdir", reference)
         assert run.returncode == 0, run.stderr[-2000:]
         assert_same_as_evoscan_run(tmp_path / "results" / sample, reference, min_pairs=100)
+
+
+def test_evo2_with_a_staged_custom_checkpoint_equals_evoscan_run(genome_inputs, tmp_path):
+    """The evo2 backend through Nextflow: a custom checkpoint and its architecture YAML (a tiny
+    random-weight Evo 2) staged into the embed task under their relative names, embedded by the real
+    evo2/Vortex code (on this CPU with the test-only shims of tests/evo2_cpu.py, which a
+    sitecustomize installs in the processes that name evo2); published files equal `evoscan run`."""
+    import evo2_cpu
+
+    evo2_cpu.install()
+    (tmp_path / "model").mkdir()
+    config, weights = evo2_cpu.save_tiny_model(tmp_path / "model")
+    shims = tmp_path / "shims"
+    shims.mkdir()
+    (shims / "sitecustomize.py").write_text(f"import sys\nif 'evo2' in sys.argv:\n    sys.path.insert(0, "
+                                            f"{str(Path(__file__).parent)!r})\n    import evo2_cpu\n    evo2_cpu.install()\n")
+    env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(shims), os.environ.get("PYTHONPATH")]))}
+    d = genome_inputs
+    sheet = tmp_path / "sheet.csv"
+    sheet.write_text(f"sample,genome,gtf,genes,regions\npeaks,{d}/genome.fa,,,{d}/regions.bed\n")
+    options = {"window_size": 256, "stride": 128, "backend": "evo2", "weights": weights, "layer": "blocks.5.mlp.l3",
+               "sw_shuffles": 5, "motif_shuffles": 5}
+    proc = run_nextflow(tmp_path, "-profile", "test", "--input", sheet, "--outdir", tmp_path / "results",
+                        "--model_config", config, "--embed_chunks", 1,
+                        *[a for k, v in options.items() for a in (f"--{k}", v)], **env)
+    assert proc.returncode == 0, finished(proc)
+    (embed_task,) = [r for r in trace(tmp_path / "results") if step(r) == "EMBED"]
+    staged = Path(embed_task["workdir"])
+    assert (staged / weights.name).is_symlink() and (staged / config.name).resolve() == config
+    assert f"--weights {weights.name} --model-config {config.name}" in (staged / ".command.sh").read_text()
+    cli = [a for k, v in options.items() for a in (f"--{k.replace('_', '-')}", str(v))]
+    reference = tmp_path / "run"
+    run = subprocess.run([sys.executable, "-m", "evoscan.cli", "run", "--genome", d / "genome.fa", "--regions",
+                          d / "regions.bed", *cli, "--model-config", config, "--threads", "2", "--outdir", reference],
+                         env={**os.environ, **env}, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert_same_as_evoscan_run(tmp_path / "results" / "peaks", reference, min_pairs=100)
 
 
 # --- in the CPU image, with podman -----------------------------------------------------------------

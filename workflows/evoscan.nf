@@ -20,13 +20,14 @@ workflow EVOSCAN {
     motifs        // list: [ path(JASPAR/MEME motif file) ] or [] (a JASPAR release named in --motifs)
     weights       // list: [ path(model checkpoint) ] or []
     model_dir     // list: [ path(hf model directory) ] or []
+    model_config  // list: [ path(evo2 architecture YAML of a custom checkpoint) ] or []
 
     main:
     EVOSCAN_WINDOWS(ch_samples)
     ch_windows = EVOSCAN_WINDOWS.out.windows
 
     EVOSCAN_MASK(ch_windows.map { meta, windows -> [meta, windows, rmsk] })
-    SCATTER_EMBED(ch_windows, embed_chunks, motifs, weights, model_dir)
+    SCATTER_EMBED(ch_windows, embed_chunks, motifs, weights, model_dir, model_config)
     SCATTER_SEARCH(ch_windows.join(SCATTER_EMBED.out.embeddings), search_chunks)
 
     ch_check = ch_windows

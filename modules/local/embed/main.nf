@@ -5,7 +5,7 @@ process EVOSCAN_EMBED {
     container "${task.ext.container}"
 
     input:
-    tuple val(meta), path(windows), val(chunk), val(chunks), path(motifs), path(weights), path(model_dir)
+    tuple val(meta), path(windows), val(chunk), val(chunks), path(motifs), path(weights), path(model_dir), path(model_config)
 
     output:
     tuple val(meta), path("${meta.id}.embeddings.${chunk}.h5"), emit: embeddings
@@ -13,16 +13,17 @@ process EVOSCAN_EMBED {
 
     script:
     def args = task.ext.args ?: ''
-    // a motif file, checkpoint or hf model directory is staged like any input (a bucket on cloud
-    // batch, a link on HPC)
+    // a motif file, checkpoint (with its architecture YAML if custom) or hf model directory is
+    // staged like any input (a bucket on cloud batch, a link on HPC)
     def motif_file = motifs ? "--motifs ${motifs}" : ''
     def checkpoint = weights ? "--weights ${weights}" : ''
     def model = model_dir ? "--model ${model_dir}" : ''
+    def config = model_config ? "--model-config ${model_config}" : ''
     // a retry (after a kill for time or memory) continues from the blocks its attempt before kept
     def kept = task.attempt > 1 && task.previousTrace ? "${task.previousTrace.workdir}/${meta.id}.embeddings.${chunk}.h5.partial" : ''
     """
     ${kept ? "if [ -d '${kept}' ]; then mv '${kept}' .; fi" : ''}
-    evoscan embed --windows ${windows} --chunk ${chunk}/${chunks} ${args} ${motif_file} ${checkpoint} ${model} -o ${meta.id}.embeddings.${chunk}.h5
+    evoscan embed --windows ${windows} --chunk ${chunk}/${chunks} ${args} ${motif_file} ${checkpoint} ${config} ${model} -o ${meta.id}.embeddings.${chunk}.h5
     """
 
     stub:

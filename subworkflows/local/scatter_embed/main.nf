@@ -12,9 +12,10 @@ workflow SCATTER_EMBED {
     motifs     // list: [ path(JASPAR/MEME motif file) ] or [] (a release named in the options)
     weights    // list: [ path(model checkpoint) ] or []
     model_dir  // list: [ path(hf model directory) ] or []
+    model_config // list: [ path(evo2 architecture YAML of a custom checkpoint) ] or []
 
     main:
-    ch_chunks = ch_windows.flatMap { meta, windows -> (1..chunks).collect { i -> [meta, windows, i, chunks, motifs, weights, model_dir] } }
+    ch_chunks = ch_windows.flatMap { meta, windows -> (1..chunks).collect { i -> [meta, windows, i, chunks, motifs, weights, model_dir, model_config] } }
     EVOSCAN_EMBED(ch_chunks)
     ch_parts = EVOSCAN_EMBED.out.embeddings.groupTuple(size: chunks)
         .join(ch_windows)
