@@ -12,13 +12,13 @@
     topic channels would need preview flags in the Nextflow tested here that later ones refuse.)
 */
 include { EVOSCAN } from './workflows/evoscan'
-include { parameterSpecs; parameterErrors; misspelledParameters; unknownParameters; samplesheetRows } from './subworkflows/local/utils_evoscan_pipeline'
+include { parameterSpecs; parameterErrors; misspelledParameters; backendOptionErrors; unknownParameters; samplesheetRows } from './subworkflows/local/utils_evoscan_pipeline'
 
 workflow {
     main:
     // everything is checked before the first task: one line per problem, the run stops
     def specs = parameterSpecs(file("${projectDir}/nextflow_schema.json"))
-    def problems = parameterErrors(params, specs) + misspelledParameters(params, specs)
+    def problems = parameterErrors(params, specs) + misspelledParameters(params, specs) + backendOptionErrors(params)
     if (problems) {
         error("evoscan: " + problems.join('; '))
     }

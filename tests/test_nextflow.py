@@ -138,6 +138,8 @@ BAD_INPUTS = {
     "out of range": ("sample,fasta\nx,{repo}/" + LOCI + "\n", ["--max_qvalue", "5"],
                      "--max_qvalue 5: must be at most 1"),
     "no value": ("sample,fasta\nx,{repo}/" + LOCI + "\n", ["--assembly"], "--assembly: a value is needed"),
+    "evo2 option, other backend": ("sample,fasta\nx,{repo}/" + LOCI + "\n", ["--weights", "random"],
+                                   "--weights is an option of the evo2 backend, not of motifs; add --backend evo2"),
     "dashes": ("sample,fasta\nx,{repo}/" + LOCI + "\n", ["--embed-chunks", "3"],
                "--embed-chunks: evoscan's parameters are written with underscores: --embed_chunks"),
     "sample name": ("sample,fasta\n..,{repo}/" + LOCI + "\n", [], "line 2: sample '..' does not match"),

@@ -260,6 +260,8 @@ def test_chromosome_names_that_differ_say_so(d, out, inputs, messages):
     (["--decoys", "0"], "argument --decoys: must be at least 1 (got 0)"),
     (["--mask-sources", "softmask,rm"], "unknown mask source(s) rm; choose from softmask, dust, trf"),
     (["--k", "4"], "--k is an option of the kmer backend, not of motifs; add --backend kmer"),  # (the default)
+    (["--weights", "random"], "--weights is an option of the evo2 backend, not of motifs; add --backend evo2"),
+    (["--backend", "kmer", "--full-forward"], "--full-forward is an option of the evo2 backend, not of kmer"),
 ])
 def test_usage_errors_exit_2_before_any_work(d, tmp_path, options, message):
     refused(evoscan("run", "--fasta", d.loci_fa, *W, *options, "--outdir", tmp_path / "results"), message, status=2)

@@ -113,8 +113,11 @@ def speedups(text: str) -> tuple[str, ...]:
 def backend_options(a) -> dict:
     """The options of the chosen backend only, so each backend sees what it understands."""
     opts = {"batch_size": a.batch_size} if a.batch_size else {}
-    if a.backend != "evo2" and a.speedups is not None:
-        raise UsageError(f"--speedups is an option of the evo2 backend, not of {a.backend}; add --backend evo2")
+    evo2_only = {"--weights": a.weights, "--model-config": a.model_config, "--allow-download": a.allow_download,
+                 "--full-forward": a.full_forward, "--speedups": a.speedups}
+    for name, value in evo2_only.items():
+        if a.backend != "evo2" and value not in (None, False):
+            raise UsageError(f"{name} is an option of the evo2 backend, not of {a.backend}; add --backend evo2")
     if a.k is not None and a.backend != "kmer":  # (kmer was the default backend until 2026-12)
         raise UsageError(f"--k is an option of the kmer backend, not of {a.backend}; add --backend kmer")
     if a.backend == "kmer":

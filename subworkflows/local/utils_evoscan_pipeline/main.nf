@@ -61,6 +61,13 @@ def misspelledParameters(Map given, Map specs) {
         .collect { name -> "--${name}: evoscan's parameters are written with underscores: --${snakeCase(name as String)}" }
 }
 
+// Options of the evo2 backend given with another: the run would ignore them, or its embed tasks
+// would refuse them.
+def backendOptionErrors(Map given) {
+    return ['weights', 'model_config', 'speedups'].findAll { name -> given[name] != null && given.backend != 'evo2' }
+        .collect { name -> "--${name} is an option of the evo2 backend, not of ${given.backend}; add --backend evo2" }
+}
+
 // Parameters the schema does not know at all (another pipeline's, an institutional config's):
 // worth a warning.
 def unknownParameters(Map given, Map specs) {
