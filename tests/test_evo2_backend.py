@@ -121,6 +121,9 @@ def test_missing_weights_say_where_to_put_them(tmp_path, monkeypatch, tiny):
     (tmp_path / "evo2_7b.pt").write_bytes(tiny[1].read_bytes())
     from evoscan.backends.evo2 import find_weights
     assert find_weights("evo2_7b", None) == tmp_path / "evo2_7b.pt"
+    # but a custom architecture never takes the stock checkpoint found there (its keys would not load)
+    with pytest.raises(EvoscanError, match="--model-config needs --weights: the checkpoint made with that architecture"):
+        Evo2Backend(model="evo2_7b", config=tiny[0])
 
 
 def test_weights_by_a_relative_name_load(tiny, seqs, backend, tmp_path, monkeypatch):

@@ -3,7 +3,9 @@ gives the eager embeddings within stated tolerances on the tiny random Evo 2 mod
 evo2/Vortex code; what cannot run here (Vortex's Triton kernels, CUDA graphs) falls back with a
 logged line and gives eager exactly. The GPU figures: docs/benchmarks.md."""
 
+import gc
 import logging
+import weakref
 
 import numpy as np
 import pytest
@@ -58,6 +60,12 @@ def test_compile_gives_the_eager_embeddings(tiny, seqs, eager):
     assert np.isfinite(vectors).all()
     assert cosines(vectors, eager).min() >= 0.999, cosines(vectors, eager)
     assert not np.array_equal(vectors, eager)
+    # closed after embedding (as `evoscan run` does before its search): nothing holds the model any more,
+    # the compiled code included
+    model = weakref.ref(compiled.evo2.model)
+    compiled.close()
+    gc.collect()
+    assert model() is None
 
 
 def test_a_compiler_that_cannot_run_falls_back_before_any_provenance(tiny, seqs, eager, monkeypatch, caplog):

@@ -148,8 +148,10 @@ def test_evo2_with_a_staged_custom_checkpoint_equals_evoscan_run(genome_inputs, 
     config, weights = evo2_cpu.save_tiny_model(tmp_path / "model")
     shims = tmp_path / "shims"
     shims.mkdir()
-    (shims / "sitecustomize.py").write_text(f"import sys\nif 'evo2' in sys.argv:\n    sys.path.insert(0, "
-                                            f"{str(Path(__file__).parent)!r})\n    import evo2_cpu\n    evo2_cpu.install()\n")
+    tests = str(Path(__file__).parent)
+    (shims / "sitecustomize.py").write_text(f"import sys\nif 'evo2' in sys.argv:\n    sys.path.insert(0, {tests!r})\n"
+                                            f"    import evo2_cpu\n    sys.path.remove({tests!r})\n"
+                                            "    evo2_cpu.install()\n")
     env = {"PYTHONPATH": os.pathsep.join(filter(None, [str(shims), os.environ.get("PYTHONPATH")]))}
     d = genome_inputs
     sheet = tmp_path / "sheet.csv"

@@ -262,6 +262,10 @@ def test_chromosome_names_that_differ_say_so(d, out, inputs, messages):
     (["--k", "4"], "--k is an option of the kmer backend, not of motifs; add --backend kmer"),  # (the default)
     (["--weights", "random"], "--weights is an option of the evo2 backend, not of motifs; add --backend evo2"),
     (["--backend", "kmer", "--full-forward"], "--full-forward is an option of the evo2 backend, not of kmer"),
+    (["--model-config", "arch.yml"], "--model-config is an option of the evo2 backend, not of motifs"),
+    (["--allow-download"], "--allow-download is an option of the evo2 backend, not of motifs"),
+    (["--speedups", "conv"], "--speedups is an option of the evo2 backend, not of motifs"),
+    (["--layer", "blocks.3"], "--layer is an option of the evo2 and hf backends, not of motifs; add --backend evo2 or"),
 ])
 def test_usage_errors_exit_2_before_any_work(d, tmp_path, options, message):
     refused(evoscan("run", "--fasta", d.loci_fa, *W, *options, "--outdir", tmp_path / "results"), message, status=2)

@@ -118,6 +118,10 @@ def backend_options(a) -> dict:
     for name, value in evo2_only.items():
         if a.backend != "evo2" and value not in (None, False):
             raise UsageError(f"{name} is an option of the evo2 backend, not of {a.backend}; add --backend evo2")
+    for name, value in {"--model": a.model, "--layer": a.layer}.items():
+        if a.backend not in ("evo2", "hf") and value is not None:
+            raise UsageError(f"{name} is an option of the evo2 and hf backends, not of {a.backend}; "
+                             "add --backend evo2 or --backend hf")
     if a.k is not None and a.backend != "kmer":  # (kmer was the default backend until 2026-12)
         raise UsageError(f"--k is an option of the kmer backend, not of {a.backend}; add --backend kmer")
     if a.backend == "kmer":

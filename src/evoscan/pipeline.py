@@ -186,7 +186,8 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
                                     n_decoys=cfg.decoys, seed=cfg.decoy_seed)
                 steps.finished(["embeddings.h5"], settings)
                 timings["embed"] = time.perf_counter() - t
-            del backend  # its model's memory (most of a GPU's for Evo 2) is the search's from here
+            backend.close()  # its model's memory (most of a GPU's for Evo 2) is the search's from here
+            del backend
             release_model_memory()
 
             settings = {"inputs": {"embeddings.h5": record.stamp("embeddings.h5")}, "search": asdict(cfg.search)}

@@ -25,6 +25,9 @@ class Backend(Protocol):
     def provenance(self) -> dict:
         """Everything needed to reproduce the vectors (model, weights digest, layer, pooling, ...)."""
 
+    def close(self) -> None:
+        """Let go of what embedding held (a model, a GPU's memory), once the embedding is done."""
+
     def identity(self) -> dict:
         """The provenance as far as it is known before a model is loaded (what was asked for where
         what ran may differ): the settings by which `evoscan run` decides to reuse embeddings."""

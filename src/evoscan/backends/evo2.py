@@ -186,9 +186,9 @@ class Evo2Backend:
         if config is None and MODELS[model].needs_fp8 and importlib.util.find_spec("transformer_engine") is None:
             raise EvoscanError(f"{model} needs FP8 through Transformer Engine (a GPU of compute capability >= 8.9 "
                                "such as H100 or L40S); install transformer_engine, or use a 7B model")
+        if config is not None and weights is None:  # (not the stock $HF_HOME/<model>.pt: other keys, not loaded)
+            raise EvoscanError("--model-config needs --weights: the checkpoint made with that architecture")
         self.weights = find_weights(model, weights)
-        if config is not None and self.weights is None:
-            raise EvoscanError("--config needs --weights (the checkpoint made with that config)")
         if self.weights is None and not allow_download:
             raise EvoscanError(
                 f"no weights for {model}: pass --weights /path/{model}.pt, or put the merged checkpoint at "
@@ -319,6 +319,12 @@ class Evo2Backend:
                 continue
             start += len(idx)
         return out
+
+    def close(self) -> None:
+        """Drop the model (most of a GPU's memory): nothing of the backend refers to it after (the
+        forward holds it, compiled blocks included); a later call loads it again."""
+        for name in ("forward", "_module", "evo2"):
+            self.__dict__.pop(name, None)
 
     def identity(self) -> dict:
         """The provenance as asked for, without loading the model: the vector-changing speed-ups

@@ -7,7 +7,7 @@
 - `kernels`: Vortex's fused Triton kernels for the Hyena cascades (its `use_hc*_kernel` flags:
   the short gated convolution, the medium and long FFT convolutions). CUDA with Triton.
 - `compile`: `torch.compile` of each block that runs (fuses the elementwise chains around the
-  matmuls). Any device with a compiler; tried on a few tokens when the backend is made, and if
+  matmuls). Any device with a compiler; tried on a few tokens when the model is loaded, and if
   the compiler cannot run there, the blocks run eagerly.
 - `graphs`: the whole forward captured as a CUDA graph per batch shape and replayed (no launch
   gaps). CUDA only.

@@ -68,7 +68,7 @@ class HFBackend:
         if not -n_states <= self.layer < n_states:
             raise EvoscanError(f"layer {self.layer} does not exist: the model has hidden states 0..{n_states - 1} "
                                "(0 = embeddings, -1 = last)")
-        self.dim = int(self.model.config.hidden_size)
+        self.dim, self.architecture = int(self.model.config.hidden_size), self.model.config.model_type
         self._digest = directory_digest(self.path)
 
     def _pooled(self, seqs: list[str]) -> np.ndarray:
@@ -90,10 +90,13 @@ class HFBackend:
             with contextlib.suppress(importlib.metadata.PackageNotFoundError):
                 versions[package] = importlib.metadata.version(package)
         return {"backend": self.name, "model": str(self.path), "model_digest": self._digest,
-                "architecture": self.model.config.model_type, "layer": self.layer,
+                "architecture": self.architecture, "layer": self.layer,
                 "pooling": self.pooling, "uppercase": True, "versions": versions}
 
     identity = provenance  # the model is loaded when the backend is made
+
+    def close(self) -> None:
+        self.model = None
 
 
 @register("hf")

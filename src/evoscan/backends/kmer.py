@@ -66,6 +66,9 @@ class KmerBackend:
 
     identity = provenance  # nothing to load
 
+    def close(self) -> None:
+        pass  # nothing held
+
 
 @register("kmer")
 def make(k: int = 6, batch_size: int = 1024) -> KmerBackend:

@@ -36,6 +36,9 @@ class MotifBackend:
 
     identity = provenance  # nothing to load
 
+    def close(self) -> None:
+        pass  # nothing held
+
 
 @register("motifs")
 def make(motifs_source: str = motifs.DEFAULT_SOURCE, motif_pvalue: float = motifs.DEFAULT_PVALUE,

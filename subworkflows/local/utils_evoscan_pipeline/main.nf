@@ -61,11 +61,19 @@ def misspelledParameters(Map given, Map specs) {
         .collect { name -> "--${name}: evoscan's parameters are written with underscores: --${snakeCase(name as String)}" }
 }
 
-// Options of the evo2 backend given with another: the run would ignore them, or its embed tasks
-// would refuse them.
+// Options of a language-model backend given with another (the embed tasks would refuse them), and
+// a custom architecture without its checkpoint.
 def backendOptionErrors(Map given) {
-    return ['weights', 'model_config', 'speedups'].findAll { name -> given[name] != null && given.backend != 'evo2' }
-        .collect { name -> "--${name} is an option of the evo2 backend, not of ${given.backend}; add --backend evo2" }
+    def models = ['evo2', 'hf']
+    def owners = [weights: ['evo2'], model_config: ['evo2'], speedups: ['evo2'], model: models, layer: models]
+    def problems = owners.keySet().findAll { name -> given[name] != null && !(given.backend in owners[name]) }
+        .collect { name ->
+            def backends = owners[name] as List<String>
+            def of = backends.size() > 1 ? "the ${backends.join(' and ')} backends" : "the ${backends[0]} backend"
+            "--${name} is an option of ${of}, not of ${given.backend}; add ${backends.collect { b -> '--backend ' + b }.join(' or ')}"
+        }.toList()
+    def noWeights = given.backend == 'evo2' && given.model_config && !given.weights
+    return noWeights ? problems + ['--model_config needs --weights: the checkpoint made with that architecture'] : problems
 }
 
 // Parameters the schema does not know at all (another pipeline's, an institutional config's):
