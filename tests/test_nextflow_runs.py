@@ -21,7 +21,7 @@ import numpy as np
 import pytest
 
 from evoscan import __version__
-from conftest import evoscan, write_fasta
+from conftest import REPO, evoscan, write_fasta
 from nextflow_run import SAMPLE, assert_same_as_evoscan_run, run_nextflow, running_nextflow, step, trace
 
 pytestmark = pytest.mark.slow
@@ -173,6 +173,28 @@ def test_evo2_with_a_staged_custom_checkpoint_equals_evoscan_run(genome_inputs, 
                          env={**os.environ, **env}, capture_output=True, text=True)
     assert run.returncode == 0, run.stderr[-2000:]
     assert_same_as_evoscan_run(tmp_path / "results" / "peaks", reference, min_pairs=100)
+
+
+def embed_tasks_at_once(launch: Path) -> int:
+    """The most EMBED tasks running at one time, from the run's log (submitted and completed lines)."""
+    running = most = 0
+    for line in (launch / ".nextflow.log").read_text().splitlines():
+        if "EVOSCAN_EMBED" in line and ("Submitted process >" in line or "Task completed >" in line):
+            running += 1 if "Submitted process >" in line else -1
+            most = max(most, running)
+    return most
+
+
+def test_the_documented_one_gpu_config_runs_gpu_tasks_one_at_a_time(tmp_path):
+    """docs/usage.md's config for GPUs on one machine (the local executor gives every GPU task the
+    first GPU): with it the embed tasks run one after another; without it two run at once here."""
+    block = (REPO / "docs" / "usage.md").read_text().split("**GPUs on one machine.**")[1].split("```")[1]
+    (tmp_path / "one_gpu.config").write_text(block)
+    common = ["-profile", "test", "--backend", "kmer", "--embed_chunks", 3, "--search_chunks", 1]
+    for launch, extra, most in ((tmp_path / "plain", [], 2), (tmp_path / "one", ["-c", tmp_path / "one_gpu.config"], 1)):
+        proc = run_nextflow(launch, *common, *extra, "--outdir", launch / "results")
+        assert proc.returncode == 0, finished(proc)
+        assert embed_tasks_at_once(launch) == most
 
 
 # --- in the CPU image, with podman -----------------------------------------------------------------
