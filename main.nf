@@ -42,7 +42,7 @@ workflow {
     motifs = params.motifs ==~ /JASPAR\d{4}/ ? [] : [file(params.motifs as String, checkIfExists: true)]
     weights = params.weights && params.weights != 'random' ? [file(params.weights as String, checkIfExists: true)] : []
     model_dir = params.backend == 'hf' && params.model ? [file(params.model as String, checkIfExists: true)] : []
-    model_config = params.backend == 'evo2' && params.model_config ? [file(params.model_config as String, checkIfExists: true)] : []
+    model_config = params.model_config ? [file(params.model_config as String, checkIfExists: true)] : []
     EVOSCAN(ch_samples, rmsk, params.embed_chunks as Integer, params.search_chunks as Integer, families, motifs, weights,
         model_dir, model_config)
 
