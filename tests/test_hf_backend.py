@@ -1,17 +1,21 @@
 """The hf backend through the real transformers loading path: a tiny random BERT with a
 character-level DNA tokenizer, saved to a local directory and loaded by evoscan."""
 
+import logging
+
 import numpy as np
 import pytest
 
-from conftest import random_dna
+from conftest import random_dna, write_fasta
 from evoscan.backends import get_backend
+from evoscan.cli import main as evoscan_main
 from evoscan.errors import EvoscanError
 from evoscan.windows import reverse_complement
 
 
-def save_tiny_dna_bert(path):
-    """A tiny random BERT (2 layers, 32 dims) with a character-level DNA tokenizer, saved to PATH."""
+def save_tiny_dna_bert(path, nan: bool = False):
+    """A tiny random BERT (2 layers, 32 dims) with a character-level DNA tokenizer, saved to PATH
+    (as safetensors); `nan` puts a NaN in its last layer's weights."""
     import torch
     from tokenizers import Tokenizer, models, pre_tokenizers, processors
     from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
@@ -25,7 +29,11 @@ def save_tiny_dna_bert(path):
     torch.manual_seed(0)
     config = BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                         intermediate_size=64, max_position_embeddings=600)
-    BertModel(config).save_pretrained(path)
+    model = BertModel(config)
+    if nan:
+        with torch.no_grad():
+            model.encoder.layer[1].output.dense.weight[0, 0] = float("nan")
+    model.save_pretrained(path)
     return path
 
 
@@ -78,3 +86,39 @@ def test_layer_choice(model_dir, seqs):
 def test_not_a_model_directory(tmp_path):
     with pytest.raises(EvoscanError, match="not a Hugging Face model directory"):
         get_backend("hf", model=tmp_path)
+
+
+def test_a_run_that_reuses_its_embeddings_never_loads_the_model(model_dir, tmp_path, caplog, capsys):
+    """As for evo2: `evoscan run` decides reuse from what config.json and the directory say, so a
+    rerun with other check settings never loads the model; another layer loads it and embeds anew."""
+    rng = np.random.default_rng(5)
+    fasta = write_fasta(tmp_path / "g.fa", {f"G{i}": random_dna(rng, 1024) for i in range(3)})
+    args = ["run", "--fasta", str(fasta), "--window-size", "128", "--stride", "64", "--backend", "hf",
+            "--model", str(model_dir), "--motif-shuffles", "5", "--outdir", str(tmp_path / "out")]
+
+    def run(*extra: str) -> tuple[int, str]:
+        caplog.clear()
+        capsys.readouterr()
+        with caplog.at_level(logging.INFO, logger="evoscan.hf"):
+            code = evoscan_main([*args, *extra])
+        assert code == 0, capsys.readouterr().err
+        return sum(r.getMessage().startswith("hf: loading") for r in caplog.records), capsys.readouterr().err
+
+    assert run("--sw-shuffles", "5")[0] == 1
+    loads, err = run("--sw-shuffles", "6")
+    assert loads == 0 and "embed: reusing embeddings.h5" in err and "check: making scores.h5 anew" in err
+    loads, err = run("--sw-shuffles", "6", "--layer", "1")
+    assert loads == 1 and "embed: making embeddings.h5 anew" in err
+
+
+def test_weights_that_cannot_load_are_refused_at_the_first_batch(model_dir, tmp_path, seqs):
+    """The config is read when the backend is made (layer, size, provenance); the weights when it
+    first embeds, refused there in one line."""
+    import shutil
+
+    broken = shutil.copytree(model_dir, tmp_path / "broken")
+    (broken / "model.safetensors").write_bytes(b"not safetensors")
+    b = get_backend("hf", model=broken)
+    assert b.dim == 32 and b.identity()["architecture"] == "bert"
+    with pytest.raises(EvoscanError, match="broken: cannot load the model"):
+        b.embed(seqs)

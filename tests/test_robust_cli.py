@@ -22,6 +22,7 @@ import numpy as np
 import pytest
 
 from conftest import evoscan, random_dna, write_fasta
+from test_hf_backend import save_tiny_dna_bert
 
 W = ["--window-size", "256", "--stride", "128"]
 LOCI = ["g0", "g1", "g2"]
@@ -266,6 +267,7 @@ def test_chromosome_names_that_differ_say_so(d, out, inputs, messages):
     (["--allow-download"], "--allow-download is an option of the evo2 backend, not of motifs"),
     (["--speedups", "conv"], "--speedups is an option of the evo2 backend, not of motifs"),
     (["--layer", "blocks.3"], "--layer is an option of the evo2 and hf backends, not of motifs; add --backend evo2 or"),
+    (["--backend", "kmer", "--pooling", "last"], "--pooling is an option of the evo2 and hf backends, not of kmer"),
 ])
 def test_usage_errors_exit_2_before_any_work(d, tmp_path, options, message):
     refused(evoscan("run", "--fasta", d.loci_fa, *W, *options, "--outdir", tmp_path / "results"), message, status=2)
@@ -369,31 +371,8 @@ def test_nan_or_inf_embeddings_are_refused(steps, out, dataset, value, what):
     assert listing(out) == []
 
 
-def tiny_bert(path: Path, nan: bool = False) -> Path:
-    """A 2-layer BERT with a character-level DNA tokenizer (as in test_hf_backend), saved as safetensors."""
-    import torch
-    from tokenizers import Tokenizer, models, pre_tokenizers, processors
-    from transformers import BertConfig, BertModel, PreTrainedTokenizerFast
-
-    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", "A", "C", "G", "T", "N"])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
-    tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
-    tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
-                                                       special_tokens=[("[CLS]", 2), ("[SEP]", 3)])
-    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]", cls_token="[CLS]",
-                            sep_token="[SEP]", mask_token="[MASK]").save_pretrained(path)
-    torch.manual_seed(0)
-    model = BertModel(BertConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                                 intermediate_size=64, max_position_embeddings=600))
-    if nan:
-        with torch.no_grad():
-            model.encoder.layer[1].output.dense.weight[0, 0] = float("nan")
-    model.save_pretrained(path)
-    return path
-
-
 def test_backend_returning_nan_is_refused_and_leaves_nothing(steps, out):
-    model = tiny_bert(out.parent / "nan-bert", nan=True)
+    model = save_tiny_dna_bert(out.parent / "nan-bert", nan=True)
     refused(evoscan("embed", "--windows", steps / "windows.h5", "--backend", "hf", "--model", model,
                     "-o", out / "e.h5"),
             "backend hf returned NaN or infinite embeddings for windows 1..16; its weights may hold NaN")
