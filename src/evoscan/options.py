@@ -86,8 +86,8 @@ def add_backend_options(p: argparse.ArgumentParser) -> None:
     g.add_argument("--k", type=int, help="kmer: k-mer length (default 6)")
     g.add_argument("--model", help="evo2: model name (default evo2_7b); hf: model directory")
     g.add_argument("--layer", help="evo2: blocks.N or blocks.N.mlp.l3 (default per model); hf: hidden-state index")
-    g.add_argument("--pooling", default="mean", choices=["mean", "last", "rc_mean"],
-                   help="evo2/hf: mean over real tokens, last token, or mean of both strands")
+    g.add_argument("--pooling", choices=["mean", "last", "rc_mean"],
+                   help="evo2/hf: mean over real tokens (default), last token, or mean of both strands")
     g.add_argument("--weights", type=Path, help="evo2: merged checkpoint .pt (default $HF_HOME/<model>.pt)")
     g.add_argument("--model-config", type=Path, help="evo2: architecture YAML of a custom checkpoint")
     g.add_argument("--allow-download", action="store_true", help="evo2: fetch missing weights from the hub")
@@ -118,7 +118,7 @@ def backend_options(a) -> dict:
     for name, value in evo2_only.items():
         if a.backend != "evo2" and value not in (None, False):
             raise UsageError(f"{name} is an option of the evo2 backend, not of {a.backend}; add --backend evo2")
-    for name, value in {"--model": a.model, "--layer": a.layer}.items():
+    for name, value in {"--model": a.model, "--layer": a.layer, "--pooling": a.pooling}.items():
         if a.backend not in ("evo2", "hf") and value is not None:
             raise UsageError(f"{name} is an option of the evo2 and hf backends, not of {a.backend}; "
                              "add --backend evo2 or --backend hf")
@@ -129,12 +129,12 @@ def backend_options(a) -> dict:
     if a.backend == "motifs":
         return {**opts, "motifs_source": a.motifs, "motif_pvalue": a.motif_pvalue}
     if a.backend == "evo2":
-        return {**opts, "model": a.model or "evo2_7b", "layer": a.layer, "pooling": a.pooling,
+        return {**opts, "model": a.model or "evo2_7b", "layer": a.layer, "pooling": a.pooling or "mean",
                 "weights": a.weights, "config": a.model_config, "allow_download": a.allow_download,
                 "full_forward": a.full_forward, "speedups": a.speedups}
     if not a.model:
         raise UsageError("--backend hf needs --model DIR (a local Hugging Face model directory)")
-    return {**opts, "model": a.model, "layer": a.layer, "pooling": a.pooling}
+    return {**opts, "model": a.model, "layer": a.layer, "pooling": a.pooling or "mean"}
 
 
 

@@ -65,7 +65,7 @@ def misspelledParameters(Map given, Map specs) {
 // a custom architecture without its checkpoint.
 def backendOptionErrors(Map given) {
     def models = ['evo2', 'hf']
-    def owners = [weights: ['evo2'], model_config: ['evo2'], speedups: ['evo2'], model: models, layer: models]
+    def owners = [weights: ['evo2'], model_config: ['evo2'], speedups: ['evo2'], model: models, layer: models, pooling: models]
     def problems = owners.keySet().findAll { name -> given[name] != null && !(given.backend in owners[name]) }
         .collect { name ->
             def backends = owners[name] as List<String>
