@@ -149,6 +149,44 @@ def test_not_a_checkpoint_and_not_a_layer_are_one_line_errors(tiny, tmp_path):
             b.embed(["ACGT"])
 
 
+def test_a_config_or_checkpoint_that_does_not_fit_is_a_one_line_error(tiny, tmp_path):
+    import yaml
+
+    config, weights = tiny
+    arch = yaml.safe_load(config.read_text())
+    (tmp_path / "broken.yml").write_text("hidden_size: [256\n")
+    (tmp_path / "other.yml").write_text("name: something else\n")
+    for bad, message in (("broken.yml", "broken.yml: not YAML"), ("other.yml", "other.yml: not an Evo 2 architecture "
+                                                                  r"\(no hidden_size or num_layers\)")):
+        with pytest.raises(EvoscanError, match=message):
+            get_backend("evo2", config=tmp_path / bad, weights=weights, layer=LAYER)
+    with pytest.raises(EvoscanError, match="a folder, not a weights file"):
+        get_backend("evo2", config=config, weights=tmp_path, layer=LAYER)
+    (tmp_path / "wider.yml").write_text(yaml.safe_dump({**arch, "inner_mlp_size": arch["inner_mlp_size"] * 2}))
+    b = get_backend("evo2", config=tmp_path / "wider.yml", weights=weights, layer=LAYER)  # found on loading
+    with pytest.raises(EvoscanError, match="the checkpoint does not fit the architecture of .*wider.yml"):
+        b.embed(["ACGT"])
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="a GPU is here")
+def test_without_a_gpu_evo2_says_it_needs_one(tiny, tmp_path):
+    """Vortex cannot build the model on a CPU (the tests lift that with tests/evo2_cpu.py): a user
+    without a GPU is told so in one line, not given torch's internal error."""
+    from conftest import evoscan
+
+    config, weights = tiny
+    rng = np.random.default_rng(1)
+    fasta = write_fasta(tmp_path / "g.fa", {"G0": random_dna(rng, 400), "G1": random_dna(rng, 400)})
+    assert evoscan("windows", "--fasta", fasta, "--window-size", "128", "--stride", "128",
+                   "-o", tmp_path / "w.h5").returncode == 0
+    proc = evoscan("embed", "--windows", tmp_path / "w.h5", "--backend", "evo2", "--model-config", config,
+                   "--weights", weights, "--layer", LAYER, "-o", tmp_path / "e.h5")
+    assert proc.returncode == 1 and proc.stderr.strip().splitlines()[-1] == (
+        "evoscan embed: error: evo2 builds its model on a CUDA GPU and torch sees none here; run the embedding on "
+        "a GPU machine (Nextflow: -profile gpu), or choose a CPU backend")
+    assert not (tmp_path / "e.h5").exists() and not (tmp_path / "e.h5.partial").exists()
+
+
 def test_a_checkpoint_holding_code_is_refused_never_unpickled(tiny, tmp_path):
     """Weights whose pickle would run code: one-line refusal, and the code never runs."""
     import os

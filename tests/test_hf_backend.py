@@ -1,7 +1,9 @@
 """The hf backend through the real transformers loading path: a tiny random BERT with a
 character-level DNA tokenizer, saved to a local directory and loaded by evoscan."""
 
+import json
 import logging
+import shutil
 
 import numpy as np
 import pytest
@@ -114,11 +116,100 @@ def test_a_run_that_reuses_its_embeddings_never_loads_the_model(model_dir, tmp_p
 def test_weights_that_cannot_load_are_refused_at_the_first_batch(model_dir, tmp_path, seqs):
     """The config is read when the backend is made (layer, size, provenance); the weights when it
     first embeds, refused there in one line."""
-    import shutil
-
     broken = shutil.copytree(model_dir, tmp_path / "broken")
     (broken / "model.safetensors").write_bytes(b"not safetensors")
     b = get_backend("hf", model=broken)
     assert b.dim == 32 and b.identity()["architecture"] == "bert"
     with pytest.raises(EvoscanError, match="broken: cannot load the model"):
         b.embed(seqs)
+
+
+def edit_json(path, **changes):
+    path.write_text(json.dumps({**json.loads(path.read_text()), **changes}))
+
+
+def drop_tensors(model, prefix):
+    from safetensors.torch import load_file, save_file
+
+    tensors = load_file(model / "model.safetensors")
+    save_file({k: v for k, v in tensors.items() if not k.startswith(prefix)}, model / "model.safetensors",
+              metadata={"format": "pt"})
+
+
+def other_tokenizer(model, letters):
+    """A character-level tokenizer of `letters` (ids 5..) in place of the model's."""
+    from tokenizers import Tokenizer, models, pre_tokenizers
+    from transformers import PreTrainedTokenizerFast
+
+    vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters])}
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]").save_pretrained(model)
+
+
+BROKEN = {  # what is done to a copy of the tiny model -> the one line that refuses it
+    "weights lack a layer": (lambda m: drop_tensors(m, "encoder.layer.1."),
+                             r"the weights do not fill the model \(16 tensors missing"),
+    "config promises more layers": (lambda m: edit_json(m / "config.json", num_hidden_layers=4),
+                                    "the weights do not fill the model"),
+    "config of other shapes": (lambda m: edit_json(m / "config.json", intermediate_size=48),
+                               "the weights have other shapes than config.json gives"),
+    "no tokenizer files": (lambda m: [f.unlink() for f in m.glob("tokenizer*")],
+                           "the tokenizer does not know the letters A, C, G and T"),
+    "tokenizer without T": (lambda m: other_tokenizer(m, "ACGN"), "the tokenizer does not know the letters"),
+    "tokenizer without padding": (lambda m: edit_json(m / "tokenizer_config.json", pad_token=None),
+                                  "the tokenizer has no padding token"),
+    "tokenizer of a larger vocabulary": (lambda m: other_tokenizer(m, "VWXYZACGTN"),
+                                         "the tokenizer gives token id 1[0-4], beyond the model's 10 embeddings"),
+}
+
+
+@pytest.mark.parametrize("case", BROKEN)
+def test_a_model_that_would_embed_wrongly_or_fail_deep_inside_is_refused_in_one_line(model_dir, tmp_path, seqs, case):
+    """Each of these used to run to the end with wrong vectors (weights that do not fill the model,
+    a tokenizer that maps DNA to its unknown token) or fail with an internal error."""
+    change, message = BROKEN[case]
+    broken = shutil.copytree(model_dir, tmp_path / "m")
+    change(broken)
+    with pytest.raises(EvoscanError, match=message):
+        get_backend("hf", model=broken).embed(seqs)
+
+
+def test_windows_longer_than_the_model_are_refused(model_dir):
+    with pytest.raises(EvoscanError, match="windows of 700 bp are 702 tokens, more than the 600 positions"):
+        get_backend("hf", model=model_dir).embed([random_dna(np.random.default_rng(1), 700)])
+
+
+def t5_config(model):
+    from transformers import T5Config
+
+    T5Config(vocab_size=10, d_model=32, d_kv=16, d_ff=64, num_layers=2, num_heads=2).save_pretrained(model)
+
+
+@pytest.mark.parametrize("change, message", [
+    (lambda m: edit_json(m / "config.json", model_type="hyenadna",
+                         auto_map={"AutoConfig": "configuration_x.XConfig", "AutoModel": "modeling_x.XModel"}),
+     r"the model needs its own Python code \(auto_map\), which evoscan does not run"),
+    (t5_config, r"an encoder-decoder model \(t5\)"),
+    (lambda m: edit_json(m / "config.json", num_hidden_layers="2"), "cannot read the model's config.json"),
+])
+def test_a_config_evoscan_cannot_use_is_refused_before_any_work(model_dir, tmp_path, change, message):
+    broken = shutil.copytree(model_dir, tmp_path / "m")
+    change(broken)
+    with pytest.raises(EvoscanError, match=message):
+        get_backend("hf", model=broken)
+
+
+def test_other_weights_of_the_same_size_are_another_model(model_dir, tmp_path):
+    """The identity a rerun's reuse is decided on reads the files' contents, not only names and sizes."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    other = shutil.copytree(model_dir, tmp_path / "m")
+    tensors = load_file(other / "model.safetensors")
+    torch.manual_seed(1)
+    save_file({k: torch.randn_like(v) for k, v in tensors.items()}, other / "model.safetensors",
+              metadata={"format": "pt"})
+    assert (other / "model.safetensors").stat().st_size == (model_dir / "model.safetensors").stat().st_size
+    assert get_backend("hf", model=other).identity() != get_backend("hf", model=model_dir).identity() | {
+        "model": str(other)}

@@ -396,7 +396,7 @@ def test_weights_are_never_unpickled(steps, out):
     torch.save({"weight": Payload()}, model / "pytorch_model.bin")
     refused(evoscan("embed", "--windows", steps / "windows.h5", "--backend", "hf", "--model", model,
                     "-o", out / "e.h5"),
-            "evil-bert: refused to load weights that hold Python objects beyond tensors", "use safetensors")
+            "evil-bert: refused to load weights that are not plain tensors", "use safetensors")
     assert not marker.exists()
     assert listing(out) == []
 

@@ -15,6 +15,12 @@ class UsageError(EvoscanError):
     """A bad option or combination of options (exit status 2, as for argparse's own errors)."""
 
 
+def first_line(err: Exception) -> str:
+    """A library's exception in one line, to quote in ours (many carry a report below the first)."""
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
 _OS_REASONS = {
     errno.ENOSPC: "no space left on the device; free some space or write elsewhere, then run again",
     errno.EDQUOT: "disk quota exceeded; free some space or write elsewhere, then run again",

@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import importlib.metadata
 import importlib.util
 import logging
@@ -45,10 +44,12 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EvoscanError
+from ..errors import EvoscanError, first_line
 from . import register
 from .evo2_speed import DEFAULT_SPEEDUPS, LayerForward, log, parse_speedups, vector_changing
+from .model_files import file_digest
 from .pooling import POOLINGS, embed_pooled, pool
+
 _LAYER = re.compile(r"^blocks\.(\d+)(\..+)?$")
 
 
@@ -89,7 +90,16 @@ def read_config(model: str, config: str | Path | None = None) -> dict:
         if model not in MODELS:
             raise EvoscanError(f"unknown Evo 2 model {model!r}; choose from {', '.join(MODELS)}")
         path = _evo2_dir() / MODELS[model].config
-    return yaml.safe_load(path.read_text())
+    try:
+        arch = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise EvoscanError(f"{path}: not YAML ({first_line(err)}); give the architecture YAML of the "
+                           "checkpoint") from None
+    missing = [key for key in ("hidden_size", "num_layers") if not isinstance(arch, dict) or key not in arch]
+    if missing:
+        raise EvoscanError(f"{path}: not an Evo 2 architecture (no {' or '.join(missing)}); give the architecture "
+                           "YAML the checkpoint was made with, as the evo2 package's configs/ hold them")
+    return arch
 
 
 def default_layer(num_blocks: int) -> str:
@@ -107,16 +117,6 @@ def check_layer(layer: str, model: str, num_blocks: int) -> int:
     return int(match[1])
 
 
-def weights_digest(path: Path) -> str:
-    """SHA-256 of the size and the first and last 16 MiB: identifies a multi-GB checkpoint in a second."""
-    h = hashlib.sha256(str(path.stat().st_size).encode())
-    with open(path, "rb") as fh:
-        h.update(fh.read(16 * 2**20))
-        fh.seek(max(0, path.stat().st_size - 16 * 2**20))
-        h.update(fh.read())
-    return h.hexdigest()[:32]
-
-
 def find_weights(model: str, weights: str | Path | None) -> Path | str | None:
     """The local checkpoint to load, "random", or None when only a download could provide it."""
     if str(weights) == "random":
@@ -124,7 +124,8 @@ def find_weights(model: str, weights: str | Path | None) -> Path | str | None:
     if weights is not None:
         path = Path(weights)
         if not path.is_file():
-            raise EvoscanError(f"{path}: no such weights file; give the merged {model}.pt checkpoint")
+            what = "a folder, not a" if path.is_dir() else "no such"
+            raise EvoscanError(f"{path}: {what} weights file; give the merged {model}.pt checkpoint")
         if not zipfile.is_zipfile(path):  # what torch.save writes; loading maps it, which needs the zip form
             raise EvoscanError(f"{path}: not a torch checkpoint (or a truncated one); give the merged {model}.pt "
                                "checkpoint as evo2 writes it")
@@ -204,7 +205,7 @@ class Evo2Backend:
             raise EvoscanError("cannot import evo2 (it is not installed); install evo2 after torch, or use the "
                                "evoscan GPU container")
         os.environ.setdefault("CUDA_VISIBLE_DEVICES", "0")  # one GPU per task
-        self._digest = weights_digest(self.weights) if isinstance(self.weights, Path) else ""
+        self._digest = file_digest(self.weights) if isinstance(self.weights, Path) else ""
         # loaded by absolute path: the import runs in a scratch folder (_quiet_import), and Nextflow
         # stages the file under a relative name; the provenance keeps the name as given
         self._weights_file = str(self.weights.absolute()) if isinstance(self.weights, Path) else None
@@ -231,6 +232,16 @@ class Evo2Backend:
         return LayerForward(self.evo2.model, self.block, self._module, self._speedups, self._quiet)
 
     def _load(self, arch: dict):
+        import torch
+
+        # Vortex builds each block inside torch.cuda.device(its device), which torch refuses for the
+        # CPU: without a GPU the model cannot be built. (tests/evo2_cpu.py lifts this for CPU tests.)
+        if not torch.cuda.is_available():
+            try:
+                torch.cuda.device("cpu")
+            except ValueError:
+                raise EvoscanError("evo2 builds its model on a CUDA GPU and torch sees none here; run the embedding "
+                                   "on a GPU machine (Nextflow: -profile gpu), or choose a CPU backend") from None
         # Vortex imports flash-attn's CUDA module unguarded: without flash-attn a stand-in is
         # registered, which `use_flash_attn: False` keeps from ever being called.
         if self.attention == "torch":
@@ -258,7 +269,14 @@ class Evo2Backend:
                     model.to_bfloat16_except_pr_lc(to_float32=True)
                     stabilise_random_weights(model)
                 else:
-                    load_checkpoint(model, self._weights_file)
+                    try:
+                        load_checkpoint(model, self._weights_file)
+                    except RuntimeError as err:  # torch's load_state_dict: keys or shapes that do not fit
+                        if "state_dict" not in str(err):
+                            raise
+                        raise EvoscanError(f"{self.weights}: the checkpoint does not fit the architecture of "
+                                           f"{self.config or self.model_name} ({first_line(err)}); give the YAML "
+                                           "it was made with (--model-config)") from None
                 wrapper = object.__new__(evo2.Evo2)
                 wrapper.model, wrapper.tokenizer = model, CharLevelTokenizer(512)
                 return wrapper

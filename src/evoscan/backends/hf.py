@@ -2,15 +2,15 @@
 
 Loaded with transformers' AutoTokenizer / AutoModel from the directory only (never the hub), on
 the GPU when there is one, at the first batch to embed. `layer` indexes the model's hidden states
-(0 = embeddings, -1 = last, the default). Pooling as for evo2: `mean` over real tokens (special tokens and padding excluded),
-the `last` real token, or `rc_mean` (both strands). Sequences are upper-cased; output float32.
+(0 = embeddings, -1 = last, the default). Pooling as for evo2: `mean` over real tokens (special
+tokens and padding excluded), the `last` real token, or `rc_mean` (both strands). Sequences are
+upper-cased; output float32.
 """
 
 from __future__ import annotations
 
 import contextlib
 import functools
-import hashlib
 import importlib.metadata
 import logging
 import pickle
@@ -18,21 +18,14 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EvoscanError
+from ..errors import EvoscanError, UsageError, first_line
 from . import register
+from .model_files import directory_digest
 from .pooling import POOLINGS, embed_pooled, pool
 
 log = logging.getLogger("evoscan.hf")
 
-
-def directory_digest(path: Path) -> str:
-    """Identity of a model directory: names and sizes of its files, and its config."""
-    h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
-        h.update(f"{f.relative_to(path)}:{f.stat().st_size}".encode())
-        if f.name == "config.json":
-            h.update(f.read_bytes())
-    return h.hexdigest()[:32]
+_DNA = "ACGTTGCAAACCGGTTTTGGCCAA"  # every letter, alone and in runs: no DNA tokenizer maps any to unknown
 
 
 class HFBackend:
@@ -49,27 +42,39 @@ class HFBackend:
         try:
             self.layer = int(layer) if layer is not None else -1
         except ValueError:
-            raise EvoscanError(f"--layer for the hf backend is a hidden-state index (e.g. -1), not {layer!r}") from None
+            raise UsageError(f"--layer for the hf backend is a hidden-state index (e.g. -1), not {layer!r}") from None
         self.pooling, self.batch_size = pooling, batch_size
         try:
             from transformers import AutoConfig
             from transformers.utils import logging as transformers_logging
         except ImportError:
             raise EvoscanError("the hf backend needs transformers: pip install transformers") from None
-        transformers_logging.disable_progress_bar()  # stderr is for evoscan's one-line errors, not bars
+        # stderr is for evoscan's one-line errors: no bars, and no loading reports (checked below)
+        transformers_logging.disable_progress_bar()
+        transformers_logging.set_verbosity_error()
         try:
             config = AutoConfig.from_pretrained(self.path, local_files_only=True)
-        except (OSError, ValueError) as err:
-            raise EvoscanError(f"{self.path}: cannot read the model's config.json ({str(err).splitlines()[0]})") from None
-        n_states = config.num_hidden_layers + 1
-        if not -n_states <= self.layer < n_states:
-            raise EvoscanError(f"layer {self.layer} does not exist: the model has hidden states 0..{n_states - 1} "
+        except Exception as err:  # transformers raises many kinds for a config it cannot use
+            if "trust_remote_code" in str(err):
+                raise EvoscanError(f"{self.path}: the model needs its own Python code (auto_map), which evoscan does "
+                                   "not run; use a model whose architecture transformers ships") from None
+            raise EvoscanError(f"{self.path}: cannot read the model's config.json ({first_line(err)})") from None
+        if getattr(config, "is_encoder_decoder", False):
+            raise EvoscanError(f"{self.path}: an encoder-decoder model ({config.model_type}); the hf backend "
+                               "embeds with encoder-only or decoder-only models")
+        n_layers, dim = getattr(config, "num_hidden_layers", None), getattr(config, "hidden_size", None)
+        if not (isinstance(n_layers, int) and n_layers > 0 and isinstance(dim, int) and dim > 0):
+            raise EvoscanError(f"{self.path}: config.json gives no positive num_hidden_layers and hidden_size "
+                               f"(found {n_layers!r}, {dim!r}); give the config the model was saved with")
+        if not -(n_layers + 1) <= self.layer <= n_layers:
+            raise EvoscanError(f"layer {self.layer} does not exist: the model has hidden states 0..{n_layers} "
                                "(0 = embeddings, -1 = last)")
-        self.dim, self.architecture = int(config.hidden_size), config.model_type
+        self.dim, self.architecture = dim, config.model_type
         self._digest = directory_digest(self.path)
 
     # The model is loaded on first use, so a run that reuses its embeddings never loads it; what
-    # the provenance needs comes from config.json.
+    # the provenance needs comes from config.json. Loading checks what transformers would only
+    # warn about or fail on later: weights that do not fill the model, a tokenizer of another model.
 
     @functools.cached_property
     def _loaded(self):
@@ -80,25 +85,58 @@ class HFBackend:
         log.info("hf: loading %s", self.path)
         try:
             tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-            model = AutoModel.from_pretrained(self.path, local_files_only=True).eval()
+        except Exception as err:  # a missing, damaged or foreign tokenizer, in many kinds
+            raise EvoscanError(f"{self.path}: cannot load the tokenizer ({first_line(err)})") from None
+        try:
+            model, info = AutoModel.from_pretrained(self.path, local_files_only=True, output_loading_info=True)
         except pickle.UnpicklingError:
-            raise EvoscanError(f"{self.path}: refused to load weights that hold Python objects beyond tensors "
-                               "(loading them could run code); use safetensors weights") from None
-        except (OSError, ValueError, SafetensorError) as err:  # missing, damaged or truncated files
-            raise EvoscanError(f"{self.path}: cannot load the model ({str(err).splitlines()[0]})") from None
+            raise EvoscanError(f"{self.path}: refused to load weights that are not plain tensors (a damaged file, or "
+                               "Python objects whose loading could run code); use safetensors weights") from None
+        except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # missing, damaged, truncated, misfit
+            if "ignore_mismatched_sizes" in str(err):  # (its details are in a report we silence)
+                raise EvoscanError(f"{self.path}: the weights have other shapes than config.json gives: a config "
+                                   "that does not match the checkpoint") from None
+            raise EvoscanError(f"{self.path}: cannot load the model ({first_line(err)})") from None
+        # a pooler may be missing (a checkpoint saved with a language-model head): no hidden state uses it
+        missing = sorted(k for k in info["missing_keys"] if "pooler" not in k.split("."))
+        if missing or info["mismatched_keys"]:
+            example = missing[0] if missing else next(iter(info["mismatched_keys"]))[0]
+            raise EvoscanError(f"{self.path}: the weights do not fill the model ({len(missing)} tensors missing, "
+                               f"{len(info['mismatched_keys'])} of another shape, e.g. {example}): a partial or "
+                               "damaged checkpoint, or a config.json that does not match it")
+        if tokenizer.pad_token is None:
+            raise EvoscanError(f"{self.path}: the tokenizer has no padding token, which batches of windows need; "
+                               "set tokenizer.pad_token and save the tokenizer again")
+        ids = tokenizer(_DNA, add_special_tokens=False)["input_ids"]
+        if not ids or (tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids):
+            raise EvoscanError(f"{self.path}: the tokenizer does not know the letters A, C, G and T (they become "
+                               "its unknown token): its files are missing or it is not a DNA model's tokenizer")
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        return tokenizer, model.to(device), device
+        return tokenizer, model.eval().to(device), device
 
     def _pooled(self, seqs: list[str]) -> np.ndarray:
         import torch
 
         tokenizer, model, device = self._loaded
         enc = tokenizer(seqs, padding=True, return_tensors="pt", return_special_tokens_mask=True)
+        self._check_tokens(enc["input_ids"], model, max(map(len, seqs)))
         special = enc.pop("special_tokens_mask")
         real = (enc["attention_mask"].bool() & ~special.bool()).to(device)
         with torch.inference_mode():
             out = model(**{k: v.to(device) for k, v in enc.items()}, output_hidden_states=True)
         return pool(out.hidden_states[self.layer].float(), real, self.pooling)
+
+    def _check_tokens(self, ids, model, longest_bp: int) -> None:
+        """Refuse what the model would fail on deep inside: more tokens than it has positions, or
+        token ids beyond its vocabulary."""
+        positions = getattr(model.config, "max_position_embeddings", None)
+        if isinstance(positions, int) and ids.shape[1] > positions:
+            raise EvoscanError(f"windows of {longest_bp} bp are {ids.shape[1]} tokens, more than the {positions} "
+                               f"positions of {self.path}; use a smaller --window-size")
+        vocabulary = getattr(model.get_input_embeddings(), "num_embeddings", None)
+        if isinstance(vocabulary, int) and int(ids.max()) >= vocabulary:
+            raise EvoscanError(f"{self.path}: the tokenizer gives token id {int(ids.max())}, beyond the model's "
+                               f"{vocabulary} embeddings: the tokenizer does not belong to this model")
 
     def embed(self, seqs: list[str]) -> np.ndarray:
         return embed_pooled(self._pooled, seqs, self.pooling)
