@@ -213,3 +213,10 @@ def test_other_weights_of_the_same_size_are_another_model(model_dir, tmp_path):
     assert (other / "model.safetensors").stat().st_size == (model_dir / "model.safetensors").stat().st_size
     assert get_backend("hf", model=other).identity() != get_backend("hf", model=model_dir).identity() | {
         "model": str(other)}
+
+
+def test_a_checkpoint_without_the_pooler_embeds_as_the_whole_one(model_dir, tmp_path, seqs):
+    """Checkpoints saved with a language-model head lack the pooler, which no hidden state uses."""
+    headless = shutil.copytree(model_dir, tmp_path / "m")
+    drop_tensors(headless, "pooler.")
+    assert np.array_equal(get_backend("hf", model=headless).embed(seqs), get_backend("hf", model=model_dir).embed(seqs))

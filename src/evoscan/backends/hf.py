@@ -28,6 +28,22 @@ log = logging.getLogger("evoscan.hf")
 _DNA = "ACGTTGCAAACCGGTTTTGGCCAA"  # every letter, alone and in runs: no DNA tokenizer maps any to unknown
 
 
+def _modules_run(model, inputs) -> set[str]:
+    """The names of the modules that a forward over `inputs` runs."""
+    import torch
+
+    ran: set[str] = set()
+    hooks = [module.register_forward_hook(lambda *_, name=name: ran.add(name))
+             for name, module in model.named_modules()]
+    try:
+        with torch.inference_mode():
+            model(**inputs, output_hidden_states=True)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    return ran
+
+
 class HFBackend:
     name = "hf"
 
@@ -97,13 +113,6 @@ class HFBackend:
                 raise EvoscanError(f"{self.path}: the weights have other shapes than config.json gives: a config "
                                    "that does not match the checkpoint") from None
             raise EvoscanError(f"{self.path}: cannot load the model ({first_line(err)})") from None
-        # a pooler may be missing (a checkpoint saved with a language-model head): no hidden state uses it
-        missing = sorted(k for k in info["missing_keys"] if "pooler" not in k.split("."))
-        if missing or info["mismatched_keys"]:
-            example = missing[0] if missing else next(iter(info["mismatched_keys"]))[0]
-            raise EvoscanError(f"{self.path}: the weights do not fill the model ({len(missing)} tensors missing, "
-                               f"{len(info['mismatched_keys'])} of another shape, e.g. {example}): a partial or "
-                               "damaged checkpoint, or a config.json that does not match it")
         if tokenizer.pad_token is None:
             raise EvoscanError(f"{self.path}: the tokenizer has no padding token, which batches of windows need; "
                                "set tokenizer.pad_token and save the tokenizer again")
@@ -111,6 +120,18 @@ class HFBackend:
         if not ids or (tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids):
             raise EvoscanError(f"{self.path}: the tokenizer does not know the letters A, C, G and T (they become "
                                "its unknown token): its files are missing or it is not a DNA model's tokenizer")
+        probe = tokenizer([_DNA], return_tensors="pt")
+        self._check_tokens(probe["input_ids"], model, len(_DNA))
+        # Weights the checkpoint lacks are left random: harmless in a head the forward never runs (or
+        # in the pooler, which no hidden state passes through), fatal in a layer.
+        ran = _modules_run(model, probe) if info["missing_keys"] else set()
+        missing = sorted(key for key in info["missing_keys"]
+                         if key.rpartition(".")[0] in ran and "pooler" not in key.split("."))
+        if missing or info["mismatched_keys"]:
+            example = missing[0] if missing else next(iter(info["mismatched_keys"]))[0]
+            raise EvoscanError(f"{self.path}: the weights do not fill the model ({len(missing)} tensors missing, "
+                               f"{len(info['mismatched_keys'])} of another shape, e.g. {example}): a partial or "
+                               "damaged checkpoint, or a config.json that does not match it")
         device = "cuda" if torch.cuda.is_available() else "cpu"
         return tokenizer, model.eval().to(device), device
 
