@@ -252,6 +252,35 @@ def test_a_failed_run_keeps_its_finished_steps_and_never_mixes_two_settings(tmp_
             assert f.attrs["window_digest"] == digest and f.attrs["window_digest"] != "", name
 
 
+def test_a_run_stopped_inside_a_step_says_that_its_blocks_are_kept(tmp_path, monkeypatch):
+    """The note of a failed run names, beside the finished steps, what the step that stopped had
+    done (its .partial), which the same command continues from."""
+    from evoscan.backends.kmer import KmerBackend
+    from evoscan.pipeline import RunConfig, run_pipeline
+
+    rng = np.random.default_rng(5)
+    fa = write_fasta(tmp_path / "s.fa", {f"g{i}": random_dna(rng, 1500) for i in range(3)})
+    outdir, calls, embed = tmp_path / "results", [], KmerBackend.embed
+
+    def fails_after_a_batch(self, seqs):
+        calls.append(len(seqs))
+        if len(calls) > 2:  # the first batch's windows and decoys are embedded
+            raise RuntimeError("stopped part-way")
+        return embed(self, seqs)
+
+    monkeypatch.setattr(KmerBackend, "embed", fails_after_a_batch)
+    cfg = RunConfig(outdir=outdir, fasta=fa, mask_sources=("softmask",), backend="kmer",
+                    backend_options={"batch_size": 4})
+    with pytest.raises(RuntimeError) as stopped:
+        run_pipeline(cfg)
+    assert stopped.value.__notes__ == [f"windows.h5, masks.h5 of the finished steps and embeddings.h5.partial (what "
+                                       f"the step that stopped had done) are kept in {outdir}: the same command "
+                                       "continues from them"]
+    monkeypatch.setattr(KmerBackend, "embed", embed)
+    run_pipeline(cfg)
+    assert not list(outdir.glob("*.partial"))
+
+
 def test_a_failed_report_leaves_the_earlier_report_whole(tmp_path, monkeypatch):
     """A report failing part-way over an earlier report (as `evoscan report` writes it) puts the
     earlier files back byte for byte and leaves nothing of its own."""

@@ -248,9 +248,12 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
                 timings["report"] = time.perf_counter() - t
     except BaseException as err:
         kept = [name for name in FILES.values() if name in steps.this_run]  # (not an earlier run's)
-        if kept:
-            err.add_note(f"{', '.join(kept)} of the finished steps are kept in {cfg.outdir}: the same command "
-                         "continues from them")
+        partial = sorted(path.name for path in cfg.outdir.glob("*.partial")) if cfg.outdir.is_dir() else []
+        what = ([f"{', '.join(kept)} of the finished steps"] if kept else []) + (
+            [f"{', '.join(partial)} (what the step that stopped had done)"] if partial else [])
+        if what:
+            err.add_note(f"{' and '.join(what)} {'are' if len(kept) + len(partial) > 1 else 'is'} kept in "
+                         f"{cfg.outdir}: the same command continues from them")
         elif not existed and cfg.outdir.is_dir() and not any(cfg.outdir.iterdir()):
             cfg.outdir.rmdir()
         raise
