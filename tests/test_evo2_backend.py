@@ -263,7 +263,7 @@ def test_cli_embed_with_the_evo2_backend(tiny, tmp_path):
     code = evoscan_main(["embed", "--windows", str(tmp_path / "windows.h5"), "--backend", "evo2",
                          "--model-config", str(config), "--weights", str(weights), "--layer", "blocks.40",
                          "-o", str(tmp_path / "f.h5")])
-    assert code == 1 and not (tmp_path / "f.h5").exists()
+    assert code == 2 and not (tmp_path / "f.h5").exists()  # a bad option
 
 
 def test_random_weights_dry_run(tiny, seqs):

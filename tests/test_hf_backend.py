@@ -136,15 +136,17 @@ def drop_tensors(model, prefix):
               metadata={"format": "pt"})
 
 
-def other_tokenizer(model, letters):
-    """A character-level tokenizer of `letters` (ids 5..) in place of the model's."""
+def other_tokenizer(model, letters, unknown=True):
+    """A character-level tokenizer of `letters` (ids 5..) in place of the model's; without an
+    `unknown` token (BPE) other letters are dropped."""
     from tokenizers import Tokenizer, models, pre_tokenizers
     from transformers import PreTrainedTokenizerFast
 
     vocab = {t: i for i, t in enumerate(["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *letters])}
-    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]"))
+    tok = Tokenizer(models.WordLevel(vocab, unk_token="[UNK]") if unknown else models.BPE(vocab=vocab, merges=[]))
     tok.pre_tokenizer = pre_tokenizers.Split("", behavior="isolated")
-    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]", unk_token="[UNK]").save_pretrained(model)
+    PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="[PAD]",
+                            unk_token="[UNK]" if unknown else None).save_pretrained(model)
 
 
 BROKEN = {  # what is done to a copy of the tiny model -> the one line that refuses it
@@ -155,8 +157,10 @@ BROKEN = {  # what is done to a copy of the tiny model -> the one line that refu
     "config of other shapes": (lambda m: edit_json(m / "config.json", intermediate_size=48),
                                "the weights have other shapes than config.json gives"),
     "no tokenizer files": (lambda m: [f.unlink() for f in m.glob("tokenizer*")],
-                           "the tokenizer does not know the letters A, C, G and T"),
-    "tokenizer without T": (lambda m: other_tokenizer(m, "ACGN"), "the tokenizer does not know the letters"),
+                           "the tokenizer does not keep the letters A, C, G and T of plain DNA"),
+    "tokenizer without T": (lambda m: other_tokenizer(m, "ACGN"), "the tokenizer does not keep the letters"),
+    "tokenizer that drops T": (lambda m: other_tokenizer(m, "ACGN", unknown=False),
+                               "the tokenizer does not keep the letters"),
     "tokenizer without padding": (lambda m: edit_json(m / "tokenizer_config.json", pad_token=None),
                                   "the tokenizer has no padding token"),
     "tokenizer of a larger vocabulary": (lambda m: other_tokenizer(m, "VWXYZACGTN"),
@@ -175,9 +179,24 @@ def test_a_model_that_would_embed_wrongly_or_fail_deep_inside_is_refused_in_one_
         get_backend("hf", model=broken).embed(seqs)
 
 
-def test_windows_longer_than_the_model_are_refused(model_dir):
+def test_windows_longer_than_the_model_are_refused(model_dir, tmp_path):
+    rng = np.random.default_rng(1)
     with pytest.raises(EvoscanError, match="windows of 700 bp are 702 tokens, more than the 600 positions"):
-        get_backend("hf", model=model_dir).embed([random_dna(np.random.default_rng(1), 700)])
+        get_backend("hf", model=model_dir).embed([random_dna(rng, 700)])
+    # ESM (Nucleotide Transformer v1) numbers its absolute positions after the padding id (0 here)
+    from transformers import EsmConfig, EsmModel
+
+    esm = shutil.copytree(model_dir, tmp_path / "esm", ignore=shutil.ignore_patterns("config.json", "model*"))
+    config = dict(vocab_size=10, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64,
+                  max_position_embeddings=40, pad_token_id=0, position_embedding_type="absolute")
+    EsmModel(EsmConfig(**config)).save_pretrained(esm)
+    assert get_backend("hf", model=esm).embed([random_dna(rng, 37)]).shape == (1, 32)  # 39 tokens
+    with pytest.raises(EvoscanError, match="windows of 38 bp are 40 tokens, more than the 39 positions"):
+        get_backend("hf", model=esm).embed([random_dna(rng, 38)])
+    rotary = tmp_path / "rotary"
+    shutil.copytree(esm, rotary, ignore=shutil.ignore_patterns("config.json", "model*"))
+    EsmModel(EsmConfig(**{**config, "position_embedding_type": "rotary"})).save_pretrained(rotary)
+    assert get_backend("hf", model=rotary).embed([random_dna(rng, 100)]).shape == (1, 32)  # no table to run past
 
 
 def t5_config(model):
@@ -189,7 +208,9 @@ def t5_config(model):
 @pytest.mark.parametrize("change, message", [
     (lambda m: edit_json(m / "config.json", model_type="hyenadna",
                          auto_map={"AutoConfig": "configuration_x.XConfig", "AutoModel": "modeling_x.XModel"}),
-     r"the model needs its own Python code \(auto_map\), which evoscan does not run"),
+     r"the model needs its own Python code \(auto_map in config.json\), which evoscan does not run"),
+    (lambda m: edit_json(m / "config.json", auto_map={"AutoModel": "modeling_bert.BertModel"}),  # a known type
+     r"the model needs its own Python code \(auto_map in config.json\)"),
     (t5_config, r"an encoder-decoder model \(t5\)"),
     (lambda m: edit_json(m / "config.json", num_hidden_layers="2"), "cannot read the model's config.json"),
 ])
@@ -220,3 +241,11 @@ def test_a_checkpoint_without_the_pooler_embeds_as_the_whole_one(model_dir, tmp_
     headless = shutil.copytree(model_dir, tmp_path / "m")
     drop_tensors(headless, "pooler.")
     assert np.array_equal(get_backend("hf", model=headless).embed(seqs), get_backend("hf", model=model_dir).embed(seqs))
+
+
+def test_transformers_settings_are_as_they_were_after(model_dir, seqs):
+    from transformers.utils import logging as transformers_logging
+
+    level, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
+    get_backend("hf", model=model_dir).embed(seqs)
+    assert (transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()) == (level, bars)

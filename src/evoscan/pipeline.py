@@ -248,7 +248,10 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
                 timings["report"] = time.perf_counter() - t
     except BaseException as err:
         kept = [name for name in FILES.values() if name in steps.this_run]  # (not an earlier run's)
-        partial = sorted(path.name for path in cfg.outdir.glob("*.partial")) if cfg.outdir.is_dir() else []
+        # the step that stopped: the first whose file this run neither reused nor made
+        stopped = next((name for kind, name in FILES.items() if name not in steps.this_run
+                        and (kind != "blast" or cfg.blast_all_vs_all)), None)
+        partial = [f"{stopped}.partial"] if stopped and (cfg.outdir / f"{stopped}.partial").exists() else []
         what = ([f"{', '.join(kept)} of the finished steps"] if kept else []) + (
             [f"{', '.join(partial)} (what the step that stopped had done)"] if partial else [])
         if what:

@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import EvoscanError, first_line
+from ..errors import EvoscanError, UsageError, first_line
 from . import register
 from .evo2_speed import DEFAULT_SPEEDUPS, LayerForward, log, parse_speedups, vector_changing
 from .model_files import file_digest
@@ -110,7 +110,7 @@ def check_layer(layer: str, model: str, num_blocks: int) -> int:
     """The block index of `layer`, or an error that says which layers the model has."""
     match = _LAYER.match(layer)
     if not match or int(match[1]) >= num_blocks:
-        raise EvoscanError(
+        raise UsageError(
             f"layer {layer!r} does not exist in {model} ({num_blocks} blocks: blocks.0 .. blocks.{num_blocks - 1}); "
             f"use blocks.N (residual stream) or blocks.N.mlp.l3 (MLP branch), e.g. {default_layer(num_blocks)}"
         )

@@ -14,6 +14,7 @@ import functools
 import importlib.metadata
 import logging
 import pickle
+import re
 from pathlib import Path
 
 import numpy as np
@@ -25,7 +26,36 @@ from .pooling import POOLINGS, embed_pooled, pool
 
 log = logging.getLogger("evoscan.hf")
 
-_DNA = "ACGTTGCAAACCGGTTTTGGCCAA"  # every letter, alone and in runs: no DNA tokenizer maps any to unknown
+_DNA = "ACGTTGCAAACCGGTTTTGGCCAA"  # every letter, alone and in runs: a DNA tokenizer keeps them all
+
+
+@contextlib.contextmanager
+def _quiet_transformers():
+    """transformers' warnings, loading reports and bars off stderr, which is for evoscan's one-line
+    errors (what the reports say is checked here); its settings as they were after."""
+    from transformers.utils import logging as transformers_logging
+
+    level, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
+    transformers_logging.set_verbosity_error()
+    transformers_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        transformers_logging.set_verbosity(level)
+        if bars:
+            transformers_logging.enable_progress_bar()
+
+
+def _max_tokens(model) -> int | None:
+    """The most tokens the model's positions take: none for rotary positions; for absolute ones
+    numbered after the padding id (ESM, RoBERTa), that many fewer."""
+    config = model.config
+    positions = getattr(config, "max_position_embeddings", None)
+    if not isinstance(positions, int) or getattr(config, "position_embedding_type", "absolute") != "absolute":
+        return None
+    table = getattr(getattr(model, "embeddings", None), "position_embeddings", None)
+    offset = getattr(table, "padding_idx", None)
+    return positions - offset - 1 if isinstance(offset, int) else positions
 
 
 def _modules_run(model, inputs) -> set[str]:
@@ -62,19 +92,18 @@ class HFBackend:
         self.pooling, self.batch_size = pooling, batch_size
         try:
             from transformers import AutoConfig
-            from transformers.utils import logging as transformers_logging
         except ImportError:
             raise EvoscanError("the hf backend needs transformers: pip install transformers") from None
-        # stderr is for evoscan's one-line errors: no bars, and no loading reports (checked below)
-        transformers_logging.disable_progress_bar()
-        transformers_logging.set_verbosity_error()
         try:
-            config = AutoConfig.from_pretrained(self.path, local_files_only=True)
+            with _quiet_transformers():
+                config = AutoConfig.from_pretrained(self.path, local_files_only=True)
         except Exception as err:  # transformers raises many kinds for a config it cannot use
-            if "trust_remote_code" in str(err):
-                raise EvoscanError(f"{self.path}: the model needs its own Python code (auto_map), which evoscan does "
-                                   "not run; use a model whose architecture transformers ships") from None
-            raise EvoscanError(f"{self.path}: cannot read the model's config.json ({first_line(err)})") from None
+            if "trust_remote_code" not in str(err):
+                raise EvoscanError(f"{self.path}: cannot read the model's config.json ({first_line(err)})") from None
+            config = None
+        if config is None or getattr(config, "auto_map", None):  # (a known model_type does not raise)
+            raise EvoscanError(f"{self.path}: the model needs its own Python code (auto_map in config.json), which "
+                               "evoscan does not run; use a model whose architecture transformers ships")
         if getattr(config, "is_encoder_decoder", False):
             raise EvoscanError(f"{self.path}: an encoder-decoder model ({config.model_type}); the hf backend "
                                "embeds with encoder-only or decoder-only models")
@@ -83,8 +112,8 @@ class HFBackend:
             raise EvoscanError(f"{self.path}: config.json gives no positive num_hidden_layers and hidden_size "
                                f"(found {n_layers!r}, {dim!r}); give the config the model was saved with")
         if not -(n_layers + 1) <= self.layer <= n_layers:
-            raise EvoscanError(f"layer {self.layer} does not exist: the model has hidden states 0..{n_layers} "
-                               "(0 = embeddings, -1 = last)")
+            raise UsageError(f"layer {self.layer} does not exist: the model has hidden states 0..{n_layers} "
+                             "(0 = embeddings, -1 = last)")
         self.dim, self.architecture = dim, config.model_type
         self._digest = directory_digest(self.path)
 
@@ -95,32 +124,33 @@ class HFBackend:
     @functools.cached_property
     def _loaded(self):
         import torch
-        from safetensors import SafetensorError
         from transformers import AutoModel, AutoTokenizer
 
         log.info("hf: loading %s", self.path)
-        try:
-            tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
-        except Exception as err:  # a missing, damaged or foreign tokenizer, in many kinds
-            raise EvoscanError(f"{self.path}: cannot load the tokenizer ({first_line(err)})") from None
-        try:
-            model, info = AutoModel.from_pretrained(self.path, local_files_only=True, output_loading_info=True)
-        except pickle.UnpicklingError:
-            raise EvoscanError(f"{self.path}: refused to load weights that are not plain tensors (a damaged file, or "
-                               "Python objects whose loading could run code); use safetensors weights") from None
-        except (OSError, ValueError, RuntimeError, SafetensorError) as err:  # missing, damaged, truncated, misfit
-            if "ignore_mismatched_sizes" in str(err):  # (its details are in a report we silence)
-                raise EvoscanError(f"{self.path}: the weights have other shapes than config.json gives: a config "
-                                   "that does not match the checkpoint") from None
-            raise EvoscanError(f"{self.path}: cannot load the model ({first_line(err)})") from None
-        if tokenizer.pad_token is None:
-            raise EvoscanError(f"{self.path}: the tokenizer has no padding token, which batches of windows need; "
-                               "set tokenizer.pad_token and save the tokenizer again")
-        ids = tokenizer(_DNA, add_special_tokens=False)["input_ids"]
-        if not ids or (tokenizer.unk_token_id is not None and tokenizer.unk_token_id in ids):
-            raise EvoscanError(f"{self.path}: the tokenizer does not know the letters A, C, G and T (they become "
-                               "its unknown token): its files are missing or it is not a DNA model's tokenizer")
-        probe = tokenizer([_DNA], return_tensors="pt")
+        with _quiet_transformers():
+            try:
+                tokenizer = AutoTokenizer.from_pretrained(self.path, local_files_only=True)
+            except Exception as err:  # a missing, damaged or foreign tokenizer, in many kinds
+                raise EvoscanError(f"{self.path}: cannot load the tokenizer ({first_line(err)})") from None
+            try:
+                model, info = AutoModel.from_pretrained(self.path, local_files_only=True, output_loading_info=True)
+            except pickle.UnpicklingError:
+                raise EvoscanError(f"{self.path}: refused to load weights that are not plain tensors (a damaged file, "
+                                   "or Python objects whose loading could run code); use safetensors weights") from None
+            except Exception as err:  # missing, damaged, truncated or misfit files, a package the model needs
+                if "ignore_mismatched_sizes" in str(err):  # (its details are in a report we silence)
+                    raise EvoscanError(f"{self.path}: the weights have other shapes than config.json gives: a "
+                                       "config that does not match the checkpoint") from None
+                raise EvoscanError(f"{self.path}: cannot load the model ({first_line(err)})") from None
+            if tokenizer.special_tokens_map.get("pad_token") is None:
+                raise EvoscanError(f"{self.path}: the tokenizer has no padding token, which batches of windows "
+                                   "need; set tokenizer.pad_token and save the tokenizer again")
+            tokens = tokenizer.convert_ids_to_tokens(tokenizer(_DNA, add_special_tokens=False)["input_ids"])
+            if re.sub("[^ACGT]", "", "".join(tokens).upper()) != _DNA:  # an unknown token, or letters dropped
+                raise EvoscanError(f"{self.path}: the tokenizer does not keep the letters A, C, G and T of plain DNA: "
+                                   "its files are missing, or it is not a DNA model's tokenizer, or it expects "
+                                   "k-mers separated by spaces")
+            probe = tokenizer([_DNA], return_tensors="pt")
         self._check_tokens(probe["input_ids"], model, len(_DNA))
         # Weights the checkpoint lacks are left random: harmless in a head the forward never runs (or
         # in the pooler, which no hidden state passes through), fatal in a layer.
@@ -139,7 +169,8 @@ class HFBackend:
         import torch
 
         tokenizer, model, device = self._loaded
-        enc = tokenizer(seqs, padding=True, return_tensors="pt", return_special_tokens_mask=True)
+        with _quiet_transformers():  # (a window longer than the tokenizer's own maximum is warned about)
+            enc = tokenizer(seqs, padding=True, return_tensors="pt", return_special_tokens_mask=True)
         self._check_tokens(enc["input_ids"], model, max(map(len, seqs)))
         special = enc.pop("special_tokens_mask")
         real = (enc["attention_mask"].bool() & ~special.bool()).to(device)
@@ -150,12 +181,15 @@ class HFBackend:
     def _check_tokens(self, ids, model, longest_bp: int) -> None:
         """Refuse what the model would fail on deep inside: more tokens than it has positions, or
         token ids beyond its vocabulary."""
-        positions = getattr(model.config, "max_position_embeddings", None)
-        if isinstance(positions, int) and ids.shape[1] > positions:
-            raise EvoscanError(f"windows of {longest_bp} bp are {ids.shape[1]} tokens, more than the {positions} "
+        limit = _max_tokens(model)
+        if limit is not None and ids.shape[1] > limit:
+            raise EvoscanError(f"windows of {longest_bp} bp are {ids.shape[1]} tokens, more than the {limit} "
                                f"positions of {self.path}; use a smaller --window-size")
-        vocabulary = getattr(model.get_input_embeddings(), "num_embeddings", None)
-        if isinstance(vocabulary, int) and int(ids.max()) >= vocabulary:
+        try:
+            vocabulary = model.get_input_embeddings().num_embeddings
+        except (AttributeError, NotImplementedError):  # no plain embedding table: nothing to check against
+            vocabulary = None
+        if vocabulary is not None and int(ids.max()) >= vocabulary:
             raise EvoscanError(f"{self.path}: the tokenizer gives token id {int(ids.max())}, beyond the model's "
                                f"{vocabulary} embeddings: the tokenizer does not belong to this model")
 

@@ -23,8 +23,10 @@ def file_digest(path: Path) -> str:
 
 
 def directory_digest(path: Path) -> str:
-    """A model directory: the relative name and digest of each of its files."""
+    """A model directory: the relative name and digest of each of its files (not of hidden ones,
+    such as the download metadata in .cache/, which changes when the same model is fetched again)."""
     h = hashlib.sha256()
-    for f in sorted(p for p in path.rglob("*") if p.is_file()):
+    for f in sorted(p for p in path.rglob("*") if p.is_file()
+                    and not any(part.startswith(".") for part in p.relative_to(path).parts)):
         h.update(f"{f.relative_to(path)}:{file_digest(f)}\n".encode())
     return h.hexdigest()[:32]
