@@ -142,6 +142,8 @@ BAD_INPUTS = {
                                    "--weights is an option of the evo2 backend, not of motifs; add --backend evo2"),
     "pooling, kmer": ("sample,fasta\nx,{repo}/" + LOCI + "\n", ["--backend", "kmer", "--pooling", "last"],
                       "--pooling is an option of the evo2 and hf backends, not of kmer; add --backend evo2 or"),
+    "hf, no model": ("sample,fasta\nx,{repo}/" + LOCI + "\n", ["--backend", "hf"],
+                     "--backend hf needs --model DIR (a local Hugging Face model directory)"),
     "architecture, no weights": ("sample,fasta\nx,{repo}/" + LOCI + "\n", ["--backend", "evo2", "--model_config",
                                  "arch.yml"], "--model_config needs --weights: the checkpoint made with that"),
     "dashes": ("sample,fasta\nx,{repo}/" + LOCI + "\n", ["--embed-chunks", "3"],

@@ -61,8 +61,8 @@ def misspelledParameters(Map given, Map specs) {
         .collect { name -> "--${name}: evoscan's parameters are written with underscores: --${snakeCase(name as String)}" }
 }
 
-// Options of a language-model backend given with another (the embed tasks would refuse them), and
-// a custom architecture without its checkpoint.
+// Options of a language-model backend given with another (the embed tasks would refuse them), a
+// custom architecture without its checkpoint, and the hf backend without its model.
 def backendOptionErrors(Map given) {
     def models = ['evo2', 'hf']
     def owners = [weights: ['evo2'], model_config: ['evo2'], speedups: ['evo2'], model: models, layer: models, pooling: models]
@@ -73,7 +73,12 @@ def backendOptionErrors(Map given) {
             "--${name} is an option of ${of}, not of ${given.backend}; add ${backends.collect { b -> '--backend ' + b }.join(' or ')}"
         }.toList()
     def noWeights = given.backend == 'evo2' && given.model_config && !given.weights
-    return noWeights ? problems + ['--model_config needs --weights: the checkpoint made with that architecture'] : problems
+    def noModel = given.backend == 'hf' && !given.model
+    def missing = [
+        noWeights ? '--model_config needs --weights: the checkpoint made with that architecture' : null,
+        noModel ? '--backend hf needs --model DIR (a local Hugging Face model directory)' : null,
+    ].findAll { problem -> problem != null }.toList() as List<String>
+    return problems + missing
 }
 
 // Parameters the schema does not know at all (another pipeline's, an institutional config's):
