@@ -154,9 +154,9 @@ class HFBackend:
         self._check_tokens(probe["input_ids"], model, len(_DNA))
         # Weights the checkpoint lacks are left random: harmless in a head the forward never runs (or
         # in the pooler, which no hidden state passes through), fatal in a layer.
-        ran = _modules_run(model, probe) if info["missing_keys"] else set()
-        missing = sorted(key for key in info["missing_keys"]
-                         if key.rpartition(".")[0] in ran and "pooler" not in key.split("."))
+        missing = [key for key in info["missing_keys"] if "pooler" not in key.split(".")]
+        ran = _modules_run(model, probe) if missing else set()
+        missing = sorted(key for key in missing if key.rpartition(".")[0] in ran)
         if missing or info["mismatched_keys"]:
             example = missing[0] if missing else next(iter(info["mismatched_keys"]))[0]
             raise EvoscanError(f"{self.path}: the weights do not fill the model ({len(missing)} tensors missing, "
