@@ -249,3 +249,28 @@ def test_transformers_settings_are_as_they_were_after(model_dir, seqs):
     level, bars = transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()
     get_backend("hf", model=model_dir).embed(seqs)
     assert (transformers_logging.get_verbosity(), transformers_logging.is_progress_bar_enabled()) == (level, bars)
+
+
+def test_a_model_built_like_the_first_nucleotide_transformers_embeds(tmp_path):
+    """ESM saved with its language-model head (no pooler) and ESM's own tokenizer of 6-mers then
+    single letters, padding id 1: it loads, keeps DNA's letters, and its limit is 1,000 tokens."""
+    import itertools
+
+    import torch
+    from transformers import EsmConfig, EsmForMaskedLM, EsmTokenizer
+
+    model = tmp_path / "nt"
+    model.mkdir()
+    vocab = ["<unk>", "<pad>", "<mask>", "<cls>", "<eos>", "<bos>",
+             *("".join(k) for k in itertools.product("ACGT", repeat=6)), *"ACGTN"]
+    (model / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    EsmTokenizer(str(model / "vocab.txt")).save_pretrained(model)
+    torch.manual_seed(0)
+    EsmForMaskedLM(EsmConfig(vocab_size=len(vocab), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                             intermediate_size=64, max_position_embeddings=1002, pad_token_id=1, mask_token_id=2,
+                             position_embedding_type="absolute")).save_pretrained(model)
+    rng = np.random.default_rng(0)
+    b = get_backend("hf", model=model, pooling="rc_mean")
+    assert b.embed([random_dna(rng, 512), random_dna(rng, 300)]).shape == (2, 32) and b.architecture == "esm"
+    with pytest.raises(EvoscanError, match="windows of 6000 bp are 1002 tokens, more than the 1000 positions"):
+        b.embed([random_dna(rng, 6000)])
