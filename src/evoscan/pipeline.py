@@ -125,9 +125,9 @@ def run_pipeline(cfg: RunConfig, console: Console | None = None) -> dict:
     out = {k: cfg.outdir / v for k, v in FILES.items()}
     timings: dict[str, float] = {}
     # fail fast, cheapest first, before any work: a one-gene list, missing tools, options blastn
-    # rejects, bad motifs, a bad backend choice or its missing files (evo2 loads its model only to
-    # embed: a checkpoint that fails to load, or a layer that is not one of its modules, stops the
-    # run there, with the windows and masks kept)
+    # rejects, bad motifs, a bad backend choice or its missing files (evo2 and hf load their model
+    # only to embed: a checkpoint that fails to load or does not fit, a tokenizer of no DNA, no GPU
+    # for evo2, stop the run there, with the windows and masks kept)
     if cfg.regions is None:
         require_two_genes(cfg.genes)
     mask.require_tools(cfg.mask_sources)
