@@ -93,6 +93,22 @@ def subset_fasta(source: Path, names: list[str], dest: Path) -> Path:
     return dest
 
 
+def run_counting_loads(args: list[str], backend: str, caplog, capsys) -> tuple[int, str]:
+    """Run the CLI in this process (it must succeed): how many times the `backend` loaded its model
+    (its "<backend>: loading" log lines), and what it wrote on stderr."""
+    import logging
+
+    from evoscan.cli import main
+
+    caplog.clear()
+    capsys.readouterr()
+    with caplog.at_level(logging.INFO, logger=f"evoscan.{backend}"):
+        code = main(args)
+    assert code == 0, capsys.readouterr().err
+    loads = sum(r.getMessage().startswith(f"{backend}: loading") for r in caplog.records)
+    return loads, capsys.readouterr().err
+
+
 def evoscan(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     """Run the installed CLI as a user would."""
     return subprocess.run([sys.executable, "-m", "evoscan.cli", *map(str, args)],

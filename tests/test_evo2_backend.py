@@ -8,7 +8,7 @@ import pytest
 import torch
 
 import evo2_cpu
-from conftest import random_dna, write_fasta
+from conftest import random_dna, run_counting_loads, write_fasta
 from evoscan import embed
 from evoscan.backends import get_backend
 from evoscan.backends.evo2 import Evo2Backend, check_layer, default_layer
@@ -278,8 +278,6 @@ def test_a_run_that_reuses_its_embeddings_never_loads_the_model(tiny, tmp_path, 
     """`evoscan run` decides from the backend's identity whether its embeddings can be reused: a
     rerun with other check settings never loads Evo 2 (minutes and a GPU's memory for 7B); another
     pooling loads it and embeds anew."""
-    import logging
-
     config, weights = tiny
     rng = np.random.default_rng(3)
     fasta = write_fasta(tmp_path / "g.fa", {f"G{i}": random_dna(rng, 1024) for i in range(3)})
@@ -288,12 +286,7 @@ def test_a_run_that_reuses_its_embeddings_never_loads_the_model(tiny, tmp_path, 
             "--outdir", str(tmp_path / "out")]
 
     def run(*extra: str) -> tuple[int, str]:
-        caplog.clear()
-        capsys.readouterr()
-        with caplog.at_level(logging.INFO, logger="evoscan.evo2"):
-            code = evoscan_main([*args, *extra])
-        assert code == 0, capsys.readouterr().err
-        return sum(r.getMessage().startswith("evo2: loading") for r in caplog.records), capsys.readouterr().err
+        return run_counting_loads([*args, *extra], "evo2", caplog, capsys)
 
     loads, _ = run("--sw-shuffles", "5")
     assert loads == 1

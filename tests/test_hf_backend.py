@@ -2,15 +2,13 @@
 character-level DNA tokenizer, saved to a local directory and loaded by evoscan."""
 
 import json
-import logging
 import shutil
 
 import numpy as np
 import pytest
 
-from conftest import random_dna, write_fasta
+from conftest import random_dna, run_counting_loads, write_fasta
 from evoscan.backends import get_backend
-from evoscan.cli import main as evoscan_main
 from evoscan.errors import EvoscanError
 from evoscan.windows import reverse_complement
 
@@ -99,12 +97,7 @@ def test_a_run_that_reuses_its_embeddings_never_loads_the_model(model_dir, tmp_p
             "--model", str(model_dir), "--motif-shuffles", "5", "--outdir", str(tmp_path / "out")]
 
     def run(*extra: str) -> tuple[int, str]:
-        caplog.clear()
-        capsys.readouterr()
-        with caplog.at_level(logging.INFO, logger="evoscan.hf"):
-            code = evoscan_main([*args, *extra])
-        assert code == 0, capsys.readouterr().err
-        return sum(r.getMessage().startswith("hf: loading") for r in caplog.records), capsys.readouterr().err
+        return run_counting_loads([*args, *extra], "hf", caplog, capsys)
 
     assert run("--sw-shuffles", "5")[0] == 1
     loads, err = run("--sw-shuffles", "6")
